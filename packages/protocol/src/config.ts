@@ -1,0 +1,89 @@
+import { z } from "zod";
+import {
+  HarnessName,
+  HttpUrl,
+  ListenAddress,
+  NodeName,
+  NonNegativeInt,
+  PositiveInt,
+} from "./common.js";
+import { LoadRequest } from "./neuron.js";
+
+/** A harness entry in neuron.yaml. The built-in `llamacpp` needs no command. */
+export const HarnessConfig = z.strictObject({
+  /** Program and arguments; `{model_path}`, `{port}`, `{host}`, `{ctx_size}`, `{parallel}`,
+   *  `{devices}` and `{tensor_parallel}` are substituted inside any argument. Never run by a shell. */
+  command: z.union([z.string().min(1), z.array(z.string()).min(1)]).optional(),
+  /** Path polled until it answers 2xx. */
+  ready_path: z.string().startsWith("/").optional(),
+  /** Extra environment for the harness process. */
+  env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.string()).optional(),
+});
+export type HarnessConfig = z.infer<typeof HarnessConfig>;
+
+/** A static device in neuron.yaml, for hosts where discovery cannot see the GPUs (and tests). */
+export const DeviceOverride = z.strictObject({
+  index: NonNegativeInt.optional(),
+  vendor: z.string().default("unknown"),
+  name: z.string().default("static device"),
+  vram_total_mb: PositiveInt,
+  vram_free_mb: NonNegativeInt.optional(),
+  bus_id: z.string().nullable().default(null),
+});
+export type DeviceOverride = z.output<typeof DeviceOverride>;
+
+export const NeuronConfig = z.strictObject({
+  name: NodeName,
+  listen: ListenAddress.default("0.0.0.0:13131"),
+  token: z.string().default(""),
+  models_dir: z.string().min(1).default("./data/models"),
+  default_idle_ttl_s: NonNegativeInt.default(900),
+  harnesses: z.record(HarnessName, HarnessConfig).default({ llamacpp: {} }),
+  devices: z.array(DeviceOverride).default([]),
+  hf_endpoint: HttpUrl.default("https://huggingface.co"),
+  preload: z.array(LoadRequest).default([]),
+});
+export type NeuronConfig = z.output<typeof NeuronConfig>;
+export type NeuronConfigInput = z.input<typeof NeuronConfig>;
+
+export const NeuronTarget = z.strictObject({
+  name: NodeName,
+  url: HttpUrl,
+  token: z.string().default(""),
+});
+export type NeuronTarget = z.output<typeof NeuronTarget>;
+
+export const CortexConfig = z
+  .strictObject({
+    listen: ListenAddress.default("0.0.0.0:31313"),
+    catalogue: z.string().min(1).default("./catalogue"),
+    data_dir: z.string().min(1).default("./data"),
+    poll_interval_ms: PositiveInt.min(50).default(2000),
+    /** `/discovery` is polled on start and then every this many milliseconds. */
+    discovery_interval_ms: PositiveInt.min(50).default(60_000),
+    poll_timeout_ms: PositiveInt.default(1500),
+    poll_concurrency: PositiveInt.default(64),
+    unhealthy_after_failures: PositiveInt.default(3),
+    api_keys: z.array(z.string().min(1)).default([]),
+    admin_token: z.string().default(""),
+    load_timeout_ms: PositiveInt.default(600_000),
+    stream_idle_timeout_ms: PositiveInt.default(120_000),
+    queue_max: NonNegativeInt.default(256),
+    queue_timeout_ms: PositiveInt.default(60_000),
+    neurons: z.array(NeuronTarget).default([]),
+  })
+  .superRefine((config, ctx) => {
+    const seen = new Set<string>();
+    config.neurons.forEach((neuron, index) => {
+      if (seen.has(neuron.name)) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["neurons", index, "name"],
+          message: `duplicate neuron name "${neuron.name}"`,
+        });
+      }
+      seen.add(neuron.name);
+    });
+  });
+export type CortexConfig = z.output<typeof CortexConfig>;
+export type CortexConfigInput = z.input<typeof CortexConfig>;

@@ -1,0 +1,146 @@
+import { z } from "zod";
+import { ModelProfile } from "./catalogue.js";
+import { IsoTime, ModelAlias, ModelId, NodeName, NonNegativeInt } from "./common.js";
+import { Device, HarnessInfo, ModelStatus, NeuronModel, NodeInfo } from "./neuron.js";
+
+/** What cortex knows about one neuron: the last good poll plus its health bookkeeping. */
+export const FleetNode = z.object({
+  name: NodeName,
+  /** The base URL cortex uses for this neuron (its host replaces loopback hosts). */
+  url: z.string(),
+  healthy: z.boolean(),
+  consecutive_failures: NonNegativeInt,
+  last_poll_at: IsoTime.nullable(),
+  last_ok_at: IsoTime.nullable(),
+  error: z.string().nullable(),
+  node: NodeInfo.nullable(),
+  devices: z.array(Device),
+  harnesses: z.array(HarnessInfo),
+  models: z.array(NeuronModel),
+});
+export type FleetNode = z.infer<typeof FleetNode>;
+
+/** `GET /api/fleet`; also the immutable snapshot routing decides on. */
+export const FleetSnapshot = z.object({
+  taken_at: IsoTime,
+  nodes: z.array(FleetNode),
+});
+export type FleetSnapshot = z.infer<typeof FleetSnapshot>;
+
+export const ApiLoadRequest = z.strictObject({
+  model: ModelAlias,
+  node: NodeName.optional(),
+});
+export type ApiLoadRequest = z.infer<typeof ApiLoadRequest>;
+
+export const Eviction = z.object({ node: NodeName, model: ModelId });
+export type Eviction = z.infer<typeof Eviction>;
+
+export const ApiLoadAnswer = z.object({
+  model: ModelId,
+  node: NodeName,
+  status: z.literal("loaded"),
+  url: z.string(),
+  load_ms: z.number().nonnegative(),
+  already_loaded: z.boolean(),
+  evicted: z.array(Eviction),
+});
+export type ApiLoadAnswer = z.infer<typeof ApiLoadAnswer>;
+
+export const ApiUnloadRequest = z.strictObject({
+  model: ModelAlias,
+  node: NodeName.optional(),
+  force: z.boolean().optional(),
+});
+export type ApiUnloadRequest = z.infer<typeof ApiUnloadRequest>;
+
+export const ApiUnloadAnswer = z.object({
+  model: ModelId,
+  status: z.literal("unloaded"),
+  nodes: z.array(NodeName),
+});
+export type ApiUnloadAnswer = z.infer<typeof ApiUnloadAnswer>;
+
+export const ModelLocation = z.object({
+  node: NodeName,
+  status: ModelStatus,
+});
+
+/** `GET /v1/models` entry: OpenAI's Model object plus where the model is and how. */
+export const CortexModel = z.object({
+  id: ModelId,
+  object: z.literal("model"),
+  created: NonNegativeInt,
+  owned_by: z.string(),
+  status: z.enum(["loaded", "loading", "unloaded", "recovering", "failed", "available"]),
+  locations: z.array(ModelLocation),
+  aliases: z.array(ModelAlias),
+});
+export type CortexModel = z.infer<typeof CortexModel>;
+
+export const CortexModelList = z.object({
+  object: z.literal("list"),
+  data: z.array(CortexModel),
+});
+export type CortexModelList = z.infer<typeof CortexModelList>;
+
+/** `GET /api/events`: one JSON object per SSE `data:` line, tagged by `type`. */
+export const FleetEvent = z.discriminatedUnion("type", [
+  z.object({
+    type: z.literal("node_health"),
+    at: IsoTime,
+    node: NodeName,
+    healthy: z.boolean(),
+    error: z.string().nullable(),
+  }),
+  z.object({
+    type: z.literal("model_state"),
+    at: IsoTime,
+    node: NodeName,
+    model: ModelId,
+    from: ModelStatus.nullable(),
+    to: ModelStatus.nullable(),
+  }),
+  z.object({
+    type: z.literal("load_started"),
+    at: IsoTime,
+    node: NodeName,
+    model: ModelId,
+    evicting: z.array(Eviction),
+  }),
+  z.object({
+    type: z.literal("load_progress"),
+    at: IsoTime,
+    node: NodeName,
+    model: ModelId,
+    phase: z.string(),
+    bytes: NonNegativeInt.nullable(),
+    total: NonNegativeInt.nullable(),
+  }),
+  z.object({
+    type: z.literal("load_finished"),
+    at: IsoTime,
+    node: NodeName,
+    model: ModelId,
+    load_ms: z.number().nonnegative(),
+  }),
+  z.object({
+    type: z.literal("load_failed"),
+    at: IsoTime,
+    node: NodeName,
+    model: ModelId,
+    error: z.string(),
+  }),
+  z.object({ type: z.literal("evicted"), at: IsoTime, node: NodeName, model: ModelId }),
+  z.object({ type: z.literal("unloaded"), at: IsoTime, node: NodeName, model: ModelId }),
+  z.object({
+    type: z.literal("catalogue_reloaded"),
+    at: IsoTime,
+    models: NonNegativeInt,
+    error: z.string().nullable(),
+  }),
+]);
+export type FleetEvent = z.infer<typeof FleetEvent>;
+
+/** Re-exported for admin clients that render the catalogue next to the fleet. */
+export const CatalogueAnswer = z.object({ models: z.array(ModelProfile) });
