@@ -1,0 +1,28 @@
+export {
+  effectiveFree,
+  type FleetIndex,
+  indexSnapshot,
+  type Replica,
+  replicaKey,
+  replicaLoad,
+} from "./fleet-index.js";
+export { toLoadRequest } from "./load-request.js";
+export { isLoopbackHost, rewriteLoopback } from "./loopback.js";
+export {
+  chooseDevices,
+  evictionCandidates,
+  planPlacement,
+  RETRY_AFTER_S,
+  selectDevices,
+} from "./placement.js";
+export { type Pick, pickReplica } from "./replica.js";
+export { resolve } from "./resolve.js";
+export { applyLoadPlan, withModel, withModelStatus, withoutModel } from "./transitions.js";
+export type {
+  Decision,
+  DecisionKind,
+  LiveState,
+  LoadPlan,
+  Reject,
+  RoutingRequest,
+} from "./types.js";

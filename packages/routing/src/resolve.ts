@@ -1,0 +1,139 @@
+import { type Catalogue, resolveModelName } from "@cortex/catalogue/rules";
+import type { FleetSnapshot, ModelStatus } from "@cortex/protocol";
+import {
+  effectiveFree,
+  indexSnapshot,
+  type ModelReplicas,
+  type Replica,
+  residentShareMb,
+  totalFree,
+} from "./fleet-index.js";
+import { planPlacement, RETRY_AFTER_S } from "./placement.js";
+import { pickReplica } from "./replica.js";
+import type { Decision, LiveState, Reject, RoutingRequest } from "./types.js";
+
+const reject = (code: Reject["code"], message: string, retryable: boolean): Reject => ({
+  kind: "reject",
+  code,
+  message,
+  retry_after_s: retryable ? RETRY_AFTER_S : null,
+});
+
+const NONE: readonly Replica[] = [];
+
+/** Healthy replicas in a status, narrowed to the requested node when there is one. */
+const healthyIn = (
+  replicas: ModelReplicas | undefined,
+  status: ModelStatus,
+  onlyNode: string | undefined,
+): readonly Replica[] => {
+  const list = replicas?.healthy[status] ?? NONE;
+  return onlyNode === undefined ? list : list.filter((replica) => replica.node.name === onlyNode);
+};
+
+const firstByName = (replicas: readonly Replica[]): Replica | undefined =>
+  replicas.reduce<Replica | undefined>(
+    (best, replica) => (best === undefined || replica.node.name < best.node.name ? replica : best),
+    undefined,
+  );
+
+/** Unloaded copies: a node where the model fits in free memory first, then most free, then name. */
+const pickUnloaded = (replicas: readonly Replica[]): Replica | undefined => {
+  let best: { replica: Replica; fits: boolean; free: number } | undefined;
+  for (const replica of replicas) {
+    const free = effectiveFree(replica.node);
+    const share = residentShareMb(replica.model);
+    const fits = replica.model.devices.every((index) => (free.get(index) ?? 0) >= share);
+    const total = totalFree(free);
+    const better =
+      best === undefined ||
+      (fits !== best.fits
+        ? fits
+        : total !== best.free
+          ? total > best.free
+          : replica.node.name < best.replica.node.name);
+    if (better) best = { replica, fits, free: total };
+  }
+  return best?.replica;
+};
+
+/**
+ * Decides where a request goes. Pure: the same inputs give the same decision, and `now` is the
+ * only notion of time. Order (DESIGN.md "Resolving a request"): alias → loaded replica →
+ * still loading → recovering (hold) → lazily unloaded → catalogue cold-load → not found.
+ * Only healthy nodes count; a model known only on unhealthy nodes is unavailable, not unknown.
+ */
+export const resolve = (
+  snapshot: FleetSnapshot,
+  catalogue: Catalogue,
+  request: RoutingRequest,
+  // Part of the contract so time-based rules stay testable; today's rules need only the times
+  // recorded in the snapshot and in cortex's live state.
+  _now: number,
+  live?: LiveState,
+): Decision => {
+  const index = indexSnapshot(snapshot);
+  const profile = resolveModelName(catalogue, request.model);
+  const id = profile?.id ?? request.model;
+  const onlyNode = request.node;
+  if (onlyNode !== undefined && !index.byNode.has(onlyNode)) {
+    return reject("not_found", `node "${onlyNode}" is not in the fleet`, false);
+  }
+  const replicas = index.byModel.get(id);
+
+  const loaded = healthyIn(replicas, "loaded", onlyNode);
+  const picked = pickReplica(loaded, live);
+  if (picked !== null) {
+    if (picked.saturated) return { kind: "saturated", model: id, replicas: loaded.length };
+    const { node } = picked.replica;
+    return { kind: "route", model: id, node: node.name, url: node.url };
+  }
+
+  const loading = firstByName(healthyIn(replicas, "loading", onlyNode));
+  if (loading) {
+    const { node } = loading;
+    return { kind: "lazy", model: id, node: node.name, url: node.url, reason: "loading" };
+  }
+
+  const recovering = firstByName(healthyIn(replicas, "recovering", onlyNode));
+  if (recovering) {
+    return { kind: "hold", model: id, node: recovering.node.name, retry_after_s: RETRY_AFTER_S };
+  }
+
+  const unloaded = pickUnloaded(healthyIn(replicas, "unloaded", onlyNode));
+  if (unloaded) {
+    const { node } = unloaded;
+    return { kind: "lazy", model: id, node: node.name, url: node.url, reason: "unloaded" };
+  }
+
+  if (profile) {
+    const plan = planPlacement(index, profile, catalogue, live, onlyNode);
+    if ("kind" in plan) return plan;
+    return { kind: "load", model: id, profile, plan };
+  }
+
+  // Not in the catalogue: only what the fleet reports can serve it.
+  const known = (replicas?.all ?? NONE).filter(
+    (replica) => onlyNode === undefined || replica.node.name === onlyNode,
+  );
+  const failed = firstByName(healthyIn(replicas, "failed", onlyNode));
+  if (failed) {
+    return reject(
+      "service_unavailable",
+      `model "${id}" failed on node ${failed.node.name}: ${failed.model.error ?? "unknown error"}; load it again`,
+      false,
+    );
+  }
+  if (known.length > 0) {
+    return reject(
+      "service_unavailable",
+      `model "${id}" is only on unhealthy node(s): ${known.map((replica) => replica.node.name).join(", ")}`,
+      true,
+    );
+  }
+  return reject(
+    "model_not_found",
+    `model "${request.model}" does not exist in the catalogue or on any node`,
+    false,
+  );
+};

@@ -1,0 +1,78 @@
+import type { ErrorCode, Eviction, ModelProfile } from "@cortex/protocol";
+
+/** What a client asked for, before alias resolution. */
+export interface RoutingRequest {
+  /** The `model` field as the client sent it: an id or an alias. */
+  readonly model: string;
+  /** Restrict every branch to this node (an operator's `POST /api/models/load {node}`). */
+  readonly node?: string;
+}
+
+/**
+ * Cortex's own bookkeeping, newer than any poll: reservations it holds right now and when it
+ * last sent a request to each replica. Keys come from `replicaKey(node, model)`.
+ */
+export interface LiveState {
+  readonly reserved?: ReadonlyMap<string, number>;
+  /** Epoch milliseconds of cortex's last pick of the replica. */
+  readonly lastUsedMs?: ReadonlyMap<string, number>;
+}
+
+/** Where and how to cold-load a model, and what must be unloaded first. */
+export interface LoadPlan {
+  readonly node: string;
+  /** Neuron base URL of that node. */
+  readonly url: string;
+  /** Device indices the model will use (empty for `runs_on: cpu`). */
+  readonly devices: readonly number[];
+  readonly tensor_parallel: number;
+  /** Idle residents to unload first, least recently used first; empty when it fits in free memory. */
+  readonly evict: readonly Eviction[];
+}
+
+export type Decision =
+  /** A loaded replica with a free slot; the caller reserves it before doing anything async. */
+  | {
+      readonly kind: "route";
+      readonly model: string;
+      readonly node: string;
+      readonly url: string;
+    }
+  /** Loaded, but every healthy replica is at `max_concurrency`: wait in the admission queue. */
+  | {
+      readonly kind: "saturated";
+      readonly model: string;
+      readonly replicas: number;
+    }
+  /** Only recovering replicas exist: answer 503 with Retry-After, place nothing new. */
+  | {
+      readonly kind: "hold";
+      readonly model: string;
+      readonly node: string;
+      readonly retry_after_s: number;
+    }
+  /** Known to a healthy node but not resident (or still loading): the neuron loads it on demand. */
+  | {
+      readonly kind: "lazy";
+      readonly model: string;
+      readonly node: string;
+      readonly url: string;
+      readonly reason: "unloaded" | "loading";
+    }
+  /** A catalogue model resident nowhere: cold-load it per the plan, then route. */
+  | {
+      readonly kind: "load";
+      readonly model: string;
+      readonly profile: ModelProfile;
+      readonly plan: LoadPlan;
+    }
+  | {
+      readonly kind: "reject";
+      readonly code: ErrorCode;
+      readonly message: string;
+      /** Set for transient rejections: how long the client should wait before retrying. */
+      readonly retry_after_s: number | null;
+    };
+
+export type DecisionKind = Decision["kind"];
+export type Reject = Extract<Decision, { kind: "reject" }>;
