@@ -1,8 +1,12 @@
 import { defineConfig } from "vitest/config";
 
-// One run over every workspace package, so CI gets a single pass/fail count.
+// One run over every workspace package, so CI gets a single pass/fail count. CI asks for a
+// JSON report as well (VITEST_JSON_REPORT=path) and prints the totals from it.
+const jsonReport = process.env.VITEST_JSON_REPORT;
+
 export default defineConfig({
   test: {
     projects: ["packages/*", "apps/*", "test"],
+    reporters: jsonReport ? ["default", ["json", { outputFile: jsonReport }]] : ["default"],
   },
 });

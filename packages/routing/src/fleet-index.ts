@@ -82,7 +82,7 @@ export const replicaLoad = (replica: Replica, live: LiveState | undefined): numb
 /** Epoch ms of the most recent use known, from the neuron or from cortex's own picks. */
 export const lastUsedMs = (replica: Replica, live: LiveState | undefined): number => {
   const picked = live?.lastUsedMs?.get(replica.key) ?? 0;
-  return picked > replica.reportedMs ? picked : replica.reportedMs;
+  return Math.max(picked, replica.reportedMs);
 };
 
 /** The same for a model entry outside the index (eviction planning, off the hot path). */

@@ -1,0 +1,3 @@
+export * from "./load.js";
+export * from "./rules.js";
+export * from "./watch.js";
