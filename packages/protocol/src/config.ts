@@ -7,10 +7,14 @@ import {
   NonNegativeInt,
   PositiveInt,
 } from "./common.js";
-import { LoadRequest } from "./neuron.js";
+import { HarnessKind, LoadRequest } from "./neuron.js";
 
-/** A harness entry in neuron.yaml. The built-in `llamacpp` needs no command. */
+/**
+ * A harness entry in neuron.yaml. `kind` defaults from the name (`llamacpp` → builtin,
+ * `llama-server`, `vllm`; anything else is a template and needs `command`).
+ */
 export const HarnessConfig = z.strictObject({
+  kind: HarnessKind.optional(),
   /** Program and arguments; `{model_path}`, `{port}`, `{host}`, `{ctx_size}`, `{parallel}`,
    *  `{devices}` and `{tensor_parallel}` are substituted inside any argument. Never run by a shell. */
   command: z.union([z.string().min(1), z.array(z.string()).min(1)]).optional(),
@@ -18,6 +22,13 @@ export const HarnessConfig = z.strictObject({
   ready_path: z.string().startsWith("/").optional(),
   /** Extra environment for the harness process. */
   env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.string()).optional(),
+  /** For templates: catalogue `args` the harness accepts, each mapped to its command-line flag. */
+  options: z
+    .record(
+      z.string().regex(/^[a-z][a-z0-9_-]{0,63}$/),
+      z.string().regex(/^--?[A-Za-z0-9][A-Za-z0-9_-]*$/, "must be a flag like --name"),
+    )
+    .optional(),
 });
 export type HarnessConfig = z.infer<typeof HarnessConfig>;
 
@@ -42,6 +53,13 @@ export const NeuronConfig = z.strictObject({
   devices: z.array(DeviceOverride).default([]),
   hf_endpoint: HttpUrl.default("https://huggingface.co"),
   preload: z.array(LoadRequest).default([]),
+  /** Where the neuron keeps its own state (records of the harness processes it started). */
+  state_dir: z.string().min(1).default("./data/state"),
+  /** Requests that may wait per model beyond its `max_concurrency` running ones. */
+  queue_max: NonNegativeInt.default(256),
+  queue_timeout_ms: PositiveInt.default(60_000),
+  /** How long a stopping harness gets between SIGTERM and SIGKILL. */
+  stop_grace_ms: NonNegativeInt.default(10_000),
 });
 export type NeuronConfig = z.output<typeof NeuronConfig>;
 export type NeuronConfigInput = z.input<typeof NeuronConfig>;

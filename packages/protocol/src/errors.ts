@@ -38,6 +38,7 @@ export const ERROR_CODES = {
   invalid_request_error: { status: 400, type: "invalid_request_error", retryable: false },
   missing_model: { status: 400, type: "invalid_request_error", retryable: false },
   payload_too_large: { status: 413, type: "invalid_request_error", retryable: false },
+  context_length_exceeded: { status: 400, type: "invalid_request_error", retryable: false },
   invalid_api_key: { status: 401, type: "authentication_error", retryable: false },
   not_found: { status: 404, type: "not_found_error", retryable: false },
   model_not_found: { status: 404, type: "not_found_error", retryable: false },

@@ -2,6 +2,7 @@ export * from "./catalogue.js";
 export * from "./common.js";
 export * from "./config.js";
 export * from "./cortex.js";
+export * from "./env-overrides.js";
 export * from "./errors.js";
 export * from "./issues.js";
 export * from "./neuron.js";

@@ -38,6 +38,7 @@ export const NodeInfo = z.object({
 export type NodeInfo = z.infer<typeof NodeInfo>;
 
 export const HarnessKind = z.enum(["builtin", "llama-server", "vllm", "template"]);
+export type HarnessKind = z.infer<typeof HarnessKind>;
 
 export const HarnessInfo = z.object({
   name: HarnessName,
@@ -97,6 +98,8 @@ export const LoadRequest = z.strictObject({
   idle_ttl_s: NonNegativeInt.optional(),
   context_length: PositiveInt.optional(),
   args: HarnessArgs.optional(),
+  /** Residents of equal or lower priority may be evicted to make room (default 0). */
+  residency_priority: z.int().min(0).max(1_000_000).optional(),
 });
 export type LoadRequest = z.infer<typeof LoadRequest>;
 

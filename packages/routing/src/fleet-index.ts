@@ -97,14 +97,17 @@ export const modelLastUsedMs = (
 export const residentShareMb = (model: NeuronModel): number =>
   model.devices.length === 0 ? 0 : model.vram_mb / model.devices.length;
 
-const freeByNode = new WeakMap<FleetNode, ReadonlyMap<number, number>>();
+/** What free-memory accounting reads of a node; the neuron passes its own view of itself. */
+export type MemoryView = Pick<FleetNode, "devices" | "models">;
+
+const freeByNode = new WeakMap<MemoryView, ReadonlyMap<number, number>>();
 
 /**
  * Free memory per device index. The reported figure can lag behind a load that has started
  * but not yet allocated, so it is capped by what the resident models' shares leave free.
- * Memoised per (immutable) node; callers that simulate evictions copy the map first.
+ * Memoised per (immutable) view; callers that simulate evictions copy the map first.
  */
-export const effectiveFree = (node: FleetNode): ReadonlyMap<number, number> => {
+export const effectiveFree = (node: MemoryView): ReadonlyMap<number, number> => {
   const cached = freeByNode.get(node);
   if (cached) return cached;
   const held = new Map<number, number>();

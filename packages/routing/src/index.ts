@@ -1,6 +1,7 @@
 export {
   effectiveFree,
   type FleetIndex,
+  type MemoryView,
   indexSnapshot,
   type Replica,
   replicaKey,

@@ -12,6 +12,7 @@ export const toLoadRequest = (profile: ModelProfile, plan: LoadPlan): LoadReques
     vram_mb: profile.vram_mb,
     max_concurrency: profile.max_concurrency,
     args: profile.args,
+    residency_priority: profile.residency_priority,
   };
   if (profile.quant !== undefined) request.quant = profile.quant;
   if (profile.idle_ttl_s !== undefined) request.idle_ttl_s = profile.idle_ttl_s;

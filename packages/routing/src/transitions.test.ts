@@ -82,6 +82,7 @@ describe("snapshot transitions", () => {
       vram_mb: 16_000,
       max_concurrency: 4,
       args: {},
+      residency_priority: 10,
     });
   });
 });

@@ -1,0 +1,291 @@
+import { stat } from "node:fs/promises";
+import {
+  type ChatHistoryItem,
+  getLlama,
+  type Llama,
+  LlamaChat,
+  LlamaCompletion,
+  type LlamaContextSequence,
+  type LlamaEmbeddingContext,
+  LlamaLogLevel,
+  type LlamaModel,
+} from "node-llama-cpp";
+import type { Sampling } from "./requests.js";
+import type { FinishReason } from "./responses.js";
+import { SlotPool } from "./slots.js";
+
+export interface EngineOptions {
+  readonly modelPath: string;
+  /** `auto` uses CUDA/Vulkan/Metal when a prebuilt binary for it is installed and works. */
+  readonly gpu: "auto" | "off";
+  /** Context sequences, i.e. requests generated at the same time. */
+  readonly parallel: number;
+  /** Tokens of context per sequence. */
+  readonly contextSize: number;
+  /** CPU threads; undefined picks one from the model's size (see threadsFor). */
+  readonly threads?: number | undefined;
+  readonly batchSize?: number | undefined;
+  /** Layers on the GPU; undefined fits as many as free VRAM allows. Ignored with gpu "off". */
+  readonly gpuLayers?: number | undefined;
+  readonly flashAttention?: boolean;
+}
+
+/**
+ * Below this size a token costs so little compute that waking a second thread costs more than
+ * it saves: on a shared 2-core machine the tiny test model makes ~700 tokens/s on one thread
+ * and ~50 on two, because llama.cpp's threads spin-wait for each other.
+ */
+export const SMALL_MODEL_BYTES = 256 * 1024 * 1024;
+
+/** The thread count used when none is given: one for small models, llama.cpp's default otherwise. */
+export const threadsFor = (modelBytes: number, requested: number | undefined): number | undefined =>
+  requested ?? (modelBytes < SMALL_MODEL_BYTES ? 1 : undefined);
+
+export interface Generation {
+  readonly text: string;
+  readonly finishReason: FinishReason;
+  readonly promptTokens: number;
+  readonly completionTokens: number;
+}
+
+export interface GenerateOptions {
+  /** Aborting stops generation and frees the sequence; the promise then rejects. */
+  readonly signal: AbortSignal;
+  /** Text as it is generated (text that might start a stop sequence is held back). */
+  readonly onText?: (text: string) => void;
+}
+
+export interface ChatTurn {
+  readonly role: "system" | "user" | "assistant";
+  readonly text: string;
+}
+
+/** A prompt that does not fit the context; the server answers 400. */
+export class ContextOverflowError extends Error {
+  constructor(tokens: number, contextSize: number) {
+    super(
+      `the prompt is ${tokens} tokens, but the context holds ${contextSize}: shorten it or start the model with a larger --ctx-size`,
+    );
+    this.name = "ContextOverflowError";
+  }
+}
+
+/** What the HTTP layer needs from a loaded model; a fake implements it in unit tests. */
+export interface Engine {
+  readonly contextSize: number;
+  readonly parallel: number;
+  readonly gpu: string | false;
+  /** CPU threads generation runs on. */
+  readonly threads: number;
+  chat(
+    turns: readonly ChatTurn[],
+    sampling: Sampling,
+    options: GenerateOptions,
+  ): Promise<Generation>;
+  complete(prompt: string, sampling: Sampling, options: GenerateOptions): Promise<Generation>;
+  embed(
+    inputs: readonly string[],
+    signal: AbortSignal,
+  ): Promise<{ vectors: number[][]; promptTokens: number }>;
+  /** Sequences generating now, and requests waiting for one. */
+  load(): { busy: number; waiting: number };
+  dispose(): Promise<void>;
+}
+
+const finishReasonOf = (stopReason: string): FinishReason =>
+  stopReason === "maxTokens" ? "length" : "stop";
+
+const toHistory = (turns: readonly ChatTurn[]): ChatHistoryItem[] => {
+  const history: ChatHistoryItem[] = turns.map((turn) =>
+    turn.role === "system"
+      ? { type: "system", text: turn.text }
+      : turn.role === "user"
+        ? { type: "user", text: turn.text }
+        : { type: "model", response: [turn.text] },
+  );
+  // generateResponse continues the last model turn, so an answer needs an empty one to fill.
+  const last = history.at(-1);
+  if (last?.type !== "model") history.push({ type: "model", response: [] });
+  return history;
+};
+
+class LlamaEngine implements Engine {
+  readonly #llama: Llama;
+  readonly #model: LlamaModel;
+  readonly #pool: SlotPool<LlamaContextSequence>;
+  readonly #disposeContext: () => Promise<void>;
+  #embedding: Promise<LlamaEmbeddingContext> | undefined;
+  // Embedding requests share one embedding context, one at a time.
+  readonly #embedPool = new SlotPool<number>([0]);
+  readonly contextSize: number;
+  readonly parallel: number;
+  readonly threads: number;
+
+  constructor(
+    llama: Llama,
+    model: LlamaModel,
+    sequences: LlamaContextSequence[],
+    threads: number,
+    disposeContext: () => Promise<void>,
+  ) {
+    this.threads = threads;
+    this.#llama = llama;
+    this.#model = model;
+    this.#pool = new SlotPool(sequences);
+    this.#disposeContext = disposeContext;
+    this.contextSize = sequences[0]?.contextSize ?? 0;
+    this.parallel = sequences.length;
+  }
+
+  get gpu(): string | false {
+    return this.#llama.gpu;
+  }
+
+  load(): { busy: number; waiting: number } {
+    return { busy: this.#pool.busy, waiting: this.#pool.waiting };
+  }
+
+  async chat(
+    turns: readonly ChatTurn[],
+    sampling: Sampling,
+    options: GenerateOptions,
+  ): Promise<Generation> {
+    const { slot, release } = await this.#pool.acquire(options.signal);
+    const chat = new LlamaChat({ contextSequence: slot, autoDisposeSequence: false });
+    try {
+      const history = toHistory(turns);
+      const promptTokens = chat.chatWrapper
+        .generateContextState({ chatHistory: history })
+        .contextText.tokenize(this.#model.tokenizer).length;
+      if (promptTokens >= this.contextSize)
+        throw new ContextOverflowError(promptTokens, this.contextSize);
+      let completionTokens = 0;
+      const result = await chat.generateResponse(history, {
+        signal: options.signal,
+        maxTokens: sampling.maxTokens ?? this.contextSize - promptTokens,
+        temperature: sampling.temperature,
+        ...(sampling.topP === undefined ? {} : { topP: sampling.topP }),
+        ...(sampling.seed === undefined ? {} : { seed: sampling.seed }),
+        customStopTriggers: sampling.stop,
+        onToken: (tokens) => {
+          completionTokens += tokens.length;
+        },
+        ...(options.onText ? { onTextChunk: options.onText } : {}),
+      });
+      return {
+        text: result.response,
+        finishReason: finishReasonOf(result.metadata.stopReason),
+        promptTokens,
+        completionTokens,
+      };
+    } finally {
+      chat.dispose({ disposeSequence: false });
+      release();
+    }
+  }
+
+  async complete(
+    prompt: string,
+    sampling: Sampling,
+    options: GenerateOptions,
+  ): Promise<Generation> {
+    const { slot, release } = await this.#pool.acquire(options.signal);
+    const completion = new LlamaCompletion({ contextSequence: slot, autoDisposeSequence: false });
+    try {
+      const promptTokens = this.#model.tokenize(prompt).length;
+      if (promptTokens >= this.contextSize)
+        throw new ContextOverflowError(promptTokens, this.contextSize);
+      let completionTokens = 0;
+      const result = await completion.generateCompletionWithMeta(prompt, {
+        signal: options.signal,
+        maxTokens: sampling.maxTokens ?? this.contextSize - promptTokens,
+        temperature: sampling.temperature,
+        ...(sampling.topP === undefined ? {} : { topP: sampling.topP }),
+        ...(sampling.seed === undefined ? {} : { seed: sampling.seed }),
+        customStopTriggers: sampling.stop,
+        onToken: (tokens) => {
+          completionTokens += tokens.length;
+        },
+        ...(options.onText ? { onTextChunk: options.onText } : {}),
+      });
+      return {
+        text: result.response,
+        finishReason: finishReasonOf(result.metadata.stopReason),
+        promptTokens,
+        completionTokens,
+      };
+    } finally {
+      completion.dispose({ disposeSequence: false });
+      release();
+    }
+  }
+
+  async embed(
+    inputs: readonly string[],
+    signal: AbortSignal,
+  ): Promise<{ vectors: number[][]; promptTokens: number }> {
+    const { release } = await this.#embedPool.acquire(signal);
+    try {
+      // Created on first use: chat-only deployments never pay for an embedding context.
+      this.#embedding ??= this.#model.createEmbeddingContext({
+        contextSize: Math.min(this.contextSize, 2048),
+        threads: this.threads,
+      });
+      const context = await this.#embedding;
+      const vectors: number[][] = [];
+      let promptTokens = 0;
+      for (const input of inputs) {
+        signal.throwIfAborted();
+        const tokens = this.#model.tokenize(input);
+        const length = context.calculateInputLength(tokens);
+        if (length > this.contextSize) throw new ContextOverflowError(length, this.contextSize);
+        promptTokens += tokens.length;
+        vectors.push([...(await context.getEmbeddingFor(tokens)).vector]);
+      }
+      return { vectors, promptTokens };
+    } finally {
+      release();
+    }
+  }
+
+  async dispose(): Promise<void> {
+    if (this.#embedding) await (await this.#embedding.catch(() => undefined))?.dispose();
+    await this.#disposeContext();
+    await this.#model.dispose();
+    await this.#llama.dispose();
+  }
+}
+
+/** Loads the model with llama.cpp's prebuilt binaries; never downloads or compiles anything. */
+export const loadEngine = async (options: EngineOptions): Promise<Engine> => {
+  const llama = await getLlama({
+    gpu: options.gpu === "off" ? false : "auto",
+    build: "never",
+    logLevel: LlamaLogLevel.warn,
+  });
+  try {
+    const model = await llama.loadModel({
+      modelPath: options.modelPath,
+      ...(options.gpu === "off"
+        ? { gpuLayers: 0 }
+        : options.gpuLayers === undefined
+          ? {}
+          : { gpuLayers: options.gpuLayers }),
+      ...(options.flashAttention ? { defaultContextFlashAttention: true } : {}),
+    });
+    const threads = threadsFor((await stat(options.modelPath)).size, options.threads);
+    const context = await model.createContext({
+      sequences: options.parallel,
+      contextSize: options.contextSize,
+      ...(threads === undefined ? {} : { threads }),
+      ...(options.batchSize === undefined ? {} : { batchSize: options.batchSize }),
+    });
+    const sequences = Array.from({ length: options.parallel }, () => context.getSequence());
+    return new LlamaEngine(llama, model, sequences, context.currentThreads, () =>
+      context.dispose(),
+    );
+  } catch (error) {
+    await llama.dispose();
+    throw error;
+  }
+};

@@ -1,0 +1,381 @@
+import type { Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { openAIProblems } from "@cortex/protocol/openai";
+import OpenAI from "openai";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import type { ChatTurn, Engine, GenerateOptions, Generation } from "./engine.js";
+import { ContextOverflowError } from "./engine.js";
+import type { Sampling } from "./requests.js";
+import { createWorkerApp, InFlight, type WorkerPhase } from "./server.js";
+import { SlotPool } from "./slots.js";
+
+// The HTTP layer against a scripted engine: every OpenAI shape, error and disconnect path,
+// without loading a model. The real engine is exercised in worker.int.test.ts.
+
+class ScriptedEngine implements Engine {
+  readonly contextSize = 128;
+  readonly parallel = 1;
+  readonly gpu = false as const;
+  readonly threads = 1;
+  readonly pool = new SlotPool([0]);
+  words = ["Hello", " there", ",", " friend"];
+  delayMs = 0;
+  aborted = 0;
+  lastTurns: readonly ChatTurn[] = [];
+  lastSampling: Sampling | undefined;
+
+  load() {
+    return { busy: this.pool.busy, waiting: this.pool.waiting };
+  }
+
+  async chat(
+    turns: readonly ChatTurn[],
+    sampling: Sampling,
+    options: GenerateOptions,
+  ): Promise<Generation> {
+    this.lastTurns = turns;
+    return this.generate(turns.map((turn) => turn.text).join(" "), sampling, options);
+  }
+
+  complete(prompt: string, sampling: Sampling, options: GenerateOptions): Promise<Generation> {
+    return this.generate(prompt, sampling, options);
+  }
+
+  async generate(
+    prompt: string,
+    sampling: Sampling,
+    options: GenerateOptions,
+  ): Promise<Generation> {
+    this.lastSampling = sampling;
+    if (prompt.length > this.contextSize)
+      throw new ContextOverflowError(prompt.length, this.contextSize);
+    const { release } = await this.pool.acquire(options.signal);
+    try {
+      const limit = sampling.maxTokens ?? this.words.length;
+      const words = this.words.slice(0, limit);
+      for (const word of words) {
+        if (this.delayMs) await new Promise((resolve) => setTimeout(resolve, this.delayMs));
+        if (options.signal.aborted) {
+          this.aborted += 1;
+          throw options.signal.reason;
+        }
+        options.onText?.(word);
+      }
+      return {
+        text: words.join(""),
+        finishReason: limit < this.words.length ? "length" : "stop",
+        promptTokens: prompt.split(" ").length,
+        completionTokens: words.length,
+      };
+    } finally {
+      release();
+    }
+  }
+
+  async embed(inputs: readonly string[]) {
+    return {
+      vectors: inputs.map((input) => [input.length, 0.5, -0.5]),
+      promptTokens: inputs.length,
+    };
+  }
+
+  async dispose() {}
+}
+
+let server: Server;
+let base: string;
+let engine: ScriptedEngine;
+let phase: WorkerPhase;
+let inflight: InFlight;
+let client: OpenAI;
+
+beforeEach(async () => {
+  engine = new ScriptedEngine();
+  phase = "ready";
+  inflight = new InFlight();
+  const app = createWorkerApp(
+    { model: "tiny", created: 1_700_000_000, phase: () => phase, engine: () => engine },
+    inflight,
+  );
+  server = await new Promise((resolve) => {
+    const listening = app.listen(0, "127.0.0.1", () => resolve(listening));
+  });
+  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  client = new OpenAI({ baseURL: `${base}/v1`, apiKey: "unused", maxRetries: 0 });
+});
+
+afterEach(async () => {
+  server.closeAllConnections();
+  await new Promise((resolve) => server.close(resolve));
+});
+
+const post = (path: string, body: unknown, init: RequestInit = {}) =>
+  fetch(`${base}${path}`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: typeof body === "string" ? body : JSON.stringify(body),
+    ...init,
+  });
+
+describe("health and models", () => {
+  it("is 503 while loading and 200 when ready", async () => {
+    phase = "loading";
+    expect((await fetch(`${base}/health`)).status).toBe(503);
+    phase = "ready";
+    const ready = await fetch(`${base}/health`);
+    expect(ready.status).toBe(200);
+    expect(await ready.json()).toMatchObject({ status: "ok", model: "tiny", slots: 1 });
+  });
+
+  it("lists the one model", async () => {
+    const body = (await (await fetch(`${base}/v1/models`)).json()) as { data: { id: string }[] };
+    expect(openAIProblems("ListModelsResponse", body)).toEqual([]);
+    expect(body.data[0]?.id).toBe("tiny");
+  });
+
+  it("refuses inference while loading, with Retry-After", async () => {
+    phase = "loading";
+    const res = await post("/v1/chat/completions", { messages: [{ role: "user", content: "hi" }] });
+    expect(res.status).toBe(503);
+    expect(res.headers.get("retry-after")).toBe("1");
+    expect(openAIProblems("ErrorResponse", await res.json())).toEqual([]);
+  });
+});
+
+describe("chat completions", () => {
+  it("answers the official client with a valid completion and real usage", async () => {
+    const completion = await client.chat.completions.create({
+      model: "tiny",
+      messages: [
+        { role: "system", content: "be brief" },
+        { role: "user", content: [{ type: "text", text: "hi" }] },
+      ],
+      max_tokens: 10,
+      temperature: 0.2,
+      top_p: 0.9,
+      seed: 7,
+      stop: "zzz",
+    });
+    expect(openAIProblems("CreateChatCompletionResponse", completion)).toEqual([]);
+    expect(completion.choices[0]?.message.content).toBe("Hello there, friend");
+    expect(completion.choices[0]?.finish_reason).toBe("stop");
+    expect(completion.usage).toEqual({ prompt_tokens: 3, completion_tokens: 4, total_tokens: 7 });
+    expect(engine.lastTurns).toEqual([
+      { role: "system", text: "be brief" },
+      { role: "user", text: "hi" },
+    ]);
+    expect(engine.lastSampling).toEqual({
+      maxTokens: 10,
+      temperature: 0.2,
+      topP: 0.9,
+      seed: 7,
+      stop: ["zzz"],
+    });
+  });
+
+  it("reports length when max_completion_tokens cuts the answer", async () => {
+    const completion = await client.chat.completions.create({
+      model: "tiny",
+      messages: [{ role: "user", content: "hi" }],
+      max_completion_tokens: 2,
+    });
+    expect(completion.choices[0]?.finish_reason).toBe("length");
+    expect(completion.usage?.completion_tokens).toBe(2);
+  });
+
+  it("streams chunks the official client parses, ending with usage and [DONE]", async () => {
+    const stream = await client.chat.completions.create({
+      model: "tiny",
+      messages: [{ role: "user", content: "hi" }],
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    const chunks = [];
+    for await (const chunk of stream) chunks.push(chunk);
+    for (const chunk of chunks)
+      expect(openAIProblems("CreateChatCompletionStreamResponse", chunk)).toEqual([]);
+    expect(chunks[0]?.choices[0]?.delta.role).toBe("assistant");
+    const text = chunks.map((chunk) => chunk.choices[0]?.delta.content ?? "").join("");
+    expect(text).toBe("Hello there, friend");
+    expect(chunks.at(-2)?.choices[0]?.finish_reason).toBe("stop");
+    expect(chunks.at(-1)?.choices).toEqual([]);
+    expect(chunks.at(-1)?.usage?.completion_tokens).toBe(4);
+    expect(new Set(chunks.map((chunk) => chunk.id)).size).toBe(1);
+  });
+
+  it("ends the raw stream with data: [DONE]", async () => {
+    const res = await post("/v1/chat/completions", {
+      messages: [{ role: "user", content: "hi" }],
+      stream: true,
+    });
+    expect(res.headers.get("content-type")).toContain("text/event-stream");
+    const text = await res.text();
+    expect(text.trim().endsWith("data: [DONE]")).toBe(true);
+  });
+
+  it("ignores fields it does not use", async () => {
+    const res = await post("/v1/chat/completions", {
+      model: "whatever",
+      messages: [{ role: "user", content: "hi" }],
+      tools: [{ type: "function", function: { name: "f" } }],
+      response_format: { type: "text" },
+      user: "u-1",
+      some_future_field: { nested: true },
+    });
+    expect(res.status).toBe(200);
+  });
+});
+
+describe("completions and embeddings", () => {
+  it("completes a prompt, echoing it when asked", async () => {
+    const completion = await client.completions.create({
+      model: "tiny",
+      prompt: "Once",
+      max_tokens: 2,
+      echo: true,
+    });
+    expect(openAIProblems("CreateCompletionResponse", completion)).toEqual([]);
+    expect(completion.choices[0]?.text).toBe("OnceHello there");
+    expect(completion.choices[0]?.finish_reason).toBe("length");
+  });
+
+  it("streams completions", async () => {
+    const stream = await client.completions.create({ model: "tiny", prompt: "Once", stream: true });
+    let text = "";
+    let finish: string | null = null;
+    for await (const chunk of stream) {
+      text += chunk.choices[0]?.text ?? "";
+      finish = chunk.choices[0]?.finish_reason ?? finish;
+    }
+    expect(text).toBe("Hello there, friend");
+    expect(finish).toBe("stop");
+  });
+
+  it("embeds a string and a list", async () => {
+    const one = await client.embeddings.create({
+      model: "tiny",
+      input: "abc",
+      encoding_format: "float",
+    });
+    expect(openAIProblems("CreateEmbeddingResponse", one)).toEqual([]);
+    expect(one.data[0]?.embedding).toEqual([3, 0.5, -0.5]);
+    const many = await client.embeddings.create({
+      model: "tiny",
+      input: ["a", "bb"],
+      encoding_format: "float",
+    });
+    expect(many.data.map((item) => item.index)).toEqual([0, 1]);
+  });
+});
+
+describe("bad input", () => {
+  it.each([
+    ["/v1/chat/completions", "{not json", "not valid JSON"],
+    ["/v1/chat/completions", "[1,2]", "must be a JSON object"],
+    ["/v1/chat/completions", {}, "messages"],
+    ["/v1/chat/completions", { messages: [] }, "at least one message"],
+    ["/v1/chat/completions", { messages: "hi" }, "messages"],
+    ["/v1/chat/completions", { messages: [{ role: "wizard", content: "x" }] }, "messages[0].role"],
+    ["/v1/chat/completions", { messages: [{ role: "user", content: 5 }] }, "messages[0].content"],
+    [
+      "/v1/chat/completions",
+      { messages: [{ role: "user", content: [{ type: "image_url" }] }] },
+      "text only",
+    ],
+    [
+      "/v1/chat/completions",
+      { messages: [{ role: "user", content: "x" }], max_tokens: "5" },
+      "max_tokens",
+    ],
+    [
+      "/v1/chat/completions",
+      { messages: [{ role: "user", content: "x" }], temperature: 9 },
+      "temperature",
+    ],
+    ["/v1/chat/completions", { messages: [{ role: "user", content: "x" }], n: 3 }, "n = 1"],
+    ["/v1/completions", { prompt: 5 }, "prompt"],
+    ["/v1/embeddings", { input: [] }, "empty list"],
+    ["/v1/embeddings", { input: "x", encoding_format: "base64" }, "float"],
+  ])("%s %j → 400", async (path, body, message) => {
+    const res = await post(path, body);
+    expect(res.status).toBe(400);
+    const envelope = (await res.json()) as { error: { message: string; type: string } };
+    expect(openAIProblems("ErrorResponse", envelope)).toEqual([]);
+    expect(envelope.error.message).toContain(message);
+    expect(envelope.error.type).toBe("invalid_request_error");
+  });
+
+  it("answers a prompt longer than the context with context_length_exceeded", async () => {
+    const res = await post("/v1/chat/completions", {
+      messages: [{ role: "user", content: "x".repeat(500) }],
+      stream: true,
+    });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe(
+      "context_length_exceeded",
+    );
+  });
+
+  it("404s unknown routes in the envelope", async () => {
+    const res = await fetch(`${base}/v1/nope`);
+    expect(res.status).toBe(404);
+    expect(openAIProblems("ErrorResponse", await res.json())).toEqual([]);
+  });
+
+  it("keeps serving after all of that", async () => {
+    await post("/v1/chat/completions", "{{{");
+    const completion = await client.chat.completions.create({
+      model: "tiny",
+      messages: [{ role: "user", content: "hi" }],
+    });
+    expect(completion.choices[0]?.message.content).toBe("Hello there, friend");
+  });
+});
+
+describe("disconnects", () => {
+  it("a client that leaves mid-stream aborts generation and frees the slot", async () => {
+    engine.delayMs = 30;
+    engine.words = Array.from({ length: 200 }, (_, i) => ` w${i}`);
+    const controller = new AbortController();
+    const res = await post(
+      "/v1/chat/completions",
+      { messages: [{ role: "user", content: "hi" }], stream: true },
+      { signal: controller.signal },
+    );
+    const reader = res.body?.getReader();
+    await reader?.read();
+    controller.abort();
+    await expect.poll(() => engine.aborted, { timeout: 5000 }).toBe(1);
+    await expect.poll(() => inflight.size).toBe(0);
+    expect(engine.pool.busy).toBe(0);
+    engine.words = ["next"];
+    engine.delayMs = 0;
+    const completion = await client.chat.completions.create({
+      model: "tiny",
+      messages: [{ role: "user", content: "hi" }],
+    });
+    expect(completion.choices[0]?.message.content).toBe("next");
+  });
+
+  it("a waiting request whose client leaves never takes a slot", async () => {
+    engine.delayMs = 50;
+    const first = client.chat.completions.create({
+      model: "tiny",
+      messages: [{ role: "user", content: "a" }],
+    });
+    await expect.poll(() => engine.pool.busy).toBe(1);
+    const controller = new AbortController();
+    const second = post(
+      "/v1/chat/completions",
+      { messages: [{ role: "user", content: "b" }] },
+      { signal: controller.signal },
+    ).catch(() => "aborted");
+    await expect.poll(() => engine.pool.waiting).toBe(1);
+    controller.abort();
+    expect(await second).toBe("aborted");
+    await expect.poll(() => engine.pool.waiting).toBe(0);
+    await first;
+    await expect.poll(() => inflight.size).toBe(0);
+    expect(engine.pool.busy).toBe(0);
+  });
+});

@@ -1,0 +1,250 @@
+import express, { type Response } from "express";
+import type { ChatTurn, Engine, Generation } from "./engine.js";
+import { errorHandler, HttpError, notFound, parseBody } from "./http-error.js";
+import {
+  type ChatMessage,
+  ChatRequest,
+  CompletionRequest,
+  EmbeddingRequest,
+  samplingOf,
+  textOf,
+} from "./requests.js";
+import {
+  chatChunk,
+  chatCompletion,
+  chatUsageChunk,
+  completionUsageChunk,
+  type Envelope,
+  embeddingList,
+  modelList,
+  newId,
+  textCompletion,
+  unixNow,
+  usageOf,
+} from "./responses.js";
+import { EventStream } from "./sse.js";
+
+export type WorkerPhase = "loading" | "ready" | "stopping";
+
+/** What the HTTP layer reads from the process around it. */
+export interface WorkerContext {
+  /** The name the model is served under (`--alias`). */
+  readonly model: string;
+  readonly created: number;
+  phase(): WorkerPhase;
+  engine(): Engine | undefined;
+}
+
+/**
+ * In-flight requests, each with an AbortController, so a shutdown can wait for them and then
+ * abort the rest. A request leaves the set exactly once, however it ends.
+ */
+export class InFlight {
+  readonly #active = new Set<AbortController>();
+  #onIdle: (() => void) | undefined;
+
+  get size(): number {
+    return this.#active.size;
+  }
+
+  begin(): { signal: AbortSignal; end: () => void } {
+    const controller = new AbortController();
+    this.#active.add(controller);
+    return {
+      signal: controller.signal,
+      end: () => {
+        this.#active.delete(controller);
+        if (this.#active.size === 0) this.#onIdle?.();
+      },
+    };
+  }
+
+  /** Resolves when nothing is in flight. */
+  idle(): Promise<void> {
+    if (this.#active.size === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.#onIdle = resolve;
+    });
+  }
+
+  abortAll(reason: string): void {
+    for (const controller of this.#active) controller.abort(new Error(reason));
+  }
+}
+
+const ROLE_OF: Record<ChatMessage["role"], ChatTurn["role"]> = {
+  system: "system",
+  developer: "system",
+  user: "user",
+  tool: "user",
+  function: "user",
+  assistant: "assistant",
+};
+
+const readyEngine = (context: WorkerContext): Engine => {
+  const engine = context.engine();
+  const phase = context.phase();
+  if (phase === "ready" && engine) return engine;
+  throw new HttpError(
+    "service_unavailable",
+    phase === "stopping" ? "the model is shutting down" : "the model is still loading",
+    { retryAfterS: 1 },
+  );
+};
+
+/**
+ * Runs one generation tied to the client's connection: a client that goes away aborts it,
+ * which frees its context sequence for the next request.
+ */
+const withConnection = async (
+  res: Response,
+  inflight: InFlight,
+  run: (signal: AbortSignal) => Promise<void>,
+): Promise<void> => {
+  const { signal, end } = inflight.begin();
+  const controller = new AbortController();
+  const onClose = () => {
+    if (!res.writableFinished) controller.abort(new Error("client disconnected"));
+  };
+  res.on("close", onClose);
+  const both = AbortSignal.any([signal, controller.signal]);
+  try {
+    await run(both);
+  } catch (error) {
+    // An aborted generation has nobody to answer (client gone) or is ending by shutdown.
+    if (!both.aborted) throw error;
+    if (!res.headersSent) {
+      throw new HttpError(
+        "service_unavailable",
+        "the request was aborted: the model is shutting down",
+        {
+          retryAfterS: 1,
+        },
+      );
+    }
+    res.destroy();
+  } finally {
+    res.off("close", onClose);
+    end();
+  }
+};
+
+const envelopeFor = (context: WorkerContext, prefix: string): Envelope => ({
+  id: newId(prefix),
+  created: unixNow(),
+  model: context.model,
+});
+
+export const createWorkerApp = (context: WorkerContext, inflight: InFlight): express.Express => {
+  const app = express();
+  app.disable("x-powered-by");
+  const json = express.json({ limit: "20mb", type: () => true });
+
+  app.get("/health", (_req, res) => {
+    const phase = context.phase();
+    const engine = context.engine();
+    res.status(phase === "ready" ? 200 : 503).json({
+      status: phase === "ready" ? "ok" : phase,
+      model: context.model,
+      ...(engine
+        ? {
+            slots: engine.parallel,
+            ...engine.load(),
+            context_size: engine.contextSize,
+            threads: engine.threads,
+          }
+        : {}),
+    });
+  });
+
+  app.get("/v1/models", (_req, res) => {
+    res.json(modelList(context.model, context.created));
+  });
+
+  app.post("/v1/chat/completions", json, async (req, res) => {
+    const body = parseBody(ChatRequest, req.body);
+    const engine = readyEngine(context);
+    const turns = body.messages.map((message) => ({
+      role: ROLE_OF[message.role],
+      text: textOf(message.content),
+    }));
+    const sampling = samplingOf(body);
+    const envelope = envelopeFor(context, "chatcmpl");
+    await withConnection(res, inflight, async (signal) => {
+      if (!body.stream) {
+        const result = await engine.chat(turns, sampling, { signal });
+        res.json(
+          chatCompletion(
+            envelope,
+            result.text,
+            result.finishReason,
+            usageOf(result.promptTokens, result.completionTokens),
+          ),
+        );
+        return;
+      }
+      const stream = new EventStream(res);
+      const result: Generation = await engine.chat(turns, sampling, {
+        signal,
+        onText: (text) => {
+          if (!stream.started)
+            stream.send(chatChunk(envelope, { role: "assistant", content: "" }, null));
+          stream.send(chatChunk(envelope, { content: text }, null));
+        },
+      });
+      if (!stream.started)
+        stream.send(chatChunk(envelope, { role: "assistant", content: "" }, null));
+      stream.send(chatChunk(envelope, {}, result.finishReason));
+      if (body.stream_options?.include_usage) {
+        stream.send(
+          chatUsageChunk(envelope, usageOf(result.promptTokens, result.completionTokens)),
+        );
+      }
+      stream.done();
+    });
+  });
+
+  app.post("/v1/completions", json, async (req, res) => {
+    const body = parseBody(CompletionRequest, req.body);
+    const engine = readyEngine(context);
+    const prompt = typeof body.prompt === "string" ? body.prompt : (body.prompt[0] ?? "");
+    const sampling = samplingOf(body);
+    const envelope = envelopeFor(context, "cmpl");
+    const prefix = body.echo ? prompt : "";
+    await withConnection(res, inflight, async (signal) => {
+      if (!body.stream) {
+        const result = await engine.complete(prompt, sampling, { signal });
+        const usage = usageOf(result.promptTokens, result.completionTokens);
+        res.json(textCompletion(envelope, prefix + result.text, result.finishReason, usage));
+        return;
+      }
+      const stream = new EventStream(res);
+      if (prefix) stream.send(textCompletion(envelope, prefix, null));
+      const result = await engine.complete(prompt, sampling, {
+        signal,
+        onText: (text) => stream.send(textCompletion(envelope, text, null)),
+      });
+      stream.send(textCompletion(envelope, "", result.finishReason));
+      if (body.stream_options?.include_usage) {
+        stream.send(
+          completionUsageChunk(envelope, usageOf(result.promptTokens, result.completionTokens)),
+        );
+      }
+      stream.done();
+    });
+  });
+
+  app.post("/v1/embeddings", json, async (req, res) => {
+    const body = parseBody(EmbeddingRequest, req.body);
+    const engine = readyEngine(context);
+    const inputs = typeof body.input === "string" ? [body.input] : body.input;
+    await withConnection(res, inflight, async (signal) => {
+      const { vectors, promptTokens } = await engine.embed(inputs, signal);
+      res.json(embeddingList(context.model, vectors, promptTokens));
+    });
+  });
+
+  app.use(notFound);
+  app.use(errorHandler);
+  return app;
+};

@@ -1,0 +1,403 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { once } from "node:events";
+import { mkdtemp, rm } from "node:fs/promises";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { openAIProblems } from "@cortex/protocol/openai";
+import OpenAI from "openai";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { writeTinyModel } from "../gguf/index.js";
+import { WORKER_ENTRY } from "./entry.js";
+
+// The real worker process on the real tiny model: what the neuron will start per model.
+// Its output is noise (random weights); these tests check the protocol, not the prose.
+
+const freePort = async (): Promise<number> => {
+  const server = createServer();
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const { port } = server.address() as { port: number };
+  server.close();
+  await once(server, "close");
+  return port;
+};
+
+interface Worker {
+  readonly child: ChildProcess;
+  readonly base: string;
+  readonly client: OpenAI;
+  readonly output: () => string;
+}
+
+const started: ChildProcess[] = [];
+
+const startWorker = async (model: string, extra: string[] = []): Promise<Worker> => {
+  const port = await freePort();
+  const child = spawn(
+    process.execPath,
+    [WORKER_ENTRY, "--model", model, "--port", String(port), "--gpu", "off", ...extra],
+    {
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
+  started.push(child);
+  let output = "";
+  child.stdout?.on("data", (chunk) => {
+    output += chunk;
+  });
+  child.stderr?.on("data", (chunk) => {
+    output += chunk;
+  });
+  const base = `http://127.0.0.1:${port}`;
+  return {
+    child,
+    base,
+    client: new OpenAI({ baseURL: `${base}/v1`, apiKey: "unused", maxRetries: 0 }),
+    output: () => output,
+  };
+};
+
+const healthStatus = async (base: string): Promise<number | "down"> => {
+  try {
+    return (await fetch(`${base}/health`)).status;
+  } catch {
+    return "down";
+  }
+};
+
+/** Polls until `check` holds; usable in hooks, where expect.poll is not. */
+const until = async <T>(
+  probe: () => Promise<T>,
+  check: (value: T) => boolean,
+  timeoutMs: number,
+): Promise<T> => {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (check(value)) return value;
+    if (Date.now() > deadline) throw new Error(`still ${String(value)} after ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+};
+
+const waitReady = async (worker: Worker): Promise<void> => {
+  await until(
+    () => healthStatus(worker.base),
+    (status) => status === 200,
+    60_000,
+  );
+};
+
+const exited = (child: ChildProcess): Promise<number | null> =>
+  child.exitCode !== null
+    ? Promise.resolve(child.exitCode)
+    : once(child, "exit").then(([code]) => code as number | null);
+
+let dir: string;
+let chatModel: string;
+let embeddingModel: string;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "harness-worker-"));
+  chatModel = join(dir, "tiny.gguf");
+  embeddingModel = join(dir, "tiny-embed.gguf");
+  await writeTinyModel(chatModel, { seed: 1 });
+  await writeTinyModel(embeddingModel, { seed: 2, variant: "embedding" });
+});
+
+afterAll(async () => {
+  for (const child of started)
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe("a worker serving the tiny model", () => {
+  let worker: Worker;
+
+  beforeAll(async () => {
+    worker = await startWorker(chatModel, ["--parallel", "2", "--alias", "tiny"]);
+    // It listens before the model is ready; the first answer may already be 200 on a fast machine.
+    const first = await until(
+      () => healthStatus(worker.base),
+      (status) => status !== "down",
+      30_000,
+    );
+    expect([200, 503]).toContain(first);
+    await waitReady(worker);
+  });
+
+  afterAll(async () => {
+    worker.child.kill("SIGTERM");
+    await exited(worker.child);
+  });
+
+  it("reports itself ready and lists its model", async () => {
+    const health = (await (await fetch(`${worker.base}/health`)).json()) as Record<string, unknown>;
+    expect(health).toMatchObject({ status: "ok", model: "tiny", slots: 2 });
+    const models = await worker.client.models.list();
+    expect(models.data.map((model) => model.id)).toEqual(["tiny"]);
+  });
+
+  it("answers a chat completion with real token counts", async () => {
+    const completion = await worker.client.chat.completions.create({
+      model: "tiny",
+      messages: [{ role: "user", content: "Say something." }],
+      max_tokens: 8,
+      temperature: 0,
+    });
+    expect(openAIProblems("CreateChatCompletionResponse", completion)).toEqual([]);
+    expect(completion.usage?.prompt_tokens).toBeGreaterThan(0);
+    expect(completion.usage?.completion_tokens).toBeGreaterThan(0);
+    expect(completion.usage?.completion_tokens).toBeLessThanOrEqual(8);
+    expect(["stop", "length"]).toContain(completion.choices[0]?.finish_reason);
+  });
+
+  it("is deterministic for the same seed", async () => {
+    const ask = () =>
+      worker.client.chat.completions.create({
+        model: "tiny",
+        messages: [{ role: "user", content: "Hello" }],
+        max_tokens: 6,
+        temperature: 0.9,
+        seed: 1234,
+      });
+    const [a, b] = [await ask(), await ask()];
+    expect(a.choices[0]?.message.content).toBe(b.choices[0]?.message.content);
+  });
+
+  it("streams a chat completion the official client parses", async () => {
+    const stream = await worker.client.chat.completions.create({
+      model: "tiny",
+      messages: [{ role: "user", content: "Stream, please." }],
+      max_tokens: 12,
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    const chunks = [];
+    for await (const chunk of stream) chunks.push(chunk);
+    for (const chunk of chunks)
+      expect(openAIProblems("CreateChatCompletionStreamResponse", chunk)).toEqual([]);
+    expect(chunks.at(-1)?.usage?.completion_tokens).toBeGreaterThan(0);
+    expect(chunks.some((chunk) => chunk.choices[0]?.finish_reason)).toBe(true);
+  });
+
+  it("completes and streams a plain prompt", async () => {
+    const completion = await worker.client.completions.create({
+      model: "tiny",
+      prompt: "Once upon a time",
+      max_tokens: 5,
+    });
+    expect(openAIProblems("CreateCompletionResponse", completion)).toEqual([]);
+    expect(completion.usage?.completion_tokens).toBeGreaterThan(0);
+    const stream = await worker.client.completions.create({
+      model: "tiny",
+      prompt: "Once",
+      max_tokens: 5,
+      stream: true,
+    });
+    let chunks = 0;
+    for await (const _chunk of stream) chunks += 1;
+    expect(chunks).toBeGreaterThan(1);
+  });
+
+  it("serves two requests at once with --parallel 2, and queues a third", async () => {
+    const windows: { start: number; first: number; end: number }[] = [];
+    const timed = async () => {
+      const start = performance.now();
+      let first = 0;
+      const stream = await worker.client.chat.completions.create({
+        model: "tiny",
+        messages: [{ role: "user", content: "Go on for a while." }],
+        max_tokens: 40,
+        temperature: 1,
+        stream: true,
+      });
+      for await (const chunk of stream)
+        if (!first && chunk.choices[0]?.delta.content) first = performance.now();
+      windows.push({ start, first: first || performance.now(), end: performance.now() });
+    };
+    await Promise.all([timed(), timed(), timed()]);
+    expect(windows).toHaveLength(3);
+    const sorted = [...windows].sort((a, b) => a.first - b.first);
+    const [a, b] = sorted;
+    if (!a || !b) throw new Error("missing timings");
+    // The second request produced its first token before the first request finished: overlap.
+    expect(b.first).toBeLessThan(a.end);
+  });
+
+  it("answers bad input with 400 in the OpenAI envelope and keeps serving", async () => {
+    for (const body of ["{nope", JSON.stringify({ messages: 1 }), JSON.stringify({})]) {
+      const res = await fetch(`${worker.base}/v1/chat/completions`, {
+        method: "POST",
+        body,
+        headers: { "content-type": "application/json" },
+      });
+      expect(res.status).toBe(400);
+      expect(openAIProblems("ErrorResponse", await res.json())).toEqual([]);
+    }
+    const completion = await worker.client.chat.completions.create({
+      model: "tiny",
+      messages: [{ role: "user", content: "ok?" }],
+      max_tokens: 3,
+    });
+    expect(completion.choices).toHaveLength(1);
+  });
+});
+
+describe("a worker with one slot", () => {
+  it("frees the slot when a client disconnects mid-stream", async () => {
+    const worker = await startWorker(chatModel, ["--parallel", "1"]);
+    try {
+      await waitReady(worker);
+      const controller = new AbortController();
+      const res = await fetch(`${worker.base}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({
+          messages: [{ role: "user", content: "Talk forever." }],
+          max_tokens: 1500,
+          stream: true,
+        }),
+        signal: controller.signal,
+      });
+      await res.body?.getReader().read();
+      controller.abort();
+      // With the only slot freed, the next request is served rather than stuck behind 1,500 tokens.
+      const next = await worker.client.chat.completions.create({
+        model: "tiny",
+        messages: [{ role: "user", content: "hi" }],
+        max_tokens: 3,
+      });
+      expect(next.choices).toHaveLength(1);
+      const health = (await (await fetch(`${worker.base}/health`)).json()) as {
+        busy: number;
+        waiting: number;
+      };
+      expect(health).toMatchObject({ busy: 0, waiting: 0 });
+    } finally {
+      worker.child.kill("SIGKILL");
+    }
+  });
+
+  it("finishes the request in flight on SIGTERM, then exits 0", async () => {
+    const worker = await startWorker(chatModel, ["--parallel", "1", "--grace-ms", "20000"]);
+    await waitReady(worker);
+    const answer = worker.client.chat.completions.create({
+      model: "tiny",
+      messages: [{ role: "user", content: "Last words." }],
+      max_tokens: 30,
+    });
+    await expect
+      .poll(
+        async () =>
+          ((await (await fetch(`${worker.base}/health`)).json()) as { busy: number }).busy,
+      )
+      .toBe(1);
+    worker.child.kill("SIGTERM");
+    const completion = await answer;
+    expect(completion.usage?.completion_tokens).toBeGreaterThan(0);
+    expect(await exited(worker.child)).toBe(0);
+    expect(worker.output()).toContain("stopped");
+  });
+
+  it("aborts what is still running when the grace period ends, and exits 0", async () => {
+    const worker = await startWorker(chatModel, ["--parallel", "1", "--grace-ms", "200"]);
+    await waitReady(worker);
+    const res = fetch(`${worker.base}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        messages: [{ role: "user", content: "Never stop." }],
+        max_tokens: 1900,
+      }),
+    }).then(
+      (r) => r.status,
+      () => "dropped",
+    );
+    await expect
+      .poll(
+        async () =>
+          ((await (await fetch(`${worker.base}/health`)).json()) as { busy: number }).busy,
+      )
+      .toBe(1);
+    worker.child.kill("SIGTERM");
+    expect(await exited(worker.child)).toBe(0);
+    expect([503, "dropped"]).toContain(await res);
+  });
+
+  it("exits by itself when the process that started it is killed", async () => {
+    const port = await freePort();
+    // An intermediate parent, like a neuron, that is then killed with SIGKILL.
+    const parent = spawn(
+      process.execPath,
+      [
+        "-e",
+        `const c = require("node:child_process").spawn(process.execPath, ${JSON.stringify([WORKER_ENTRY, "--model", chatModel, "--port", String(port), "--gpu", "off"])}, { stdio: "ignore" }); console.log(c.pid); setInterval(() => {}, 1000);`,
+      ],
+      { stdio: ["ignore", "pipe", "inherit"] },
+    );
+    started.push(parent);
+    const [line] = (await once(parent.stdout as NodeJS.ReadableStream, "data")) as [Buffer];
+    const workerPid = Number(line.toString().trim());
+    await expect
+      .poll(() => healthStatus(`http://127.0.0.1:${port}`), { timeout: 60_000, interval: 50 })
+      .toBe(200);
+    parent.kill("SIGKILL");
+    const alive = () => {
+      try {
+        process.kill(workerPid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    await expect.poll(alive, { timeout: 5000, interval: 100 }).toBe(false);
+  });
+
+  it("exits non-zero with the reason when the model cannot be loaded", async () => {
+    const worker = await startWorker(join(dir, "missing.gguf"));
+    expect(await exited(worker.child)).toBe(1);
+    expect(worker.output()).toContain("failed to load");
+  });
+
+  it("exits 2 with usage on bad arguments", async () => {
+    const child = spawn(process.execPath, [WORKER_ENTRY, "--model", chatModel], {
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    let stderr = "";
+    child.stderr?.on("data", (chunk) => {
+      stderr += chunk;
+    });
+    expect(await exited(child)).toBe(2);
+    expect(stderr).toContain("--port is required");
+  });
+});
+
+describe("the embedding variant", () => {
+  it("embeds a string and a list with the official client", async () => {
+    const worker = await startWorker(embeddingModel, ["--alias", "tiny-embed"]);
+    try {
+      await waitReady(worker);
+      const one = await worker.client.embeddings.create({
+        model: "tiny-embed",
+        input: "hello world",
+        encoding_format: "float",
+      });
+      expect(openAIProblems("CreateEmbeddingResponse", one)).toEqual([]);
+      const vector = one.data[0]?.embedding ?? [];
+      expect(vector.length).toBeGreaterThan(0);
+      expect(vector.every(Number.isFinite)).toBe(true);
+      const many = await worker.client.embeddings.create({
+        model: "tiny-embed",
+        input: ["a", "b c"],
+        encoding_format: "float",
+      });
+      expect(many.data).toHaveLength(2);
+      expect(many.data[0]?.embedding).not.toEqual(many.data[1]?.embedding);
+      expect(many.usage.prompt_tokens).toBeGreaterThan(0);
+    } finally {
+      worker.child.kill("SIGKILL");
+    }
+  });
+});

@@ -1,0 +1,13 @@
+import { fileURLToPath } from "node:url";
+
+export {
+  FakeBehaviour,
+  type FakeBehaviourInput,
+  type FakeHarnessOptions,
+  startFakeHarness,
+} from "./fake-harness.js";
+
+/** The fake harness program, for neuron.yaml templates: `[node, FAKE_HARNESS_ENTRY, --model, …]`. */
+export const FAKE_HARNESS_ENTRY = fileURLToPath(
+  new URL("../dist/fake-harness-cli.js", import.meta.url),
+);
