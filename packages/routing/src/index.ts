@@ -1,8 +1,8 @@
 export {
   effectiveFree,
   type FleetIndex,
-  type MemoryView,
   indexSnapshot,
+  type MemoryView,
   type Replica,
   replicaKey,
   replicaLoad,

@@ -95,6 +95,20 @@ describe("the tiny model", () => {
     }
   });
 
+  it("runs greedy decoding to max tokens (tests that need a long generation rely on it)", async () => {
+    const context = await chat.createContext({ contextSize: 1024, threads: 1 });
+    try {
+      const completion = new LlamaCompletion({ contextSequence: context.getSequence() });
+      const result = await completion.generateCompletionWithMeta("Never stop.", {
+        maxTokens: 500,
+        temperature: 0,
+      });
+      expect(result.metadata.stopReason).toBe("maxTokens");
+    } finally {
+      await context.dispose();
+    }
+  });
+
   it("has a chat template that renders a conversation", async () => {
     const info = await readGgufFileInfo(join(dir, "chat.gguf"));
     expect(info.metadata.tokenizer.chat_template).toContain("add_generation_prompt");

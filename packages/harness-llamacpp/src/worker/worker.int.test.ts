@@ -209,8 +209,10 @@ describe("a worker serving the tiny model", () => {
       const stream = await worker.client.chat.completions.create({
         model: "tiny",
         messages: [{ role: "user", content: "Go on for a while." }],
-        max_tokens: 40,
-        temperature: 1,
+        // Greedy decoding of the tiny model loops without ever choosing </s>, so each request
+        // really runs to max_tokens (the model makes ~1,000 tokens/s: 400 take long enough).
+        max_tokens: 400,
+        temperature: 0,
         stream: true,
       });
       for await (const chunk of stream)
@@ -257,6 +259,7 @@ describe("a worker with one slot", () => {
         body: JSON.stringify({
           messages: [{ role: "user", content: "Talk forever." }],
           max_tokens: 1500,
+          temperature: 0,
           stream: true,
         }),
         signal: controller.signal,
@@ -286,7 +289,8 @@ describe("a worker with one slot", () => {
     const answer = worker.client.chat.completions.create({
       model: "tiny",
       messages: [{ role: "user", content: "Last words." }],
-      max_tokens: 30,
+      max_tokens: 1000,
+      temperature: 0,
     });
     await expect
       .poll(
@@ -310,6 +314,7 @@ describe("a worker with one slot", () => {
       body: JSON.stringify({
         messages: [{ role: "user", content: "Never stop." }],
         max_tokens: 1900,
+        temperature: 0,
       }),
     }).then(
       (r) => r.status,

@@ -1,0 +1,43 @@
+import type { DiscoveryAnswer } from "@cortex/protocol";
+import express from "express";
+import type { Log, ModelManager } from "../models/model-manager.js";
+import { requireToken } from "./auth.js";
+import { errorHandler, notFound } from "./errors.js";
+import { inferenceRoutes } from "./inference.js";
+import { modelsRoutes } from "./models-routes.js";
+
+export interface AppDeps {
+  readonly token: string;
+  readonly version: string;
+  readonly startedAtMs: number;
+  readonly selfUrl: string;
+  readonly manager: ModelManager;
+  readonly discovery: () => DiscoveryAnswer;
+  readonly status: () => "ok" | "starting" | "stopping";
+  readonly log: Log;
+}
+
+/** The neuron's HTTP API (DESIGN.md "Neuron HTTP API"). Every route but /health needs the token. */
+export const createNeuronApp = (deps: AppDeps): express.Express => {
+  const app = express();
+  app.disable("x-powered-by");
+  app.set("etag", false);
+
+  app.get("/health", (_req, res) => {
+    res.json({
+      status: deps.status(),
+      version: deps.version,
+      uptime_s: (Date.now() - deps.startedAtMs) / 1000,
+    });
+  });
+
+  app.use(requireToken(deps.token));
+  app.get("/discovery", (_req, res) => {
+    res.json(deps.discovery());
+  });
+  app.use(modelsRoutes(deps.manager, () => deps.selfUrl));
+  app.use(inferenceRoutes(deps.manager));
+  app.use(notFound);
+  app.use(errorHandler(deps.log));
+  return app;
+};

@@ -1,0 +1,78 @@
+import { ERROR_CODES, errorEnvelope } from "@cortex/protocol";
+import type { ErrorRequestHandler, RequestHandler, Response } from "express";
+import type { z } from "zod";
+import { NeuronError } from "../errors.js";
+import type { Log } from "../models/model-manager.js";
+
+export const sendError = (res: Response, error: NeuronError): void => {
+  if (error.retryAfterS !== null) res.setHeader("Retry-After", String(error.retryAfterS));
+  res
+    .status(ERROR_CODES[error.code].status)
+    .json(errorEnvelope(error.code, error.message, error.param));
+};
+
+const pathOf = (path: readonly PropertyKey[]): string =>
+  path
+    .map((key, i) =>
+      typeof key === "number" ? `[${key}]` : i === 0 ? String(key) : `.${String(key)}`,
+    )
+    .join("");
+
+/** Validates a body; every problem is listed, the first field named as `param`. */
+export const parseBody = <S extends z.ZodType>(schema: S, body: unknown): z.output<S> => {
+  if (typeof body !== "object" || body === null || Array.isArray(body)) {
+    throw new NeuronError("invalid_request_error", "the request body must be a JSON object");
+  }
+  const result = schema.safeParse(body);
+  if (result.success) return result.data;
+  const messages = result.error.issues.map((issue) => {
+    const at = pathOf(
+      issue.code === "unrecognized_keys" ? [...issue.path, ...issue.keys] : issue.path,
+    );
+    return `${at ? `${at}: ` : ""}${issue.code === "unrecognized_keys" ? "unknown key" : issue.message}`;
+  });
+  const first = result.error.issues[0];
+  throw new NeuronError(
+    "invalid_request_error",
+    messages.join("; "),
+    first ? { param: pathOf(first.path) || "body" } : {},
+  );
+};
+
+export const notFound: RequestHandler = (req, _res, next) => {
+  next(new NeuronError("not_found", `no route for ${req.method} ${req.path}`));
+};
+
+const isBodyParserError = (error: unknown): error is { type: string; status: number } =>
+  typeof error === "object" && error !== null && "type" in error && "status" in error;
+
+/** Owns the error envelope. Unknown errors are logged with their stack and answered generically. */
+export const errorHandler =
+  (log: Log): ErrorRequestHandler =>
+  (error, req, res, _next) => {
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    if (error instanceof NeuronError) return sendError(res, error);
+    if (isBodyParserError(error)) {
+      if (error.type === "entity.parse.failed")
+        return sendError(
+          res,
+          new NeuronError("invalid_request_error", "the request body is not valid JSON"),
+        );
+      if (error.type === "entity.too.large")
+        return sendError(
+          res,
+          new NeuronError("payload_too_large", "the request body is too large"),
+        );
+      if (error.status >= 400 && error.status < 500) {
+        return sendError(
+          res,
+          new NeuronError("invalid_request_error", "the request body could not be read"),
+        );
+      }
+    }
+    log.error({ err: error, method: req.method, path: req.path }, "unexpected error");
+    sendError(res, new NeuronError("internal_error", "internal error"));
+  };

@@ -1,0 +1,61 @@
+import type { HarnessArgs } from "@cortex/protocol";
+
+// Catalogue `args` become command-line flags only through a table of options the harness
+// declares; anything else is refused. Values are checked by type and passed as separate argv
+// elements, so nothing in a catalogue or a request can become a shell string.
+
+/** `any`: a scalar or a list, for template harnesses whose flags the neuron cannot know. */
+export type OptionType = "int" | "number" | "string" | "bool" | "list" | "any";
+
+export interface OptionSpec {
+  readonly flag: string;
+  readonly type: OptionType;
+}
+
+export type OptionTable = Readonly<Record<string, OptionSpec>>;
+
+const SAFE_STRING = /^[^\0\n\r]{0,4096}$/;
+
+/** Every problem with the args, one line each; empty when they are all acceptable. */
+export const argProblems = (harness: string, table: OptionTable, args: HarnessArgs): string[] => {
+  const problems: string[] = [];
+  for (const [name, value] of Object.entries(args)) {
+    const spec = table[name];
+    if (!spec) {
+      const known = Object.keys(table);
+      problems.push(
+        `harness "${harness}" has no option "${name}"${known.length ? ` (it accepts: ${known.join(", ")})` : " (it accepts none)"}`,
+      );
+      continue;
+    }
+    const ok =
+      spec.type === "int"
+        ? typeof value === "number" && Number.isInteger(value)
+        : spec.type === "number"
+          ? typeof value === "number" && Number.isFinite(value)
+          : spec.type === "bool"
+            ? typeof value === "boolean"
+            : spec.type === "string"
+              ? typeof value === "string" && SAFE_STRING.test(value)
+              : spec.type === "list"
+                ? Array.isArray(value) && value.every((item) => SAFE_STRING.test(String(item)))
+                : Array.isArray(value)
+                  ? value.every((item) => SAFE_STRING.test(String(item)))
+                  : typeof value !== "string" || SAFE_STRING.test(value);
+    if (!ok)
+      problems.push(
+        `option "${name}" of harness "${harness}" must be ${spec.type === "int" ? "an integer" : `a ${spec.type}`}`,
+      );
+  }
+  return problems;
+};
+
+/** The argv for validated args: `--flag value`, a bare flag for `true`, nothing for `false`. */
+export const argvOf = (table: OptionTable, args: HarnessArgs): string[] =>
+  Object.entries(args).flatMap(([name, value]) => {
+    const spec = table[name];
+    if (!spec) return [];
+    if (typeof value === "boolean") return value ? [spec.flag] : [];
+    if (Array.isArray(value)) return [spec.flag, value.join(",")];
+    return [spec.flag, String(value)];
+  });

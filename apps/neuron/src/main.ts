@@ -1,0 +1,162 @@
+import { readFileSync } from "node:fs";
+import type { Server } from "node:http";
+import { resolve } from "node:path";
+import { WORKER_ENTRY } from "@cortex/harness-llamacpp/worker";
+import { type NeuronConfig, parseListen } from "@cortex/protocol";
+import { pino } from "pino";
+import { createNeuronApp } from "./api/app.js";
+import { loadConfig, redactConfig } from "./config.js";
+import {
+  combinedSource,
+  DiscoveryCache,
+  HARNESS_GPU_ENV,
+  readHostInfo,
+  staticSource,
+} from "./discovery/index.js";
+import { defineHarness, type Harness, harnessInfo } from "./harnesses/definitions.js";
+import { ModelManager } from "./models/model-manager.js";
+import { localSources } from "./sources/preparer.js";
+import { freeLoopbackPort, probeReady } from "./supervisor/net.js";
+import { PidRecords } from "./supervisor/pid-records.js";
+import { spawnRunner } from "./supervisor/process-runner.js";
+
+const VERSION = (
+  JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as {
+    version: string;
+  }
+).version;
+
+/** Seconds a harness gets to become ready: a minute, plus 30 s per GB of model. */
+const readyTimeoutMs = (sizeMb: number): number => 60_000 + Math.ceil(sizeMb / 1024) * 30_000;
+
+const buildHarnesses = (config: NeuronConfig): Map<string, Harness> => {
+  const harnesses = new Map<string, Harness>();
+  const problems: string[] = [];
+  for (const [name, entry] of Object.entries(config.harnesses)) {
+    const harness = defineHarness(name, entry, { node: process.execPath, entry: WORKER_ENTRY });
+    if ("problems" in harness) problems.push(...harness.problems);
+    else harnesses.set(name, harness);
+  }
+  if (problems.length > 0)
+    throw new Error(`invalid harnesses in the configuration:\n  ${problems.join("\n  ")}`);
+  return harnesses;
+};
+
+export interface MainOptions {
+  readonly configFile: string | undefined;
+  readonly env: Readonly<Record<string, string | undefined>>;
+}
+
+/** The composition root: config → discovery → supervisor → API, then preload and signals. */
+export const main = async ({ configFile, env }: MainOptions): Promise<void> => {
+  const config = loadConfig(configFile, env);
+  const log = pino({ name: `neuron:${config.name}`, level: env.NEURON_LOG_LEVEL ?? "info" });
+  log.info({ config: redactConfig(config) }, "starting");
+
+  const harnesses = buildHarnesses(config);
+  const { host, port } = parseListen(config.listen);
+  const urlHost =
+    host === "0.0.0.0" || host === "::" ? "localhost" : host.includes(":") ? `[${host}]` : host;
+  // With port 0 the real port is known only once listening; answers read it then.
+  let selfUrl = `http://${urlHost}:${port}`;
+
+  const pids = new PidRecords(
+    resolve(config.state_dir, "harnesses.json"),
+    "supervisor/watchdog.js",
+  );
+  for (const reaped of pids.reapLeftovers())
+    log.warn(reaped, "ended a harness left over from an earlier run");
+
+  const discovery = new DiscoveryCache({
+    name: config.name,
+    source:
+      config.devices.length > 0
+        ? staticSource(config.devices)
+        : combinedSource({ onWarning: (message) => log.warn({}, message) }),
+    host: () => readHostInfo(config.name),
+    harnesses: harnessInfo(harnesses),
+    refreshMs: 5000,
+    onWarning: (message) => log.warn({}, message),
+  });
+  await discovery.start();
+
+  const manager = new ModelManager(
+    {
+      harnesses,
+      runner: spawnRunner({ parentPid: process.pid, watchdogGraceMs: config.stop_grace_ms }),
+      sources: localSources({
+        modelsDir: resolve(config.models_dir),
+        hfEndpoint: config.hf_endpoint,
+        ...(env.HF_TOKEN ? { hfToken: env.HF_TOKEN } : {}),
+      }),
+      devices: () => discovery.current().devices,
+      freePort: freeLoopbackPort,
+      probe: probeReady,
+      log,
+      pids,
+    },
+    {
+      get selfUrl() {
+        return selfUrl;
+      },
+      defaultIdleTtlS: config.default_idle_ttl_s,
+      stopGraceMs: config.stop_grace_ms,
+      readyTimeoutMs,
+      readyPollMs: 200,
+      restartDelaysMs: [1000, 5000, 15_000],
+      stableAfterMs: 5 * 60_000,
+      maxQueued: config.queue_max,
+      queueTimeoutMs: config.queue_timeout_ms,
+      harnessEnv: HARNESS_GPU_ENV,
+    },
+  );
+
+  let status: "ok" | "starting" | "stopping" = "starting";
+  const app = createNeuronApp({
+    token: config.token,
+    version: VERSION,
+    startedAtMs: Date.now(),
+    get selfUrl() {
+      return selfUrl;
+    },
+    manager,
+    discovery: () => discovery.current(),
+    status: () => status,
+    log,
+  });
+  const server: Server = await new Promise((resolveListen, reject) => {
+    const listening = app.listen(port, host, () => resolveListen(listening));
+    listening.once("error", reject);
+  });
+  server.keepAliveTimeout = 65_000;
+  selfUrl = `http://${urlHost}:${(server.address() as { port: number }).port}`;
+  log.info({ listen: config.listen, url: selfUrl }, "listening");
+
+  // Whatever ends this process, no harness may outlive it.
+  process.on("exit", () => manager.killAllNow());
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    status = "stopping";
+    log.info({ signal }, "stopping: unloading every model");
+    server.close();
+    server.closeIdleConnections();
+    discovery.stop();
+    void manager.shutdown().finally(() => {
+      log.info({}, "stopped");
+      process.exit(0);
+    });
+  };
+  process.on("SIGTERM", () => stop("SIGTERM"));
+  process.on("SIGINT", () => stop("SIGINT"));
+
+  status = "ok";
+  // Preload after the listener is up, so health checks see a live neuron while models load.
+  for (const request of config.preload) {
+    manager.load(request).then(
+      (answer) => log.info({ model: answer.id, load_ms: answer.load_ms }, "preloaded"),
+      (error: unknown) => log.error({ model: request.model_id, err: error }, "preload failed"),
+    );
+  }
+};

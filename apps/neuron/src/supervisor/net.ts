@@ -1,0 +1,24 @@
+import { once } from "node:events";
+import { createServer } from "node:net";
+
+/** A loopback port free right now. The harness binds it moments later; a clash shows as an early exit. */
+export const freeLoopbackPort = async (): Promise<number> => {
+  const server = createServer();
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const { port } = server.address() as { port: number };
+  server.close();
+  await once(server, "close");
+  return port;
+};
+
+/** One readiness probe: 2xx within a second counts as ready. */
+export const probeReady = async (url: string): Promise<boolean> => {
+  try {
+    const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
+    await res.arrayBuffer();
+    return res.ok;
+  } catch {
+    return false;
+  }
+};

@@ -1,0 +1,31 @@
+import { readdirSync, readFileSync } from "node:fs";
+
+/** Live processes whose command line contains `text` (Linux /proc), as `{pid, cmdline}`. */
+export const processesMentioning = (text: string): { pid: number; cmdline: string }[] => {
+  const found: { pid: number; cmdline: string }[] = [];
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
+    try {
+      const cmdline = readFileSync(`/proc/${name}/cmdline`, "utf8").replaceAll("\0", " ");
+      const state = readFileSync(`/proc/${name}/stat`, "utf8").split(") ").at(1)?.[0];
+      if (state !== "Z" && cmdline.includes(text)) found.push({ pid: Number(name), cmdline });
+    } catch {
+      // The process ended while we looked.
+    }
+  }
+  return found;
+};
+
+/** Resolves when `check` holds, polling every 50 ms; rejects with `what` after `timeoutMs`. */
+export const waitFor = async (
+  what: string,
+  check: () => boolean | Promise<boolean>,
+  timeoutMs = 30_000,
+): Promise<void> => {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+};
