@@ -159,7 +159,9 @@ class LlamaEngine implements Engine {
         .contextText.tokenize(this.#model.tokenizer).length;
       if (promptTokens >= this.contextSize)
         throw new ContextOverflowError(promptTokens, this.contextSize);
-      let completionTokens = 0;
+      // Counted by the sequence's meter, not onToken: tokens of an unfinished UTF-8 character
+      // are held back from onToken and never reported when generation stops between them.
+      const outputBefore = slot.tokenMeter.usedOutputTokens;
       const result = await chat.generateResponse(history, {
         signal: options.signal,
         maxTokens: sampling.maxTokens ?? this.contextSize - promptTokens,
@@ -167,16 +169,13 @@ class LlamaEngine implements Engine {
         ...(sampling.topP === undefined ? {} : { topP: sampling.topP }),
         ...(sampling.seed === undefined ? {} : { seed: sampling.seed }),
         customStopTriggers: sampling.stop,
-        onToken: (tokens) => {
-          completionTokens += tokens.length;
-        },
         ...(options.onText ? { onTextChunk: options.onText } : {}),
       });
       return {
         text: result.response,
         finishReason: finishReasonOf(result.metadata.stopReason),
         promptTokens,
-        completionTokens,
+        completionTokens: slot.tokenMeter.usedOutputTokens - outputBefore,
       };
     } finally {
       chat.dispose({ disposeSequence: false });
@@ -195,7 +194,7 @@ class LlamaEngine implements Engine {
       const promptTokens = this.#model.tokenize(prompt).length;
       if (promptTokens >= this.contextSize)
         throw new ContextOverflowError(promptTokens, this.contextSize);
-      let completionTokens = 0;
+      const outputBefore = slot.tokenMeter.usedOutputTokens;
       const result = await completion.generateCompletionWithMeta(prompt, {
         signal: options.signal,
         maxTokens: sampling.maxTokens ?? this.contextSize - promptTokens,
@@ -203,16 +202,13 @@ class LlamaEngine implements Engine {
         ...(sampling.topP === undefined ? {} : { topP: sampling.topP }),
         ...(sampling.seed === undefined ? {} : { seed: sampling.seed }),
         customStopTriggers: sampling.stop,
-        onToken: (tokens) => {
-          completionTokens += tokens.length;
-        },
         ...(options.onText ? { onTextChunk: options.onText } : {}),
       });
       return {
         text: result.response,
         finishReason: finishReasonOf(result.metadata.stopReason),
         promptTokens,
-        completionTokens,
+        completionTokens: slot.tokenMeter.usedOutputTokens - outputBefore,
       };
     } finally {
       completion.dispose({ disposeSequence: false });
