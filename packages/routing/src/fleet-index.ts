@@ -75,9 +75,15 @@ export const indexSnapshot = (snapshot: FleetSnapshot): FleetIndex => {
   return index;
 };
 
-/** Requests on a replica: what the neuron reported plus what cortex holds reserved since. */
+/**
+ * Requests on a replica: the larger of what the neuron last reported and what cortex holds
+ * reserved now. Not the sum: the neuron's count already includes the requests cortex sent it,
+ * so adding would count each twice until the next poll and halve the usable slots. Cortex's
+ * count is exact and current for its own traffic; the report covers clients calling the
+ * neuron directly.
+ */
 export const replicaLoad = (replica: Replica, live: LiveState | undefined): number =>
-  replica.model.in_flight + replica.model.queued + (live?.reserved?.get(replica.key) ?? 0);
+  Math.max(replica.model.in_flight + replica.model.queued, live?.reserved?.get(replica.key) ?? 0);
 
 /** Epoch ms of the most recent use known, from the neuron or from cortex's own picks. */
 export const lastUsedMs = (replica: Replica, live: LiveState | undefined): number => {

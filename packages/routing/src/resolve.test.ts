@@ -62,7 +62,21 @@ const cases: Case[] = [
     name: "counts cortex's reservations towards saturation",
     snapshot: fleet(node("a", { models: [model("qwen", { in_flight: 1 })] })),
     request: { model: "qwen" },
+    live: { reserved: new Map([[replicaKey("a", "qwen"), 4]]) },
+    expected: { kind: "saturated" },
+  },
+  {
+    name: "does not count a request twice: the neuron's in_flight already includes cortex's",
+    snapshot: fleet(node("a", { models: [model("qwen", { in_flight: 3 })] })),
+    request: { model: "qwen" },
     live: { reserved: new Map([[replicaKey("a", "qwen"), 3]]) },
+    expected: { kind: "route", node: "a" },
+  },
+  {
+    name: "counts the neuron's report when it is the larger (clients calling it directly)",
+    snapshot: fleet(node("a", { models: [model("qwen", { in_flight: 4 })] })),
+    request: { model: "qwen" },
+    live: { reserved: new Map([[replicaKey("a", "qwen"), 1]]) },
     expected: { kind: "saturated" },
   },
   {

@@ -1,8 +1,7 @@
+import { errorHandler, notFound, requireBearer } from "@cortex/http-kit";
 import type { DiscoveryAnswer } from "@cortex/protocol";
 import express from "express";
 import type { Log, ModelManager } from "../models/model-manager.js";
-import { requireToken } from "./auth.js";
-import { errorHandler, notFound } from "./errors.js";
 import { inferenceRoutes } from "./inference.js";
 import { modelsRoutes } from "./models-routes.js";
 
@@ -31,7 +30,7 @@ export const createNeuronApp = (deps: AppDeps): express.Express => {
     });
   });
 
-  app.use(requireToken(deps.token));
+  app.use(requireBearer(deps.token));
   app.get("/discovery", (_req, res) => {
     res.json(deps.discovery());
   });

@@ -1,3 +1,4 @@
+import { openEventStream, parseBody } from "@cortex/http-kit";
 import {
   ERROR_CODES,
   errorEnvelope,
@@ -8,8 +9,6 @@ import {
 import express, { type Router } from "express";
 import { NeuronError } from "../errors.js";
 import type { ModelManager } from "../models/model-manager.js";
-import { parseBody } from "./errors.js";
-import { openEventStream } from "./sse.js";
 
 const modelOf = (manager: ModelManager, id: string) => {
   const entry = manager.get(id);

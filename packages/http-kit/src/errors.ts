@@ -1,10 +1,10 @@
 import { ERROR_CODES, errorEnvelope } from "@cortex/protocol";
 import type { ErrorRequestHandler, RequestHandler, Response } from "express";
 import type { z } from "zod";
-import { NeuronError } from "../errors.js";
-import type { Log } from "../models/model-manager.js";
+import { ApiError, type Log } from "./api-error.js";
 
-export const sendError = (res: Response, error: NeuronError): void => {
+/** Writes `error` as the OpenAI envelope with its status (and Retry-After when transient). */
+export const sendError = (res: Response, error: ApiError): void => {
   if (error.retryAfterS !== null) res.setHeader("Retry-After", String(error.retryAfterS));
   res
     .status(ERROR_CODES[error.code].status)
@@ -21,7 +21,7 @@ const pathOf = (path: readonly PropertyKey[]): string =>
 /** Validates a body; every problem is listed, the first field named as `param`. */
 export const parseBody = <S extends z.ZodType>(schema: S, body: unknown): z.output<S> => {
   if (typeof body !== "object" || body === null || Array.isArray(body)) {
-    throw new NeuronError("invalid_request_error", "the request body must be a JSON object");
+    throw new ApiError("invalid_request_error", "the request body must be a JSON object");
   }
   const result = schema.safeParse(body);
   if (result.success) return result.data;
@@ -32,7 +32,7 @@ export const parseBody = <S extends z.ZodType>(schema: S, body: unknown): z.outp
     return `${at ? `${at}: ` : ""}${issue.code === "unrecognized_keys" ? "unknown key" : issue.message}`;
   });
   const first = result.error.issues[0];
-  throw new NeuronError(
+  throw new ApiError(
     "invalid_request_error",
     messages.join("; "),
     first ? { param: pathOf(first.path) || "body" } : {},
@@ -40,7 +40,7 @@ export const parseBody = <S extends z.ZodType>(schema: S, body: unknown): z.outp
 };
 
 export const notFound: RequestHandler = (req, _res, next) => {
-  next(new NeuronError("not_found", `no route for ${req.method} ${req.path}`));
+  next(new ApiError("not_found", `no route for ${req.method} ${req.path}`));
 };
 
 const isBodyParserError = (error: unknown): error is { type: string; status: number } =>
@@ -54,25 +54,22 @@ export const errorHandler =
       res.destroy();
       return;
     }
-    if (error instanceof NeuronError) return sendError(res, error);
+    if (error instanceof ApiError) return sendError(res, error);
     if (isBodyParserError(error)) {
       if (error.type === "entity.parse.failed")
         return sendError(
           res,
-          new NeuronError("invalid_request_error", "the request body is not valid JSON"),
+          new ApiError("invalid_request_error", "the request body is not valid JSON"),
         );
       if (error.type === "entity.too.large")
-        return sendError(
-          res,
-          new NeuronError("payload_too_large", "the request body is too large"),
-        );
+        return sendError(res, new ApiError("payload_too_large", "the request body is too large"));
       if (error.status >= 400 && error.status < 500) {
         return sendError(
           res,
-          new NeuronError("invalid_request_error", "the request body could not be read"),
+          new ApiError("invalid_request_error", "the request body could not be read"),
         );
       }
     }
     log.error({ err: error, method: req.method, path: req.path }, "unexpected error");
-    sendError(res, new NeuronError("internal_error", "internal error"));
+    sendError(res, new ApiError("internal_error", "internal error"));
   };
