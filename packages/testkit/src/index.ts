@@ -6,6 +6,7 @@ export {
   type FakeHarnessOptions,
   startFakeHarness,
 } from "./fake-harness.js";
+export { type FakeNeuron, type FakeNeuronOptions, startFakeNeuron } from "./fake-neuron.js";
 
 /** The fake harness program, for neuron.yaml templates: `[node, FAKE_HARNESS_ENTRY, --model, …]`. */
 export const FAKE_HARNESS_ENTRY = fileURLToPath(

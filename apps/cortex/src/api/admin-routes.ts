@@ -1,0 +1,189 @@
+import type { Catalogue } from "@cortex/catalogue";
+import { resolveModelName } from "@cortex/catalogue";
+import { parseBody, requireBearer } from "@cortex/http-kit";
+import {
+  type ApiLoadAnswer,
+  ApiLoadRequest,
+  type ApiUnloadAnswer,
+  ApiUnloadRequest,
+  type FleetSnapshot,
+} from "@cortex/protocol";
+import { type LoadPlan, withoutModel } from "@cortex/routing";
+import express, { type RequestHandler, type Router } from "express";
+import { CortexError } from "../errors.js";
+import type { FleetStore } from "../fleet/fleet-store.js";
+import type { Dispatcher } from "../router/dispatcher.js";
+import type { LoadClient, LoadCoordinator } from "../router/load-coordinator.js";
+
+export interface AdminRoutesOptions {
+  readonly adminToken: string;
+  readonly store: FleetStore;
+  readonly catalogue: () => Catalogue;
+  readonly dispatcher: Dispatcher;
+  readonly loads: LoadCoordinator;
+  readonly client: (node: string) => LoadClient;
+  readonly events: RequestHandler;
+}
+
+interface ErrorLike {
+  readonly code?: unknown;
+  readonly message?: unknown;
+}
+
+const nodeUrl = (snapshot: FleetSnapshot, node: string): string =>
+  snapshot.nodes.find((entry) => entry.name === node)?.url ?? "";
+
+/**
+ * The operator's API (admin token): the fleet as cortex sees it, placing and removing models by
+ * hand, and the live event stream.
+ */
+export const adminRoutes = (options: AdminRoutesOptions): Router => {
+  const { store, dispatcher, loads } = options;
+  const router = express.Router();
+  const json = express.json({ limit: "64kb", type: () => true });
+  router.use("/api", requireBearer(options.adminToken));
+
+  router.get("/api/fleet", (_req, res) => {
+    res.json(store.snapshot);
+  });
+
+  router.get("/api/catalogue", (_req, res) => {
+    res.json({ models: options.catalogue().models });
+  });
+
+  router.get("/api/events", options.events);
+
+  // Places a model through the catalogue (or on the named node) and answers once it is loaded.
+  router.post("/api/models/load", json, async (req, res) => {
+    const request = parseBody(ApiLoadRequest, req.body);
+    const profile = resolveModelName(options.catalogue(), request.model);
+    const decision = dispatcher.decide(request.model, request.node);
+    const answer = (fields: Omit<ApiLoadAnswer, "status">): ApiLoadAnswer => ({
+      status: "loaded",
+      ...fields,
+    });
+    switch (decision.kind) {
+      case "route":
+      case "saturated": {
+        const node =
+          decision.kind === "route"
+            ? decision.node
+            : (store.snapshot.nodes.find((entry) =>
+                entry.models.some((m) => m.id === decision.model && m.status === "loaded"),
+              )?.name ?? "");
+        res.json(
+          answer({
+            model: decision.model,
+            node,
+            url: nodeUrl(store.snapshot, node),
+            load_ms: 0,
+            already_loaded: true,
+            evicted: [],
+          }),
+        );
+        return;
+      }
+      case "load": {
+        const loaded = await loads.load(decision.profile, decision.plan);
+        res.json(
+          answer({
+            model: loaded.model,
+            node: loaded.node,
+            url: loaded.url,
+            load_ms: loaded.loadMs,
+            already_loaded: loaded.alreadyLoaded,
+            evicted: [...loaded.evicted],
+          }),
+        );
+        return;
+      }
+      case "lazy":
+      case "hold": {
+        // Known to a node but not serving (idle-unloaded, loading, recovering): load it there.
+        if (!profile) {
+          throw new CortexError(
+            "invalid_request_error",
+            `model "${decision.model}" is not in the catalogue, so cortex cannot load it again on ${decision.node}; load it on the neuron itself`,
+            { param: "model" },
+          );
+        }
+        const entry = store.snapshot.nodes
+          .find((node) => node.name === decision.node)
+          ?.models.find((model) => model.id === decision.model);
+        const devices = entry?.devices ?? [];
+        const plan: LoadPlan = {
+          node: decision.node,
+          url: nodeUrl(store.snapshot, decision.node),
+          devices,
+          tensor_parallel: Math.max(1, devices.length),
+          evict: [],
+        };
+        const loaded = await (loads.running(profile.id) ?? loads.load(profile, plan));
+        res.json(
+          answer({
+            model: loaded.model,
+            node: loaded.node,
+            url: loaded.url,
+            load_ms: loaded.loadMs,
+            already_loaded: loaded.alreadyLoaded,
+            evicted: [...loaded.evicted],
+          }),
+        );
+        return;
+      }
+      case "reject":
+        throw new CortexError(decision.code, decision.message, {
+          retryAfterS: decision.retry_after_s,
+        });
+    }
+  });
+
+  // Unloads a model from the named node, or from every node that has it.
+  router.post("/api/models/unload", json, async (req, res) => {
+    const request = parseBody(ApiUnloadRequest, req.body);
+    const id = resolveModelName(options.catalogue(), request.model)?.id ?? request.model;
+    if (request.node !== undefined && !store.snapshot.nodes.some((n) => n.name === request.node))
+      throw new CortexError("not_found", `node "${request.node}" is not in the fleet`, {
+        param: "node",
+      });
+    const holders = store.snapshot.nodes.filter(
+      (node) =>
+        (request.node === undefined || node.name === request.node) &&
+        node.models.some((model) => model.id === id),
+    );
+    if (holders.length === 0) {
+      throw new CortexError(
+        "model_not_found",
+        `model "${request.model}" is not on ${request.node ?? "any node"}`,
+        { param: "model" },
+      );
+    }
+    const unloaded: string[] = [];
+    for (const node of holders) {
+      try {
+        await options.client(node.name).unload({ model_id: id, force: request.force ?? false });
+      } catch (error) {
+        const { code, message } = (error ?? {}) as ErrorLike;
+        if (code === "model_busy")
+          throw new CortexError(
+            "model_busy",
+            `model "${id}" is busy on ${node.name}; retry, or send force: true`,
+            { retryAfterS: 5 },
+          );
+        if (code !== "model_not_found") {
+          throw new CortexError(
+            "upstream_error",
+            `unloading "${id}" from ${node.name} failed: ${typeof message === "string" ? message : String(error)}`,
+          );
+        }
+      }
+      store.applyOwn(node.name, (snapshot) => withoutModel(snapshot, node.name, id));
+      store.emit({ type: "unloaded", at: new Date().toISOString(), node: node.name, model: id });
+      unloaded.push(node.name);
+    }
+    const body: ApiUnloadAnswer = { model: id, status: "unloaded", nodes: unloaded };
+    res.json(body);
+  });
+
+  return router;
+};

@@ -1,0 +1,34 @@
+import { errorHandler, type Log, notFound } from "@cortex/http-kit";
+import express, { type Express, type RequestHandler, type Router } from "express";
+import { requestId } from "./request-id.js";
+
+export interface CortexAppOptions {
+  readonly version: string;
+  readonly startedAtMs: number;
+  readonly openai: Router;
+  readonly admin: Router;
+  readonly metrics: RequestHandler;
+  readonly log: Log;
+}
+
+/** Cortex's HTTP surface: health and metrics (open), the OpenAI API, the admin API. */
+export const createCortexApp = (options: CortexAppOptions): Express => {
+  const app = express();
+  app.disable("x-powered-by");
+  app.disable("etag");
+  app.set("query parser", "simple");
+  app.use(requestId);
+  app.get("/health", (_req, res) => {
+    res.json({
+      status: "ok",
+      version: options.version,
+      uptime_s: (Date.now() - options.startedAtMs) / 1000,
+    });
+  });
+  app.get("/metrics", options.metrics);
+  app.use(options.openai);
+  app.use(options.admin);
+  app.use(notFound);
+  app.use(errorHandler(options.log));
+  return app;
+};

@@ -1,0 +1,262 @@
+import { readFileSync } from "node:fs";
+import type { Server } from "node:http";
+import { resolve } from "node:path";
+import {
+  type Catalogue,
+  formatProblems,
+  resolveModelName,
+  watchCatalogue,
+} from "@cortex/catalogue";
+import { type CortexConfig, parseListen } from "@cortex/protocol";
+import { adminRoutes } from "./api/admin-routes.js";
+import { createCortexApp } from "./api/app.js";
+import { createEventFeed, eventsHandler } from "./api/events-route.js";
+import { openAIRoutes, type RequestRecord } from "./api/openai-routes.js";
+import { CortexError } from "./errors.js";
+import { FleetStore } from "./fleet/fleet-store.js";
+import { Poller } from "./fleet/poller.js";
+import type { Log } from "./log.js";
+import { CortexMetrics, metricsHandler } from "./metrics/metrics.js";
+import { NeuronClient } from "./neurons/neuron-client.js";
+import { Dispatcher } from "./router/dispatcher.js";
+import { LoadCoordinator } from "./router/load-coordinator.js";
+import { LifecycleLog, openState, RequestLog } from "./state/index.js";
+
+const VERSION = (
+  JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as {
+    version: string;
+  }
+).version;
+
+export interface Cortex {
+  readonly url: string;
+  readonly server: Server;
+  readonly store: FleetStore;
+  readonly dispatcher: Dispatcher;
+  readonly poller: Poller;
+  readonly metrics: CortexMetrics;
+  readonly requestLog: RequestLog;
+  /** Stops polling, closes the listener (in-flight requests get `graceMs`), flushes the state. */
+  readonly stop: (graceMs?: number) => Promise<void>;
+}
+
+/**
+ * The composition root: catalogue → state → poller → router → API, listening and polling when
+ * it resolves. `main` runs it with the process's config and signals; tests run it in-process.
+ */
+export const startCortex = async (config: CortexConfig, log: Log): Promise<Cortex> => {
+  const startedAtMs = Date.now();
+
+  const store = new FleetStore(config.neurons);
+  const catalogueWatcher = await watchCatalogue(resolve(config.catalogue), {
+    onReload: (catalogue, files) => {
+      log.info({ models: catalogue.models.length, files }, "catalogue reloaded");
+      store.emit({
+        type: "catalogue_reloaded",
+        at: new Date().toISOString(),
+        models: catalogue.models.length,
+        error: null,
+      });
+    },
+    onError: (problems) => {
+      const error = formatProblems(problems);
+      log.warn({ problems: error }, "catalogue edit is invalid; keeping the last good one");
+      store.emit({
+        type: "catalogue_reloaded",
+        at: new Date().toISOString(),
+        models: catalogueWatcher.current().models.length,
+        error,
+      });
+    },
+  });
+  const catalogue = (): Catalogue => catalogueWatcher.current();
+  log.info({ models: catalogue().models.length }, "catalogue loaded");
+
+  const state = openState(config.data_dir === ":memory:" ? ":memory:" : resolve(config.data_dir), {
+    log,
+  });
+  const lifecycle = new LifecycleLog(state.db, { log });
+  lifecycle.attach(store);
+  const requestLog = new RequestLog(state.db, { log });
+
+  const clients = new Map(
+    config.neurons.map((neuron) => [
+      neuron.name,
+      new NeuronClient({
+        name: neuron.name,
+        url: neuron.url,
+        token: neuron.token,
+        timeoutMs: config.poll_timeout_ms,
+      }),
+    ]),
+  );
+  const clientOf = (name: string): NeuronClient => {
+    const client = clients.get(name);
+    if (!client) throw new CortexError("not_found", `node "${name}" is not in the fleet`);
+    return client;
+  };
+  const tokens = new Map(config.neurons.map((neuron) => [neuron.name, neuron.token]));
+
+  const poller = new Poller({
+    store,
+    targets: config.neurons,
+    client: clientOf,
+    intervalMs: config.poll_interval_ms,
+    discoveryIntervalMs: config.discovery_interval_ms,
+    concurrency: config.poll_concurrency,
+    unhealthyAfter: config.unhealthy_after_failures,
+    log,
+    onDiscovery: (name, answer) => {
+      const url = config.neurons.find((neuron) => neuron.name === name)?.url ?? "";
+      lifecycle.saveDiscovery(name, url, answer, Date.now());
+    },
+  });
+  const refresh = (name: string) => {
+    poller
+      .pollNow(name)
+      .catch((error: unknown) => log.warn({ node: name, err: error }, "poll failed"));
+  };
+
+  let dispatcher: Dispatcher | undefined;
+  const metrics = new CortexMetrics({
+    store,
+    live: () => ({
+      queued: dispatcher?.admission.depths() ?? new Map(),
+      inFlight: dispatcher?.reservations.byReplica ?? new Map(),
+    }),
+  });
+  const loads = new LoadCoordinator({
+    store,
+    client: clientOf,
+    loadTimeoutMs: config.load_timeout_ms,
+    log,
+    refresh,
+    observer: {
+      load: (model, node, outcome, seconds) => metrics.observeLoad(model, node, outcome, seconds),
+      eviction: (model, node) => metrics.eviction(model, node),
+    },
+  });
+  dispatcher = new Dispatcher({
+    store,
+    catalogue,
+    loads,
+    admission: {
+      maxQueued: config.queue_max,
+      timeoutMs: config.queue_timeout_ms,
+      retryAfterS: 2,
+    },
+  });
+
+  // Metrics label models only by ids cortex knows, so a client cannot grow the label set.
+  const knownModel = (model: string | null): string => {
+    if (model === null) return "none";
+    if (resolveModelName(catalogue(), model)) return model;
+    return store.snapshot.nodes.some((node) => node.models.some((entry) => entry.id === model))
+      ? model
+      : "unknown";
+  };
+  const record = (entry: RequestRecord) => {
+    const model = knownModel(entry.model);
+    const node = entry.node ?? "none";
+    metrics.observeRequest({
+      model,
+      node,
+      status: entry.status,
+      seconds: entry.latencyMs / 1000,
+      ...(entry.ttftMs === null ? {} : { ttftSeconds: entry.ttftMs / 1000 }),
+    });
+    if (entry.coldStart && entry.node) metrics.coldStart(model, node);
+    requestLog.record({
+      at: entry.at,
+      requestId: entry.requestId,
+      model,
+      node: entry.node,
+      status: entry.status,
+      latencyMs: entry.latencyMs,
+      ttftMs: entry.ttftMs,
+      promptTokens: entry.usage?.prompt_tokens ?? null,
+      completionTokens: entry.usage?.completion_tokens ?? null,
+      stream: entry.stream,
+      coldStart: entry.coldStart,
+      errorCode: entry.errorCode,
+    });
+    if (entry.status >= 500 && entry.status !== 499)
+      log.warn(
+        { request_id: entry.requestId, model, node, status: entry.status },
+        "request failed",
+      );
+  };
+
+  const feed = createEventFeed(store, 200);
+  const app = createCortexApp({
+    version: VERSION,
+    startedAtMs,
+    log,
+    metrics: metricsHandler(metrics),
+    openai: openAIRoutes({
+      dispatcher,
+      snapshot: () => store.snapshot,
+      catalogue,
+      apiKeys: config.api_keys,
+      tokenOf: (node) => tokens.get(node) ?? "",
+      refresh,
+      streamIdleTimeoutMs: config.stream_idle_timeout_ms,
+      loadTimeoutMs: config.load_timeout_ms,
+      record,
+      startedS: Math.floor(startedAtMs / 1000),
+    }),
+    admin: adminRoutes({
+      adminToken: config.admin_token,
+      store,
+      catalogue,
+      dispatcher,
+      loads,
+      client: clientOf,
+      events: eventsHandler(feed, { log }),
+    }),
+  });
+
+  const { host, port } = parseListen(config.listen);
+  const server: Server = await new Promise((resolveListen, reject) => {
+    const listening = app.listen(port, host, () => resolveListen(listening));
+    listening.once("error", reject);
+  });
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 66_000;
+  const address = server.address() as { port: number };
+  const urlHost =
+    host === "0.0.0.0" || host === "::" ? "localhost" : host.includes(":") ? `[${host}]` : host;
+  log.info({ listen: config.listen, url: `http://${urlHost}:${address.port}` }, "listening");
+  poller.start();
+
+  let stopped: Promise<void> | undefined;
+  const stop = (graceMs = 5000): Promise<void> => {
+    stopped ??= (async () => {
+      await poller.stop();
+      feed.close();
+      const closed = new Promise<void>((resolveClose) => server.close(() => resolveClose()));
+      server.closeIdleConnections();
+      // In-flight requests get a moment to finish; then whatever is left is cut.
+      const force = setTimeout(() => server.closeAllConnections(), graceMs);
+      force.unref();
+      await closed;
+      clearTimeout(force);
+      await catalogueWatcher.close().catch(() => {});
+      requestLog.close();
+      lifecycle.close();
+      state.close();
+      for (const client of clients.values()) client.close();
+    })();
+    return stopped;
+  };
+  return {
+    url: `http://${urlHost}:${address.port}`,
+    server,
+    store,
+    dispatcher,
+    poller,
+    metrics,
+    requestLog,
+    stop,
+  };
+};

@@ -1,0 +1,155 @@
+import type {
+  FleetEvent,
+  FleetNode,
+  FleetSnapshot,
+  ModelStatus,
+  NeuronTarget,
+} from "@cortex/protocol";
+
+export type FleetListener = (event: FleetEvent) => void;
+
+/** A node cortex has configured but not yet heard from: not routable until its first good poll. */
+export const unknownNode = (target: NeuronTarget): FleetNode => ({
+  name: target.name,
+  url: target.url.replace(/\/+$/, ""),
+  healthy: false,
+  consecutive_failures: 0,
+  last_poll_at: null,
+  last_ok_at: null,
+  error: "not polled yet",
+  node: null,
+  devices: [],
+  harnesses: [],
+  models: [],
+});
+
+const statusesOf = (node: FleetNode | undefined): Map<string, ModelStatus> =>
+  new Map((node?.models ?? []).map((model) => [model.id, model.status]));
+
+/** The events that turn `before` into `after`: health flips and model status changes. */
+export const diffSnapshots = (
+  before: FleetSnapshot,
+  after: FleetSnapshot,
+  at: string,
+): FleetEvent[] => {
+  const events: FleetEvent[] = [];
+  const previous = new Map(before.nodes.map((node) => [node.name, node]));
+  for (const node of after.nodes) {
+    const old = previous.get(node.name);
+    if (old && old.healthy !== node.healthy) {
+      events.push({
+        type: "node_health",
+        at,
+        node: node.name,
+        healthy: node.healthy,
+        error: node.error,
+      });
+    }
+    const from = statusesOf(old);
+    const to = statusesOf(node);
+    for (const [model, status] of to) {
+      const was = from.get(model) ?? null;
+      if (was !== status)
+        events.push({ type: "model_state", at, node: node.name, model, from: was, to: status });
+    }
+    for (const [model, status] of from) {
+      if (!to.has(model))
+        events.push({ type: "model_state", at, node: node.name, model, from: status, to: null });
+    }
+  }
+  return events;
+};
+
+/**
+ * The one fleet snapshot. It is an immutable value, replaced whole: a reader holding it never
+ * sees half an update, and routing decides on exactly what it read. Every replacement is
+ * diffed and announced to listeners (the event stream, the lifecycle log, metrics).
+ */
+export class FleetStore {
+  #snapshot: FleetSnapshot;
+  readonly #listeners = new Set<FleetListener>();
+  readonly #replaced = new Set<(snapshot: FleetSnapshot) => void>();
+  readonly #now: () => number;
+  readonly #generations = new Map<string, number>();
+
+  constructor(targets: readonly NeuronTarget[], now: () => number = Date.now) {
+    this.#now = now;
+    this.#snapshot = {
+      taken_at: new Date(now()).toISOString(),
+      nodes: targets.map(unknownNode),
+    };
+  }
+
+  get snapshot(): FleetSnapshot {
+    return this.#snapshot;
+  }
+
+  /** Replaces the snapshot with `change(current)` and announces what changed. Synchronous. */
+  update(change: (current: FleetSnapshot) => FleetSnapshot): FleetSnapshot {
+    const before = this.#snapshot;
+    const after = change(before);
+    if (after === before) return before;
+    const at = new Date(this.#now()).toISOString();
+    this.#snapshot = { ...after, taken_at: at };
+    for (const event of diffSnapshots(before, this.#snapshot, at)) this.emit(event);
+    for (const listener of this.#replaced) {
+      try {
+        listener(this.#snapshot);
+      } catch {
+        // As for events: one listener's failure stays its own.
+      }
+    }
+    return this.#snapshot;
+  }
+
+  /** Replaces one node (by name) in the snapshot; unknown names are ignored. */
+  updateNode(name: string, change: (node: FleetNode) => FleetNode): FleetSnapshot {
+    return this.update((current) => {
+      let changed = false;
+      const nodes = current.nodes.map((node) => {
+        if (node.name !== name) return node;
+        const next = change(node);
+        changed ||= next !== node;
+        return next;
+      });
+      return changed ? { ...current, nodes } : current;
+    });
+  }
+
+  /**
+   * How many times cortex itself changed this node's models (a load, an eviction, an unload).
+   * A poll answer that left the neuron before such a change is stale: the poller compares
+   * generations and then keeps cortex's newer view of the models.
+   */
+  generation(name: string): number {
+    return this.#generations.get(name) ?? 0;
+  }
+
+  /** Applies cortex's own change to a node's models, at once, and bumps its generation. */
+  applyOwn(name: string, change: (current: FleetSnapshot) => FleetSnapshot): FleetSnapshot {
+    this.#generations.set(name, this.generation(name) + 1);
+    return this.update(change);
+  }
+
+  /** Announces an event that is not a snapshot change (a load started, progress, …). */
+  emit(event: FleetEvent): void {
+    for (const listener of this.#listeners) {
+      try {
+        listener(event);
+      } catch {
+        // A listener's failure is its own; the fleet and the other listeners carry on.
+      }
+    }
+  }
+
+  /** Called after every replacement, changed statuses or not (in-flight counts, free memory). */
+  onReplaced(listener: (snapshot: FleetSnapshot) => void): () => void {
+    this.#replaced.add(listener);
+    return () => this.#replaced.delete(listener);
+  }
+
+  subscribe(listener: FleetListener): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+}

@@ -1,0 +1,185 @@
+import { Agent } from "node:http";
+import type { Response } from "express";
+import got, { type RequestError } from "got";
+
+// Streams one client request to a neuron and the answer back, chunk by chunk, never buffering
+// a stream. Only headers that describe the body pass either way: the client's credentials,
+// cookies and hop-by-hop headers stay behind, and the neuron's token is added.
+
+const agent = new Agent({ keepAlive: true, maxSockets: 4096, scheduling: "lifo" });
+
+const client = got.extend({
+  agent: { http: agent },
+  retry: { limit: 0 },
+  throwHttpErrors: false,
+  decompress: false,
+  followRedirect: false,
+});
+
+/** Upstream answer headers worth passing to the client. */
+const PASSED_HEADERS = ["content-type", "cache-control", "x-accel-buffering", "retry-after"];
+
+/** How much of an answer is kept to read `usage` from: all of a JSON body, the tail of a stream. */
+const JSON_KEEP_BYTES = 1 << 20;
+const STREAM_TAIL_BYTES = 16 << 10;
+
+/** The connection failed before the neuron answered anything: safe to try another replica. */
+export class UpstreamConnectError extends Error {
+  readonly code: string;
+
+  constructor(code: string, cause: unknown) {
+    super(`could not reach the neuron (${code})`, { cause });
+    this.name = "UpstreamConnectError";
+    this.code = code;
+  }
+}
+
+/** The neuron accepted the request but stopped answering for longer than the idle timeout. */
+export class UpstreamTimeoutError extends Error {
+  constructor(cause: unknown) {
+    super("the neuron stopped answering", { cause });
+    this.name = "UpstreamTimeoutError";
+  }
+}
+
+export interface Usage {
+  readonly prompt_tokens: number | null;
+  readonly completion_tokens: number | null;
+}
+
+export interface ForwardResult {
+  readonly status: number;
+  /** Milliseconds from sending to the first body byte; null when there was no body. */
+  readonly firstByteMs: number | null;
+  readonly usage: Usage | null;
+  /** The client went away before the answer was complete (the upstream request was aborted). */
+  readonly aborted: boolean;
+  /** The answer broke off after bytes had reached the client; the connection was cut. */
+  readonly broken: boolean;
+}
+
+export interface ForwardOptions {
+  /** Full upstream URL: the neuron's base URL plus the client's path. */
+  readonly url: string;
+  readonly body: Buffer | string;
+  readonly token: string;
+  readonly requestId: string;
+  readonly accept: string | undefined;
+  /** No byte for this long (before or during the answer) fails the request; never a total limit. */
+  readonly idleTimeoutMs: number;
+  readonly signal: AbortSignal;
+}
+
+const errorCode = (error: unknown): string =>
+  (error as RequestError | undefined)?.code ?? "ERR_UNKNOWN";
+
+const USAGE_PATTERN = /"usage"\s*:\s*(\{[^{}]*\})/g;
+
+/** The last `usage` object in an answer (a JSON body or the tail of a stream), if any. */
+export const usageOf = (text: string): Usage | null => {
+  let last: string | undefined;
+  for (const match of text.matchAll(USAGE_PATTERN)) last = match[1];
+  if (last === undefined) return null;
+  try {
+    const usage = JSON.parse(last) as Record<string, unknown>;
+    const count = (value: unknown) => (typeof value === "number" ? value : null);
+    return {
+      prompt_tokens: count(usage.prompt_tokens),
+      completion_tokens: count(usage.completion_tokens),
+    };
+  } catch {
+    return null;
+  }
+};
+
+/**
+ * Forwards the request and pipes the answer into `res`. Rejects with UpstreamConnectError only
+ * while nothing has been written to the client, so the caller may retry elsewhere; with
+ * UpstreamTimeoutError when the neuron never answered within the idle timeout. Once the
+ * answer has started, failures cut the client's connection (the only honest signal left) and
+ * the promise resolves with `broken`.
+ */
+export const forward = (res: Response, options: ForwardOptions): Promise<ForwardResult> =>
+  new Promise<ForwardResult>((resolve, reject) => {
+    const started = performance.now();
+    const headers: Record<string, string> = {
+      "content-type": "application/json",
+      "x-request-id": options.requestId,
+    };
+    if (options.accept) headers.accept = options.accept;
+    if (options.token) headers.authorization = `Bearer ${options.token}`;
+    const upstream = client.stream.post(options.url, {
+      body: options.body,
+      headers,
+      signal: options.signal,
+      timeout: { connect: 5000, socket: options.idleTimeoutMs },
+    });
+    let status = 0;
+    let firstByteMs: number | null = null;
+    let keep: Buffer[] = [];
+    let kept = 0;
+    let streaming = false;
+    let settled = false;
+    const finish = (outcome: { aborted?: boolean; broken?: boolean } = {}) => {
+      if (settled) return;
+      settled = true;
+      const text = Buffer.concat(keep).toString("utf8");
+      keep = [];
+      resolve({
+        status,
+        firstByteMs,
+        usage: status < 400 ? usageOf(text) : null,
+        aborted: outcome.aborted ?? false,
+        broken: outcome.broken ?? false,
+      });
+    };
+    upstream.on(
+      "response",
+      (answer: { statusCode: number; headers: Record<string, string | string[] | undefined> }) => {
+        status = answer.statusCode;
+        res.status(answer.statusCode);
+        for (const name of PASSED_HEADERS) {
+          const value = answer.headers[name];
+          if (value !== undefined) res.setHeader(name, value);
+        }
+        streaming = String(answer.headers["content-type"] ?? "").includes("text/event-stream");
+        res.flushHeaders();
+      },
+    );
+    upstream.on("data", (chunk: Buffer) => {
+      if (firstByteMs === null) firstByteMs = performance.now() - started;
+      // Keep a bounded copy to read usage from afterwards: the whole of a JSON answer, the tail
+      // of a stream (the usage chunk comes last).
+      if (streaming) {
+        keep.push(chunk);
+        kept += chunk.length;
+        while (kept - (keep[0]?.length ?? 0) >= STREAM_TAIL_BYTES)
+          kept -= keep.shift()?.length ?? 0;
+      } else if (kept < JSON_KEEP_BYTES) {
+        keep.push(chunk);
+        kept += chunk.length;
+      }
+      // Backpressure: a slow client pauses the neuron's stream instead of growing a buffer.
+      if (!res.write(chunk)) {
+        upstream.pause();
+        res.once("drain", () => upstream.resume());
+      }
+    });
+    upstream.on("end", () => {
+      res.end();
+      finish();
+    });
+    upstream.on("error", (error: unknown) => {
+      if (options.signal.aborted) return finish({ aborted: true });
+      if (res.headersSent) {
+        res.destroy();
+        return finish({ broken: true });
+      }
+      if (settled) return;
+      settled = true;
+      const code = errorCode(error);
+      const timedOut = code === "ETIMEDOUT" && (error as { event?: string }).event !== "connect";
+      reject(timedOut ? new UpstreamTimeoutError(error) : new UpstreamConnectError(code, error));
+    });
+    options.signal.addEventListener("abort", () => finish({ aborted: true }), { once: true });
+  });

@@ -1,0 +1,51 @@
+import { type LiveState, replicaKey } from "@cortex/routing";
+
+/**
+ * The requests cortex has sent to each replica and not yet seen finish: its own, exact and
+ * current count, which routing combines with the neurons' reports. A reservation is taken in
+ * the same synchronous step as the routing decision and released exactly once.
+ */
+export class Reservations {
+  readonly #reserved = new Map<string, number>();
+  readonly #lastUsedMs = new Map<string, number>();
+  readonly #byModel = new Map<string, number>();
+  readonly #onRelease: (model: string) => void;
+  /** What routing reads; the maps are live views, never copied on the request path. */
+  readonly live: LiveState = { reserved: this.#reserved, lastUsedMs: this.#lastUsedMs };
+
+  constructor(onRelease: (model: string) => void = () => {}) {
+    this.#onRelease = onRelease;
+  }
+
+  /** Reserves a slot on `node` for `model`; the returned function releases it, once. */
+  take(node: string, model: string, nowMs: number): () => void {
+    const key = replicaKey(node, model);
+    this.#reserved.set(key, (this.#reserved.get(key) ?? 0) + 1);
+    this.#byModel.set(model, (this.#byModel.get(model) ?? 0) + 1);
+    this.#lastUsedMs.set(key, nowMs);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const left = (this.#reserved.get(key) ?? 1) - 1;
+      if (left > 0) this.#reserved.set(key, left);
+      else this.#reserved.delete(key);
+      const modelLeft = (this.#byModel.get(model) ?? 1) - 1;
+      if (modelLeft > 0) this.#byModel.set(model, modelLeft);
+      else this.#byModel.delete(model);
+      this.#onRelease(model);
+    };
+  }
+
+  /** Reserved slots by replica key (`replicaKey(node, model)`), for metrics and tests. */
+  get byReplica(): ReadonlyMap<string, number> {
+    return this.#reserved;
+  }
+
+  /** Total reserved slots; zero whenever nothing is in flight. */
+  get total(): number {
+    let sum = 0;
+    for (const count of this.#byModel.values()) sum += count;
+    return sum;
+  }
+}

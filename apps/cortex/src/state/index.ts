@@ -1,0 +1,42 @@
+export {
+  type CortexDb,
+  type CortexState,
+  DEFAULT_BUSY_TIMEOUT_MS,
+  MIGRATIONS_DIR,
+  type OpenStateOptions,
+  openState,
+  STATE_FILE_NAME,
+  STATE_PRAGMAS,
+  StateError,
+  type StateErrorCode,
+} from "./database.js";
+export {
+  eventEntry,
+  type FleetEventSource,
+  LifecycleLog,
+  type LifecycleLogOptions,
+  type ModelEventEntry,
+} from "./lifecycle-log.js";
+export {
+  type ModelEvent,
+  recentEvents,
+  type TrafficBucket,
+  type TrafficQuery,
+  trafficSummary,
+} from "./queries.js";
+export { RequestLog, type RequestLogEntry, type RequestLogOptions } from "./request-log.js";
+export {
+  type ModelEventType,
+  modelEvents,
+  nodes,
+  requestLog,
+  type StateSchema,
+  schema,
+} from "./schema.js";
+export {
+  DEFAULT_BATCH_SIZE,
+  DEFAULT_FLUSH_INTERVAL_MS,
+  DEFAULT_MAX_PENDING,
+  type WriteBehindOptions,
+  type WriteBehindStats,
+} from "./write-behind.js";

@@ -1,0 +1,237 @@
+import type { DiscoveryAnswer, FleetEvent } from "@cortex/protocol";
+import { eq } from "drizzle-orm";
+import type { CortexDb } from "./database.js";
+import { type ModelEventType, modelEvents, nodes } from "./schema.js";
+import { WriteBehind, type WriteBehindOptions, type WriteBehindStats } from "./write-behind.js";
+
+/** One row of model_events. */
+export interface ModelEventEntry {
+  /** Epoch ms. */
+  at: number;
+  type: ModelEventType;
+  node?: string | null;
+  model?: string | null;
+  durationMs?: number | null;
+  detail?: Record<string, unknown> | null;
+}
+
+/** What a FleetStore offers; only `subscribe` is needed. */
+export interface FleetEventSource {
+  subscribe(listener: (event: FleetEvent) => void): () => void;
+}
+
+export interface LifecycleLogOptions extends WriteBehindOptions {
+  /** The clock for `updated_at` of discovery rows (default Date.now). */
+  now?: () => number;
+}
+
+type LifecycleOp =
+  | { kind: "event"; entry: ModelEventEntry }
+  | { kind: "health"; node: string; healthy: boolean; at: number }
+  | {
+      kind: "discovery";
+      name: string;
+      url: string;
+      answer: DiscoveryAnswer;
+      lastOkAt: number | null;
+      at: number;
+    };
+
+const msOf = (iso: string, fallback: () => number): number => {
+  const ms = Date.parse(iso);
+  return Number.isFinite(ms) ? ms : fallback();
+};
+
+/**
+ * The model_events row for a fleet event, or undefined for the ones not kept: load_progress
+ * (many per load, only useful live) and catalogue_reloaded (not a model lifecycle event).
+ */
+export const eventEntry = (
+  event: FleetEvent,
+  now: () => number = Date.now,
+): ModelEventEntry | undefined => {
+  switch (event.type) {
+    case "node_health":
+      return {
+        at: msOf(event.at, now),
+        type: "node_health",
+        node: event.node,
+        detail: { healthy: event.healthy, error: event.error },
+      };
+    case "model_state":
+      return {
+        at: msOf(event.at, now),
+        type: "model_state",
+        node: event.node,
+        model: event.model,
+        detail: { from: event.from, to: event.to },
+      };
+    case "load_started":
+      return {
+        at: msOf(event.at, now),
+        type: "load_started",
+        node: event.node,
+        model: event.model,
+        detail: { evicting: event.evicting },
+      };
+    case "load_finished":
+      return {
+        at: msOf(event.at, now),
+        type: "load_finished",
+        node: event.node,
+        model: event.model,
+        durationMs: event.load_ms,
+      };
+    case "load_failed":
+      return {
+        at: msOf(event.at, now),
+        type: "load_failed",
+        node: event.node,
+        model: event.model,
+        detail: { error: event.error },
+      };
+    case "evicted":
+    case "unloaded":
+      return { at: msOf(event.at, now), type: event.type, node: event.node, model: event.model };
+    case "load_progress":
+    case "catalogue_reloaded":
+      return undefined;
+  }
+};
+
+/**
+ * Model lifecycle history and the nodes table, written behind like the request log (same
+ * batching, bound and failure rules) and in arrival order, so a health flip and a discovery
+ * for the same node land in the order they happened.
+ */
+export class LifecycleLog implements WriteBehindStats {
+  readonly #buffer: WriteBehind<LifecycleOp>;
+  readonly #now: () => number;
+  readonly #detachers = new Set<() => void>();
+
+  constructor(db: CortexDb, options: LifecycleLogOptions = {}) {
+    this.#now = options.now ?? Date.now;
+    // Low volume (a few rows per load), so plain drizzle statements are fast enough.
+    const write = (op: LifecycleOp): void => {
+      switch (op.kind) {
+        case "event": {
+          const { entry } = op;
+          db.insert(modelEvents)
+            .values({
+              at: entry.at,
+              type: entry.type,
+              node: entry.node ?? null,
+              model: entry.model ?? null,
+              durationMs: entry.durationMs ?? null,
+              detail: entry.detail ?? null,
+            })
+            .run();
+          return;
+        }
+        case "health":
+          // A node not yet discovered has no row (its url is unknown); discovery creates it.
+          db.update(nodes)
+            .set(
+              op.healthy
+                ? { healthy: true, lastOkAt: op.at, updatedAt: op.at }
+                : { healthy: false, updatedAt: op.at },
+            )
+            .where(eq(nodes.name, op.node))
+            .run();
+          return;
+        case "discovery": {
+          const row = {
+            url: op.url,
+            healthy: true,
+            lastOkAt: op.lastOkAt,
+            discovery: op.answer,
+            updatedAt: op.at,
+          };
+          db.insert(nodes)
+            .values({ name: op.name, ...row })
+            .onConflictDoUpdate({ target: nodes.name, set: row })
+            .run();
+          return;
+        }
+      }
+    };
+    this.#buffer = new WriteBehind<LifecycleOp>(
+      "lifecycle log",
+      { transaction: (work) => db.transaction(() => work()), write },
+      options,
+    );
+  }
+
+  /**
+   * Records the store's lifecycle events from now on; returns the function that stops it.
+   * Never throws into the store: recording only appends to the buffer.
+   */
+  attach(store: FleetEventSource): () => void {
+    const unsubscribe = store.subscribe((event) => {
+      const entry = eventEntry(event, this.#now);
+      if (entry === undefined) return;
+      this.#buffer.push({ kind: "event", entry });
+      if (event.type === "node_health")
+        this.#buffer.push({
+          kind: "health",
+          node: event.node,
+          healthy: event.healthy,
+          at: entry.at,
+        });
+    });
+    const detach = (): void => {
+      this.#detachers.delete(detach);
+      unsubscribe();
+    };
+    this.#detachers.add(detach);
+    return detach;
+  }
+
+  /** Records an event no FleetEvent carries, e.g. `load_requested` from the load API. */
+  record(entry: ModelEventEntry): void {
+    this.#buffer.push({ kind: "event", entry });
+  }
+
+  /**
+   * Upserts the node's row with its discovery answer (the poller's onDiscovery). The node just
+   * answered, so the row says healthy; later node_health events flip it. `lastOkAt` is epoch
+   * ms or an ISO time.
+   */
+  saveDiscovery(
+    name: string,
+    url: string,
+    answer: DiscoveryAnswer,
+    lastOkAt: number | string | null,
+  ): void {
+    const at = this.#now();
+    const okAt = typeof lastOkAt === "string" ? msOf(lastOkAt, () => at) : lastOkAt;
+    this.#buffer.push({ kind: "discovery", name, url, answer, lastOkAt: okAt, at });
+  }
+
+  flush(): number {
+    return this.#buffer.flush();
+  }
+
+  /** Detaches from every store, flushes and stops the timer. Call before closing the database. */
+  close(): void {
+    for (const detach of [...this.#detachers]) detach();
+    this.#buffer.close();
+  }
+
+  get pending(): number {
+    return this.#buffer.pending;
+  }
+
+  /** Committed items: events, health updates and discoveries. */
+  get written(): number {
+    return this.#buffer.written;
+  }
+
+  get dropped(): number {
+    return this.#buffer.dropped;
+  }
+
+  get rejected(): number {
+    return this.#buffer.rejected;
+  }
+}

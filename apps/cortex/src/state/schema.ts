@@ -1,0 +1,78 @@
+import type { DiscoveryAnswer } from "@cortex/protocol";
+import { index, integer, real, sqliteTable, text } from "drizzle-orm/sqlite-core";
+
+// Portable to PostgreSQL on purpose: only integers, reals and text (JSON is stored as text,
+// booleans as 0/1, times as epoch milliseconds). A PostgreSQL port maps the ms integers to
+// bigint and keeps every query in queries.ts unchanged.
+//
+// Changing a table here needs a new migration in apps/cortex/migrations (schema.test.ts fails
+// until the migrated database matches these declarations again).
+
+/** Every neuron cortex has discovered, with its last discovery answer. */
+export const nodes = sqliteTable("nodes", {
+  name: text("name").primaryKey(),
+  url: text("url").notNull(),
+  healthy: integer("healthy", { mode: "boolean" }).notNull(),
+  lastOkAt: integer("last_ok_at"),
+  discovery: text("discovery", { mode: "json" }).$type<DiscoveryAnswer>(),
+  updatedAt: integer("updated_at").notNull(),
+});
+
+/** What `model_events.type` holds: the lifecycle FleetEvents plus `load_requested`. */
+export type ModelEventType =
+  | "load_requested"
+  | "load_started"
+  | "load_finished"
+  | "load_failed"
+  | "unloaded"
+  | "evicted"
+  | "model_state"
+  | "node_health";
+
+/** Model lifecycle history: loads with their durations, failures, evictions, health flips. */
+export const modelEvents = sqliteTable(
+  "model_events",
+  {
+    id: integer("id").primaryKey({ autoIncrement: true }),
+    at: integer("at").notNull(),
+    type: text("type").$type<ModelEventType>().notNull(),
+    node: text("node"),
+    model: text("model"),
+    durationMs: real("duration_ms"),
+    detail: text("detail", { mode: "json" }).$type<Record<string, unknown>>(),
+  },
+  (table) => [
+    index("model_events_at_idx").on(table.at),
+    index("model_events_model_at_idx").on(table.model, table.at),
+  ],
+);
+
+/**
+ * One row per proxied request. The id is a plain rowid alias (no AUTOINCREMENT): this is the
+ * high-volume table and ids are never shown or referenced elsewhere.
+ */
+export const requestLog = sqliteTable(
+  "request_log",
+  {
+    id: integer("id").primaryKey(),
+    at: integer("at").notNull(),
+    requestId: text("request_id").notNull(),
+    model: text("model").notNull(),
+    node: text("node"),
+    status: integer("status").notNull(),
+    latencyMs: real("latency_ms").notNull(),
+    ttftMs: real("ttft_ms"),
+    promptTokens: integer("prompt_tokens"),
+    completionTokens: integer("completion_tokens"),
+    stream: integer("stream", { mode: "boolean" }).notNull(),
+    coldStart: integer("cold_start", { mode: "boolean" }).notNull(),
+    errorCode: text("error_code"),
+  },
+  (table) => [
+    index("request_log_at_idx").on(table.at),
+    index("request_log_model_at_idx").on(table.model, table.at),
+  ],
+);
+
+export const schema = { nodes, modelEvents, requestLog };
+export type StateSchema = typeof schema;
