@@ -1,4 +1,5 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { request as httpRequest } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CortexConfig, type Device, type FleetEvent, type NeuronModel } from "@cortex/protocol";
@@ -337,6 +338,36 @@ describe("admission", () => {
   });
 });
 
+describe("counting load", () => {
+  it("does not keep a replica full after cortex's own requests finish, before the next poll", async () => {
+    const c = await fleet(
+      [
+        {
+          name: "a",
+          devices: [gpu(0, 24_000)],
+          models: [resident("chat-small", { max_concurrency: 2 })],
+        },
+      ],
+      { poll_interval_ms: 100, queue_timeout_ms: 300 },
+    );
+    neuron("a").setLatency(800);
+    // Two slow requests fill the replica while a poll sees both in flight; then polling stops,
+    // so the snapshot keeps saying "2 in flight" after they are done.
+    const slow = [chat(c, "chat-small"), chat(c, "chat-small")];
+    await expect
+      .poll(() => c.store.snapshot.nodes[0]?.models[0]?.in_flight, { timeout: 3000 })
+      .toBe(2);
+    await c.poller.stop();
+    await Promise.all(slow);
+    neuron("a").setLatency(0);
+    expect(c.store.snapshot.nodes[0]?.models[0]?.in_flight).toBe(2);
+    // Those two were cortex's own and have finished: the replica is free, not saturated (which
+    // would leave this request waiting, with no poll to wake it, until its 504).
+    expect(c.dispatcher.decide("chat-small").kind).toBe("route");
+    expect((await chat(c, "chat-small")).status).toBe(200);
+  });
+});
+
 describe("failures between polls", () => {
   it("fails over to another replica when a neuron refuses the connection", async () => {
     const c = await fleet([
@@ -393,6 +424,43 @@ describe("bad input and auth", () => {
     ).toBe(401);
     expect((await fetch(`${c.url}/health`)).status).toBe(200);
     expect(neuron("a").requests.size).toBe(0);
+  });
+});
+
+/** A POST with the path exactly as given (fetch would resolve dot segments itself). */
+const rawPost = (c: Cortex, path: string, body: unknown): Promise<number> =>
+  new Promise((resolve, reject) => {
+    const url = new URL(c.url);
+    const req = httpRequest(
+      {
+        host: url.hostname,
+        port: url.port,
+        path,
+        method: "POST",
+        headers: { authorization: `Bearer ${KEY}`, "content-type": "application/json" },
+      },
+      (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      },
+    );
+    req.on("error", reject);
+    req.end(JSON.stringify(body));
+  });
+
+describe("paths", () => {
+  it.each([
+    "/v1/../models/load",
+    "/v1/%2e%2e/models/unload",
+    "/v1/chat/%2E%2E/%2e%2e/models/load",
+    "/v1/a%2fb",
+  ])("refuses %s without reaching a neuron", async (path) => {
+    const c = await fleet([
+      { name: "a", devices: [gpu(0, 24_000)], models: [resident("chat-small")] },
+    ]);
+    expect(await rawPost(c, path, { model: "chat-small", model_id: "x" })).toBe(400);
+    expect(neuron("a").loads).toHaveLength(0);
+    expect(neuron("a").unloads).toHaveLength(0);
   });
 });
 

@@ -97,6 +97,7 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
   };
   const tokens = new Map(config.neurons.map((neuron) => [neuron.name, neuron.token]));
 
+  let dispatcher: Dispatcher | undefined;
   const poller = new Poller({
     store,
     targets: config.neurons,
@@ -106,6 +107,8 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
     concurrency: config.poll_concurrency,
     unhealthyAfter: config.unhealthy_after_failures,
     log,
+    onModelsSent: (name) => dispatcher?.reservations.markSent(name),
+    onModelsApplied: (name) => dispatcher?.reservations.markApplied(name),
     onDiscovery: (name, answer) => {
       const url = config.neurons.find((neuron) => neuron.name === name)?.url ?? "";
       lifecycle.saveDiscovery(name, url, answer, Date.now());
@@ -117,7 +120,6 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
       .catch((error: unknown) => log.warn({ node: name, err: error }, "poll failed"));
   };
 
-  let dispatcher: Dispatcher | undefined;
   const metrics = new CortexMetrics({
     store,
     live: () => ({
@@ -212,6 +214,7 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
       dispatcher,
       loads,
       client: clientOf,
+      unloadTimeoutMs: config.load_timeout_ms,
       events: eventsHandler(feed, { log }),
     }),
   });

@@ -76,16 +76,18 @@ export const indexSnapshot = (snapshot: FleetSnapshot): FleetIndex => {
 };
 
 /**
- * Requests on a replica: the larger of what the neuron last reported and what cortex holds
- * reserved now. Not the sum: the neuron's count already includes the requests cortex sent it,
- * so adding would count each twice until the next poll and halve the usable slots. Cortex's
- * count is exact and current for its own traffic; the report covers clients calling the
- * neuron directly.
+ * Requests on a replica: what cortex holds reserved now, plus the load the neuron reported that
+ * was not cortex's (reported minus cortex's reservations when the report was requested). Not
+ * reported + reserved: the report already contains cortex's requests of that moment, which
+ * would count twice. Not max(reported, reserved): a report taken while cortex had the replica
+ * full would keep it "full" until the next poll after those requests finished.
  */
-export const replicaLoad = (replica: Replica, live: LiveState | undefined): number =>
-  Math.max(replica.model.in_flight + replica.model.queued, live?.reserved?.get(replica.key) ?? 0);
+export const replicaLoad = (replica: Replica, live: LiveState | undefined): number => {
+  const reported = replica.model.in_flight + replica.model.queued;
+  const external = Math.max(0, reported - (live?.reservedAtPoll?.get(replica.key) ?? 0));
+  return external + (live?.reserved?.get(replica.key) ?? 0);
+};
 
-/** Epoch ms of the most recent use known, from the neuron or from cortex's own picks. */
 export const lastUsedMs = (replica: Replica, live: LiveState | undefined): number => {
   const picked = live?.lastUsedMs?.get(replica.key) ?? 0;
   return Math.max(picked, replica.reportedMs);

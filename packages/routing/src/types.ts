@@ -14,6 +14,11 @@ export interface RoutingRequest {
  */
 export interface LiveState {
   readonly reserved?: ReadonlyMap<string, number>;
+  /**
+   * Cortex's reservations on each replica when its neuron's last applied `/models` answer was
+   * requested: the part of the reported `in_flight + queued` that was cortex's own.
+   */
+  readonly reservedAtPoll?: ReadonlyMap<string, number>;
   /** Epoch milliseconds of cortex's last pick of the replica. */
   readonly lastUsedMs?: ReadonlyMap<string, number>;
 }

@@ -22,6 +22,8 @@ export interface AdminRoutesOptions {
   readonly dispatcher: Dispatcher;
   readonly loads: LoadCoordinator;
   readonly client: (node: string) => LoadClient;
+  /** Stopping a harness can take its grace period and more: unloads get this long. */
+  readonly unloadTimeoutMs: number;
   readonly events: RequestHandler;
 }
 
@@ -57,6 +59,11 @@ export const adminRoutes = (options: AdminRoutesOptions): Router => {
   router.post("/api/models/load", json, async (req, res) => {
     const request = parseBody(ApiLoadRequest, req.body);
     const profile = resolveModelName(options.catalogue(), request.model);
+    // A load of this model already under way elsewhere is not what was asked for: let it
+    // finish, then decide for the named node.
+    const other = profile ? loads.runningOn(profile.id) : undefined;
+    if (profile && other !== undefined && request.node !== undefined && other !== request.node)
+      await loads.running(profile.id)?.catch(() => {});
     const decision = dispatcher.decide(request.model, request.node);
     const answer = (fields: Omit<ApiLoadAnswer, "status">): ApiLoadAnswer => ({
       status: "loaded",
@@ -68,8 +75,10 @@ export const adminRoutes = (options: AdminRoutesOptions): Router => {
         const node =
           decision.kind === "route"
             ? decision.node
-            : (store.snapshot.nodes.find((entry) =>
-                entry.models.some((m) => m.id === decision.model && m.status === "loaded"),
+            : (store.snapshot.nodes.find(
+                (entry) =>
+                  (request.node === undefined || entry.name === request.node) &&
+                  entry.models.some((m) => m.id === decision.model && m.status === "loaded"),
               )?.name ?? "");
         res.json(
           answer({
@@ -161,7 +170,12 @@ export const adminRoutes = (options: AdminRoutesOptions): Router => {
     const unloaded: string[] = [];
     for (const node of holders) {
       try {
-        await options.client(node.name).unload({ model_id: id, force: request.force ?? false });
+        await options
+          .client(node.name)
+          .unload(
+            { model_id: id, force: request.force ?? false },
+            { timeoutMs: options.unloadTimeoutMs },
+          );
       } catch (error) {
         const { code, message } = (error ?? {}) as ErrorLike;
         if (code === "model_busy")

@@ -80,6 +80,26 @@ const parseInference = (body: unknown): Parsed => {
   return { model, json: json as Record<string, unknown>, stream: stream === true };
 };
 
+/**
+ * Refuses dot segments (raw or percent-encoded) and encoded slashes: the URL parser on the way
+ * to the neuron would resolve `/v1/../models/load` into the neuron's admin API.
+ */
+const checkPath = (path: string): void => {
+  for (const segment of path.split("/")) {
+    let decoded: string;
+    try {
+      decoded = decodeURIComponent(segment);
+    } catch {
+      decoded = "..";
+    }
+    if (decoded === "." || decoded === ".." || /[/\\\0]/.test(decoded))
+      throw new CortexError(
+        "invalid_request_error",
+        "the path may not contain . or .. segments or encoded slashes",
+      );
+  }
+};
+
 /** Tries other replicas this many times when a neuron refuses the connection. */
 const CONNECT_RETRIES = 2;
 
@@ -124,6 +144,7 @@ export const openAIRoutes = (options: OpenAIRoutesOptions): Router => {
           ...fields,
         });
       try {
+        checkPath(req.path);
         parsed = parseInference(req.body);
         const excluded = new Set<string>();
         for (let attempt = 0; ; attempt += 1) {
@@ -149,7 +170,11 @@ export const openAIRoutes = (options: OpenAIRoutesOptions): Router => {
             });
             return;
           } catch (error) {
-            if (error instanceof UpstreamConnectError && attempt < CONNECT_RETRIES) {
+            if (
+              error instanceof UpstreamConnectError &&
+              error.retryable &&
+              attempt < CONNECT_RETRIES
+            ) {
               excluded.add(lease.node);
               options.refresh(lease.node);
               continue;

@@ -71,6 +71,7 @@ export class FleetStore {
   readonly #replaced = new Set<(snapshot: FleetSnapshot) => void>();
   readonly #now: () => number;
   readonly #generations = new Map<string, number>();
+  readonly #busy = new Map<string, number>();
 
   constructor(targets: readonly NeuronTarget[], now: () => number = Date.now) {
     this.#now = now;
@@ -123,6 +124,26 @@ export class FleetStore {
    */
   generation(name: string): number {
     return this.#generations.get(name) ?? 0;
+  }
+
+  /**
+   * Marks a multi-step change of cortex's own on a node (a load plan with its evictions) as
+   * under way; until `endOwn`, polls of that node do not replace its models. Calls nest.
+   */
+  beginOwn(name: string): void {
+    this.#busy.set(name, (this.#busy.get(name) ?? 0) + 1);
+  }
+
+  endOwn(name: string): void {
+    const left = (this.#busy.get(name) ?? 1) - 1;
+    if (left > 0) this.#busy.set(name, left);
+    else this.#busy.delete(name);
+    // A poll sent while the change ran may answer after it: make it stale too.
+    this.#generations.set(name, this.generation(name) + 1);
+  }
+
+  busy(name: string): boolean {
+    return this.#busy.has(name);
   }
 
   /** Applies cortex's own change to a node's models, at once, and bumps its generation. */

@@ -358,6 +358,25 @@ describe("Poller answers", () => {
     expect(node("a").models).toEqual([model("m2")]);
   });
 
+  it("leaves a node's models alone while cortex carries out a plan there", async () => {
+    const { poller, client, node, store } = setup(["a"]);
+    await poller.tick();
+    const own = [model("m2", { status: "loading" })];
+    store.beginOwn("a");
+    store.applyOwn("a", (current) => ({
+      ...current,
+      nodes: current.nodes.map((n) => (n.name === "a" ? { ...n, models: own } : n)),
+    }));
+    // Sent after the plan began, answered before the neuron got to it: still the old models.
+    client("a").answer = [model("m1")];
+    await poller.tick();
+    expect(node("a").models).toBe(own);
+    store.endOwn("a");
+    client("a").answer = [model("m2")];
+    await poller.tick();
+    expect(node("a").models).toEqual([model("m2")]);
+  });
+
   it("reuses unchanged models, devices and untouched nodes by reference", async () => {
     const { poller, client, node, store } = setup(["a", "b"]);
     client("a").answer = [model("m1"), model("m2")];

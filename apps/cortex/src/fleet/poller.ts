@@ -31,6 +31,10 @@ export interface PollerOptions {
   readonly log: Log;
   /** Every successful discovery, after the snapshot took it (persistence, metrics). */
   readonly onDiscovery?: (node: string, answer: DiscoveryAnswer) => void;
+  /** `/models` is being requested from a node (cortex notes its own requests there now). */
+  readonly onModelsSent?: (node: string) => void;
+  /** A node's `/models` answer was applied to the snapshot (not discarded as stale). */
+  readonly onModelsApplied?: (node: string) => void;
   readonly now?: () => number;
 }
 
@@ -132,6 +136,10 @@ export class Poller {
   readonly #unhealthyAfter: number;
   readonly #log: Log;
   readonly #onDiscovery: ((node: string, answer: DiscoveryAnswer) => void) | undefined;
+  readonly #onModelsSent: ((node: string) => void) | undefined;
+  readonly #onModelsApplied: ((node: string) => void) | undefined;
+  /** Nodes whose `/models` answer the current apply took (filled by #next). */
+  #applied: string[] = [];
   readonly #now: () => number;
   /** When each node's discovery last succeeded. */
   readonly #discoveredAt = new Map<string, number>();
@@ -152,6 +160,8 @@ export class Poller {
     this.#unhealthyAfter = options.unhealthyAfter;
     this.#log = options.log;
     this.#onDiscovery = options.onDiscovery;
+    this.#onModelsSent = options.onModelsSent;
+    this.#onModelsApplied = options.onModelsApplied;
     this.#now = options.now ?? Date.now;
   }
 
@@ -259,6 +269,7 @@ export class Poller {
           signal.throwIfAborted();
           // Read as the request leaves: any change cortex makes from here on is newer.
           generation = this.#store.generation(name);
+          this.#onModelsSent?.(name);
           return client.models({ signal });
         })) ?? null;
     } catch (caught) {
@@ -302,6 +313,7 @@ export class Poller {
       }
       return nodes ? { ...current, nodes } : current;
     });
+    for (const name of this.#applied.splice(0)) this.#onModelsApplied?.(name);
     for (const change of changes) {
       if (change.healthy) this.#log.info({ node: change.name }, "neuron is healthy");
       else
@@ -348,10 +360,12 @@ export class Poller {
       };
     }
     // Cortex changed this node's models after /models was sent: its own view is newer.
-    const models =
-      this.#store.generation(node.name) === outcome.generation
-        ? reuse(node.models, outcome.models, sameModel)
-        : node.models;
+    // While cortex is carrying out a plan there (evictions, a load), the neuron's answer may
+    // predate any part of it: cortex's view stays until the plan is done.
+    const fresh =
+      this.#store.generation(node.name) === outcome.generation && !this.#store.busy(node.name);
+    if (fresh) this.#applied.push(node.name);
+    const models = fresh ? reuse(node.models, outcome.models, sameModel) : node.models;
     const devices = discovery ? reuse(node.devices, discovery.devices, sameDevice) : node.devices;
     const harnesses = discovery
       ? reuse(node.harnesses, discovery.harnesses, sameHarness)

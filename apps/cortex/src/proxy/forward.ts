@@ -19,18 +19,32 @@ const client = got.extend({
 /** Upstream answer headers worth passing to the client. */
 const PASSED_HEADERS = ["content-type", "cache-control", "x-accel-buffering", "retry-after"];
 
-/** How much of an answer is kept to read `usage` from: all of a JSON body, the tail of a stream. */
-const JSON_KEEP_BYTES = 1 << 20;
-const STREAM_TAIL_BYTES = 16 << 10;
+/** How much of the end of an answer is kept to read `usage` from. */
+const TAIL_BYTES = 16 << 10;
 
-/** The connection failed before the neuron answered anything: safe to try another replica. */
+/** Errors that mean the request never reached the neuron: safe to send it elsewhere. */
+const NEVER_ARRIVED = new Set([
+  "ECONNREFUSED",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+]);
+
+/**
+ * The neuron answered nothing. `retryable` when the request never reached it (connection
+ * refused, host unreachable, connect timeout): another replica may take it. A reset after the
+ * request was sent is not retried, since the neuron may have started on it.
+ */
 export class UpstreamConnectError extends Error {
   readonly code: string;
+  readonly retryable: boolean;
 
-  constructor(code: string, cause: unknown) {
+  constructor(code: string, retryable: boolean, cause: unknown) {
     super(`could not reach the neuron (${code})`, { cause });
     this.name = "UpstreamConnectError";
     this.code = code;
+    this.retryable = retryable;
   }
 }
 
@@ -73,15 +87,34 @@ export interface ForwardOptions {
 const errorCode = (error: unknown): string =>
   (error as RequestError | undefined)?.code ?? "ERR_UNKNOWN";
 
-const USAGE_PATTERN = /"usage"\s*:\s*(\{[^{}]*\})/g;
+/** The JSON object starting at `start` (a `{`), by matching braces outside strings. */
+const objectAt = (text: string, start: number): string | null => {
+  let depth = 0;
+  let inString = false;
+  for (let i = start; i < text.length; i += 1) {
+    const char = text[i];
+    if (inString) {
+      if (char === "\\") i += 1;
+      else if (char === '"') inString = false;
+    } else if (char === '"') inString = true;
+    else if (char === "{") depth += 1;
+    else if (char === "}") {
+      depth -= 1;
+      if (depth === 0) return text.slice(start, i + 1);
+    }
+  }
+  return null;
+};
 
 /** The last `usage` object in an answer (a JSON body or the tail of a stream), if any. */
 export const usageOf = (text: string): Usage | null => {
-  let last: string | undefined;
-  for (const match of text.matchAll(USAGE_PATTERN)) last = match[1];
-  if (last === undefined) return null;
+  const key = text.lastIndexOf('"usage"');
+  if (key < 0) return null;
+  const start = text.indexOf("{", key);
+  const object = start < 0 ? null : objectAt(text, start);
+  if (object === null) return null;
   try {
-    const usage = JSON.parse(last) as Record<string, unknown>;
+    const usage = JSON.parse(object) as Record<string, unknown>;
     const count = (value: unknown) => (typeof value === "number" ? value : null);
     return {
       prompt_tokens: count(usage.prompt_tokens),
@@ -118,7 +151,6 @@ export const forward = (res: Response, options: ForwardOptions): Promise<Forward
     let firstByteMs: number | null = null;
     let keep: Buffer[] = [];
     let kept = 0;
-    let streaming = false;
     let settled = false;
     const finish = (outcome: { aborted?: boolean; broken?: boolean } = {}) => {
       if (settled) return;
@@ -142,23 +174,16 @@ export const forward = (res: Response, options: ForwardOptions): Promise<Forward
           const value = answer.headers[name];
           if (value !== undefined) res.setHeader(name, value);
         }
-        streaming = String(answer.headers["content-type"] ?? "").includes("text/event-stream");
         res.flushHeaders();
       },
     );
     upstream.on("data", (chunk: Buffer) => {
       if (firstByteMs === null) firstByteMs = performance.now() - started;
-      // Keep a bounded copy to read usage from afterwards: the whole of a JSON answer, the tail
-      // of a stream (the usage chunk comes last).
-      if (streaming) {
-        keep.push(chunk);
-        kept += chunk.length;
-        while (kept - (keep[0]?.length ?? 0) >= STREAM_TAIL_BYTES)
-          kept -= keep.shift()?.length ?? 0;
-      } else if (kept < JSON_KEEP_BYTES) {
-        keep.push(chunk);
-        kept += chunk.length;
-      }
+      // Keep the tail to read usage from afterwards: OpenAI answers put it last, in a JSON body
+      // and in the final chunk of a stream alike.
+      keep.push(chunk);
+      kept += chunk.length;
+      while (kept - (keep[0]?.length ?? 0) >= TAIL_BYTES) kept -= keep.shift()?.length ?? 0;
       // Backpressure: a slow client pauses the neuron's stream instead of growing a buffer.
       if (!res.write(chunk)) {
         upstream.pause();
@@ -178,8 +203,15 @@ export const forward = (res: Response, options: ForwardOptions): Promise<Forward
       if (settled) return;
       settled = true;
       const code = errorCode(error);
-      const timedOut = code === "ETIMEDOUT" && (error as { event?: string }).event !== "connect";
-      reject(timedOut ? new UpstreamTimeoutError(error) : new UpstreamConnectError(code, error));
+      const connectPhase = (error as { event?: string }).event === "connect";
+      if (code === "ETIMEDOUT" && !connectPhase) return reject(new UpstreamTimeoutError(error));
+      reject(
+        new UpstreamConnectError(
+          code,
+          NEVER_ARRIVED.has(code) || (code === "ETIMEDOUT" && connectPhase),
+          error,
+        ),
+      );
     });
     options.signal.addEventListener("abort", () => finish({ aborted: true }), { once: true });
   });

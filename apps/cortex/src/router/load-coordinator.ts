@@ -25,7 +25,10 @@ export interface LoadClient {
     request: LoadRequest,
     options: { timeoutMs: number; onProgress?: (progress: LoadProgress) => void },
   ): Promise<LoadAnswer>;
-  unload(request: { model_id: string; force?: boolean }): Promise<UnloadAnswer>;
+  unload(
+    request: { model_id: string; force?: boolean },
+    options?: { timeoutMs?: number },
+  ): Promise<UnloadAnswer>;
 }
 
 /** Hooks for metrics; every one optional. */
@@ -85,7 +88,7 @@ const asCortexError = (error: unknown, what: string): CortexError => {
  */
 export class LoadCoordinator {
   readonly #options: LoadCoordinatorOptions;
-  readonly #running = new Map<string, Promise<LoadedModel>>();
+  readonly #running = new Map<string, { node: string; promise: Promise<LoadedModel> }>();
   readonly #now: () => number;
 
   constructor(options: LoadCoordinatorOptions) {
@@ -95,17 +98,22 @@ export class LoadCoordinator {
 
   /** The load of `model` under way, if any. */
   running(model: string): Promise<LoadedModel> | undefined {
-    return this.#running.get(model);
+    return this.#running.get(model)?.promise;
+  }
+
+  /** The node the load of `model` under way goes to, if any. */
+  runningOn(model: string): string | undefined {
+    return this.#running.get(model)?.node;
   }
 
   /** Loads `profile` per `plan`, or joins the load of that model already under way. */
   load(profile: ModelProfile, plan: LoadPlan): Promise<LoadedModel> {
     const existing = this.#running.get(profile.id);
-    if (existing) return existing;
+    if (existing) return existing.promise;
     const running = this.#run(profile, plan).finally(() => {
       this.#running.delete(profile.id);
     });
-    this.#running.set(profile.id, running);
+    this.#running.set(profile.id, { node: plan.node, promise: running });
     // Joiners observe the failure; an unobserved one must not crash the process.
     running.catch(() => {});
     return running;
@@ -124,14 +132,20 @@ export class LoadCoordinator {
       evicting: [...plan.evict],
     });
     log.info({ model: profile.id, node: plan.node, evict: plan.evict }, "cold load");
-    // From here the snapshot shows the plan done: evictions gone, the model loading.
+    // From here the snapshot shows the plan done: evictions gone, the model loading; and polls
+    // of the node leave its models alone until the plan has run.
+    store.beginOwn(plan.node);
     store.applyOwn(plan.node, (snapshot) => applyLoadPlan(snapshot, profile, plan));
     try {
       for (const eviction of plan.evict) {
         try {
-          await this.#options.client(eviction.node).unload({ model_id: eviction.model });
+          await this.#options
+            .client(eviction.node)
+            .unload({ model_id: eviction.model }, { timeoutMs: this.#options.loadTimeoutMs });
         } catch (error) {
-          throw asCortexError(error, `evicting "${eviction.model}" from ${eviction.node} failed`);
+          // Already gone (unloaded by hand since the last poll): the memory is free all the same.
+          if ((error as ErrorLike | undefined)?.code !== "model_not_found")
+            throw asCortexError(error, `evicting "${eviction.model}" from ${eviction.node} failed`);
         }
         observer?.eviction?.(eviction.model, eviction.node);
         store.emit({ type: "evicted", at: at(), node: eviction.node, model: eviction.model });
@@ -198,6 +212,8 @@ export class LoadCoordinator {
       // back with the next poll; ask for it now rather than in a full interval.
       this.#options.refresh?.(plan.node);
       throw failure;
+    } finally {
+      store.endOwn(plan.node);
     }
   }
 }

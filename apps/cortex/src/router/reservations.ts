@@ -9,9 +9,15 @@ export class Reservations {
   readonly #reserved = new Map<string, number>();
   readonly #lastUsedMs = new Map<string, number>();
   readonly #byModel = new Map<string, number>();
+  readonly #atPoll = new Map<string, number>();
+  readonly #sent = new Map<string, Map<string, number>>();
   readonly #onRelease: (model: string) => void;
   /** What routing reads; the maps are live views, never copied on the request path. */
-  readonly live: LiveState = { reserved: this.#reserved, lastUsedMs: this.#lastUsedMs };
+  readonly live: LiveState = {
+    reserved: this.#reserved,
+    lastUsedMs: this.#lastUsedMs,
+    reservedAtPoll: this.#atPoll,
+  };
 
   constructor(onRelease: (model: string) => void = () => {}) {
     this.#onRelease = onRelease;
@@ -35,6 +41,26 @@ export class Reservations {
       else this.#byModel.delete(model);
       this.#onRelease(model);
     };
+  }
+
+  /** `/models` is being requested from `node`: remember what cortex has in flight there now. */
+  markSent(node: string): void {
+    const prefix = replicaKey(node, "");
+    const counts = new Map<string, number>();
+    for (const [key, count] of this.#reserved) if (key.startsWith(prefix)) counts.set(key, count);
+    this.#sent.set(node, counts);
+  }
+
+  /**
+   * That answer is now in the snapshot: its in_flight counts include what cortex had in flight
+   * when it was requested, which routing subtracts to find the load that is not cortex's.
+   */
+  markApplied(node: string): void {
+    const prefix = replicaKey(node, "");
+    for (const key of [...this.#atPoll.keys()])
+      if (key.startsWith(prefix)) this.#atPoll.delete(key);
+    for (const [key, count] of this.#sent.get(node) ?? []) this.#atPoll.set(key, count);
+    this.#sent.delete(node);
   }
 
   /** Reserved slots by replica key (`replicaKey(node, model)`), for metrics and tests. */

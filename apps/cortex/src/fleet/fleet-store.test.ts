@@ -1,0 +1,85 @@
+import type { FleetEvent, NeuronModel } from "@cortex/protocol";
+import { withModel, withModelStatus } from "@cortex/routing";
+import { describe, expect, it } from "vitest";
+import { FleetStore } from "./fleet-store.js";
+
+const model = (id: string, status: NeuronModel["status"] = "loaded"): NeuronModel => ({
+  id,
+  harness: "llamacpp",
+  status,
+  devices: [],
+  vram_mb: 0,
+  in_flight: 0,
+  queued: 0,
+  max_concurrency: 4,
+  last_accessed: null,
+  loaded_at: null,
+  error: null,
+});
+
+const store = () =>
+  new FleetStore([{ name: "a", url: "http://a:1/", token: "" }], () =>
+    Date.parse("2026-11-26T00:00:00Z"),
+  );
+
+describe("FleetStore", () => {
+  it("starts with unpolled, unhealthy nodes and trims the URL", () => {
+    const fleet = store();
+    expect(fleet.snapshot.nodes[0]).toMatchObject({ name: "a", url: "http://a:1", healthy: false });
+  });
+
+  it("replaces the snapshot whole and announces health and status changes", () => {
+    const fleet = store();
+    const events: FleetEvent[] = [];
+    fleet.subscribe((event) => events.push(event));
+    const before = fleet.snapshot;
+    fleet.updateNode("a", (node) => ({
+      ...node,
+      healthy: true,
+      error: null,
+      models: [model("m", "loading")],
+    }));
+    fleet.update((s) => withModelStatus(s, "a", "m", "loaded"));
+    fleet.update((s) => ({ ...s, nodes: s.nodes.map((n) => ({ ...n, models: [] })) }));
+    expect(before.nodes[0]?.healthy).toBe(false);
+    expect(events.map((e) => (e.type === "model_state" ? `${e.from}->${e.to}` : e.type))).toEqual([
+      "node_health",
+      "null->loading",
+      "loading->loaded",
+      "loaded->null",
+    ]);
+  });
+
+  it("does nothing for a change that returns the same snapshot", () => {
+    const fleet = store();
+    let replaced = 0;
+    fleet.onReplaced(() => {
+      replaced += 1;
+    });
+    fleet.update((s) => s);
+    fleet.updateNode("nobody", (node) => ({ ...node, healthy: true }));
+    expect(replaced).toBe(0);
+  });
+
+  it("counts cortex's own changes and marks a node busy while a plan runs", () => {
+    const fleet = store();
+    expect(fleet.generation("a")).toBe(0);
+    fleet.beginOwn("a");
+    fleet.applyOwn("a", (s) => withModel(s, "a", model("m")));
+    expect(fleet.busy("a")).toBe(true);
+    fleet.endOwn("a");
+    expect(fleet.busy("a")).toBe(false);
+    expect(fleet.generation("a")).toBe(2);
+  });
+
+  it("keeps going when a listener throws", () => {
+    const fleet = store();
+    const seen: string[] = [];
+    fleet.subscribe(() => {
+      throw new Error("boom");
+    });
+    fleet.subscribe((event) => seen.push(event.type));
+    fleet.emit({ type: "unloaded", at: "2026-11-26T00:00:00.000Z", node: "a", model: "m" });
+    expect(seen).toEqual(["unloaded"]);
+  });
+});
