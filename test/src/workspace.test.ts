@@ -59,6 +59,12 @@ describe("workspace layout", () => {
     const testCommand = commands.find((command) => command.endsWith(" test"));
     expect(testCommand).toBeDefined();
     expect(read(".ci/run")).toContain(`\n${testCommand}\n`);
+    // Exactly two commands: the demo first, then the tests.
+    expect(commands).toHaveLength(2);
+    expect(commands[0]).toMatch(/ demo$/);
+    expect(commands[1]).toBe(testCommand);
+    const root = JSON.parse(read("package.json")) as { scripts: Record<string, string> };
+    expect(root.scripts.demo).toContain("scripts/demo.mjs");
   });
 });
 
