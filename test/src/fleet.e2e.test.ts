@@ -47,7 +47,72 @@ const CATALOGUE = {
       idle_ttl_s: 0,
       capabilities: ["embeddings"],
     },
+    // Unloads after 2 idle seconds; the next request reloads it where it was.
+    {
+      id: "ephemeral",
+      harness: "llamacpp",
+      source: "tiny.gguf",
+      runs_on: "cpu",
+      vram_mb: 0,
+      context_length: 256,
+      idle_ttl_s: 2,
+    },
+    // Two GPU models that cannot share the small node's 8 GB.
+    ...["fill-a", "fill-b"].map((id) => ({
+      id,
+      harness: "llamacpp",
+      source: "tiny.gguf",
+      vram_mb: 5000,
+      pinned_on: ["small"],
+      max_concurrency: 1,
+      context_length: 2048,
+      idle_ttl_s: 0,
+    })),
+    {
+      id: "burst",
+      harness: "llamacpp",
+      source: "tiny.gguf",
+      runs_on: "cpu",
+      vram_mb: 0,
+      pinned_on: ["big"],
+      context_length: 256,
+      idle_ttl_s: 0,
+    },
+    {
+      id: "anywhere",
+      harness: "llamacpp",
+      source: "tiny.gguf",
+      runs_on: "cpu",
+      vram_mb: 0,
+      context_length: 256,
+      idle_ttl_s: 0,
+    },
   ],
+};
+
+const say = (model: string, maxTokens = 4) =>
+  openai.chat.completions.create({
+    model,
+    messages: [{ role: "user", content: "Hello" }],
+    max_tokens: maxTokens,
+    temperature: 0,
+  });
+
+const statusOn = async (node: string, model: string) =>
+  (await fleet()).nodes.find((n) => n.name === node)?.models.find((m) => m.id === model)?.status ??
+  "absent";
+
+/** The worker process serving `model` (its argv carries `--alias <model>`). */
+const workerOf = (model: string) =>
+  processesMentioning(`--alias ${model} `).filter((p) => !p.cmdline.includes("watchdog.js"));
+
+const loadsOf = async (model: string): Promise<number> => {
+  const metrics = await (await fetch(`${cortex.url}/metrics`)).text();
+  let count = 0;
+  for (const line of metrics.split("\n"))
+    if (line.startsWith("cortex_load_duration_seconds_count{") && line.includes(`model="${model}"`))
+      count += Number(line.split(" ").at(-1));
+  return count;
 };
 
 const fleet = async () => FleetSnapshot.parse(await (await cortex.api("/api/fleet")).json());
@@ -185,6 +250,96 @@ describe("a fleet of cortex and two neurons", () => {
     }
   });
 
+  it("unloads an idle model after its TTL and reloads it lazily on the same node", async () => {
+    await say("ephemeral");
+    const node = (await fleet()).nodes.find((n) =>
+      n.models.some((m) => m.id === "ephemeral"),
+    )?.name;
+    expect(node).toBeDefined();
+    await waitFor(
+      "the idle unload",
+      async () => (await statusOn(node as string, "ephemeral")) === "unloaded",
+      20_000,
+    );
+    await waitFor("its worker to exit", () => workerOf("ephemeral").length === 0, 10_000);
+    expect(openAIProblems("CreateChatCompletionResponse", await say("ephemeral"))).toEqual([]);
+    // Cortex sees the reload with its next poll.
+    await waitFor(
+      "the reload on the same node",
+      async () => (await statusOn(node as string, "ephemeral")) === "loaded",
+    );
+    expect(await loadsOf("ephemeral")).toBe(1);
+  });
+
+  it("evicts an idle model to fit another, but never a busy one", async () => {
+    await say("fill-a");
+    // fill-a busy with a long greedy generation: fill-b cannot have its memory.
+    const long = say("fill-a", 1500);
+    const small = neurons[1] as NeuronProcess;
+    await waitFor("fill-a to be busy", async () => {
+      const models = ModelsAnswer.parse(await (await small.api("/models")).json());
+      return models.some((m) => m.id === "fill-a" && m.in_flight > 0);
+    });
+    const refused = await fetch(`${cortex.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${KEY}`, "content-type": "application/json" },
+      body: JSON.stringify({
+        model: "fill-b",
+        messages: [{ role: "user", content: "x" }],
+        max_tokens: 2,
+      }),
+    });
+    expect(refused.status).toBe(503);
+    expect(refused.headers.get("retry-after")).toBeTruthy();
+    expect(await statusOn("small", "fill-a")).toBe("loaded");
+    await long;
+    // Idle now: it makes room.
+    expect((await say("fill-b")).choices).toHaveLength(1);
+    expect(await statusOn("small", "fill-a")).toBe("absent");
+    expect(await statusOn("small", "fill-b")).toBe("loaded");
+  });
+
+  it("loads a cold model once for 50 concurrent first requests and answers all of them", async () => {
+    const answers = await Promise.all(Array.from({ length: 50 }, () => say("burst", 2)));
+    expect(answers).toHaveLength(50);
+    for (const answer of answers) expect(answer.choices[0]?.finish_reason).toBeDefined();
+    expect(await loadsOf("burst")).toBe(1);
+  });
+
+  it("recovers a model whose harness is killed with -9", async () => {
+    await say("tiny");
+    const [worker] = workerOf("tiny");
+    expect(worker).toBeDefined();
+    process.kill(worker?.pid as number, "SIGKILL");
+    // Right after the crash a request either waits or gets a retryable error; soon it works.
+    const first = await fetch(`${cortex.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${KEY}`, "content-type": "application/json" },
+      body: JSON.stringify({
+        model: "tiny",
+        messages: [{ role: "user", content: "x" }],
+        max_tokens: 2,
+      }),
+    });
+    if (first.status !== 200) {
+      expect([502, 503]).toContain(first.status);
+      expect(first.headers.get("retry-after")).toBeTruthy();
+    }
+    await waitFor(
+      "the model to serve again",
+      async () => {
+        try {
+          await say("tiny", 2);
+          return true;
+        } catch {
+          return false;
+        }
+      },
+      30_000,
+    );
+    expect(workerOf("tiny").map((p) => p.pid)).not.toContain(worker?.pid);
+  });
+
   it("ends with nothing in flight anywhere", async () => {
     for (const neuron of neurons) {
       const models = ModelsAnswer.parse(await (await neuron.api("/models")).json());
@@ -193,5 +348,35 @@ describe("a fleet of cortex and two neurons", () => {
     const metrics = await (await fetch(`${cortex.url}/metrics`)).text();
     for (const line of metrics.split("\n").filter((l) => l.startsWith("cortex_in_flight{")))
       expect(line.endsWith(" 0")).toBe(true);
+  });
+
+  it("sends requests to the other neuron when one is killed with -9, and marks it unhealthy", async () => {
+    for (const node of ["big", "small"]) {
+      const load = await cortex.api("/api/models/load", { body: { model: "anywhere", node } });
+      expect(load.status).toBe(200);
+    }
+    const small = neurons[1] as NeuronProcess;
+    small.child.kill("SIGKILL");
+    await small.exited;
+    const answers = await Promise.all(Array.from({ length: 6 }, () => say("anywhere", 2)));
+    expect(answers).toHaveLength(6);
+    // unhealthy_after_failures: 2 polls of 200 ms, plus the time a refused poll takes.
+    await waitFor(
+      "cortex to mark the dead neuron unhealthy",
+      async () => (await fleet()).nodes.find((n) => n.name === "small")?.healthy === false,
+      5000,
+    );
+    // Its harnesses went with it (their watchdogs saw the neuron die).
+    await waitFor(
+      "the dead neuron's harnesses to exit",
+      () => processesMentioning(join(dir, "small", "models")).length === 0,
+      10_000,
+    );
+  });
+
+  it("leaves no process behind when everything stops", async () => {
+    await stopApp(cortex);
+    for (const neuron of neurons) await stopApp(neuron);
+    expect(processesMentioning(dir)).toEqual([]);
   });
 });

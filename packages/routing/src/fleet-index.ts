@@ -82,11 +82,15 @@ export const indexSnapshot = (snapshot: FleetSnapshot): FleetIndex => {
  * would count twice. Not max(reported, reserved): a report taken while cortex had the replica
  * full would keep it "full" until the next poll after those requests finished.
  */
-export const replicaLoad = (replica: Replica, live: LiveState | undefined): number => {
-  const reported = replica.model.in_flight + replica.model.queued;
-  const external = Math.max(0, reported - (live?.reservedAtPoll?.get(replica.key) ?? 0));
-  return external + (live?.reserved?.get(replica.key) ?? 0);
+export const loadOf = (key: string, model: NeuronModel, live: LiveState | undefined): number => {
+  const reported = model.in_flight + model.queued;
+  const external = Math.max(0, reported - (live?.reservedAtPoll?.get(key) ?? 0));
+  return external + (live?.reserved?.get(key) ?? 0);
 };
+
+/** `loadOf` for an indexed replica. */
+export const replicaLoad = (replica: Replica, live: LiveState | undefined): number =>
+  loadOf(replica.key, replica.model, live);
 
 export const lastUsedMs = (replica: Replica, live: LiveState | undefined): number => {
   const picked = live?.lastUsedMs?.get(replica.key) ?? 0;

@@ -2,6 +2,7 @@ export {
   effectiveFree,
   type FleetIndex,
   indexSnapshot,
+  loadOf,
   type MemoryView,
   type Replica,
   replicaKey,

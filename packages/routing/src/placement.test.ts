@@ -175,6 +175,23 @@ describe("evictions", () => {
     });
   });
 
+  it("may evict a resident whose reported requests were cortex's own and have finished", () => {
+    const snapshot = fleet(
+      node("a", {
+        devices: gpu24,
+        models: [idle("r", 900, { in_flight: 1 }), idle("x", 300), idle("y", 10)],
+      }),
+    );
+    const finished: LiveState = { reservedAtPoll: new Map([[replicaKey("a", "r"), 1]]) };
+    expect(plan(snapshot, ten, [], finished)).toMatchObject({
+      evict: [{ model: "r" }, { model: "x" }],
+    });
+    // The same report with no cortex request behind it: a direct client is using r.
+    expect(plan(snapshot, ten, [], undefined)).toMatchObject({
+      evict: [{ model: "x" }, { model: "y" }],
+    });
+  });
+
   it("evicts equal priority but never higher priority", () => {
     const same = profile("same", { residency_priority: 50 });
     const higher = profile("higher", { residency_priority: 51 });

@@ -3,6 +3,7 @@ import type { Eviction, FleetNode, ModelProfile, NeuronModel } from "@cortex/pro
 import {
   effectiveFree,
   type FleetIndex,
+  loadOf,
   modelLastUsedMs,
   replicaKey,
   residentShareMb,
@@ -58,8 +59,8 @@ export const evictionCandidates = (
   node.models
     .filter((resident) => {
       if (resident.id === model.id || resident.status !== "loaded") return false;
-      if (resident.in_flight + resident.queued > 0) return false;
-      if ((live?.reserved?.get(replicaKey(node.name, resident.id)) ?? 0) > 0) return false;
+      // Busy by the same count routing uses: cortex's finished requests do not pin it.
+      if (loadOf(replicaKey(node.name, resident.id), resident, live) > 0) return false;
       const priority = catalogue.byId.get(resident.id)?.residency_priority ?? UNKNOWN_PRIORITY;
       return priority <= model.residency_priority;
     })

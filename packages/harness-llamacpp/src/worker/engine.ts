@@ -1,6 +1,7 @@
 import { stat } from "node:fs/promises";
 import {
   type ChatHistoryItem,
+  type ChatWrapper,
   getLlama,
   type Llama,
   LlamaChat,
@@ -9,6 +10,7 @@ import {
   type LlamaEmbeddingContext,
   LlamaLogLevel,
   type LlamaModel,
+  resolveChatWrapper,
 } from "node-llama-cpp";
 import type { Sampling } from "./requests.js";
 import type { FinishReason } from "./responses.js";
@@ -114,6 +116,9 @@ class LlamaEngine implements Engine {
   readonly #model: LlamaModel;
   readonly #pool: SlotPool<LlamaContextSequence>;
   readonly #disposeContext: () => Promise<void>;
+  // Resolved once: working it out from the model's Jinja template takes ~300 ms, which
+  // LlamaChat would otherwise spend again on every request.
+  readonly #chatWrapper: ChatWrapper;
   #embedding: Promise<LlamaEmbeddingContext> | undefined;
   // Embedding requests share one embedding context, one at a time.
   readonly #embedPool = new SlotPool<number>([0]);
@@ -133,6 +138,7 @@ class LlamaEngine implements Engine {
     this.#model = model;
     this.#pool = new SlotPool(sequences);
     this.#disposeContext = disposeContext;
+    this.#chatWrapper = resolveChatWrapper(model);
     this.contextSize = sequences[0]?.contextSize ?? 0;
     this.parallel = sequences.length;
   }
@@ -151,7 +157,11 @@ class LlamaEngine implements Engine {
     options: GenerateOptions,
   ): Promise<Generation> {
     const { slot, release } = await this.#pool.acquire(options.signal);
-    const chat = new LlamaChat({ contextSequence: slot, autoDisposeSequence: false });
+    const chat = new LlamaChat({
+      contextSequence: slot,
+      chatWrapper: this.#chatWrapper,
+      autoDisposeSequence: false,
+    });
     try {
       const history = toHistory(turns);
       const promptTokens = chat.chatWrapper
