@@ -203,6 +203,8 @@ describe("a fleet of cortex and two neurons", () => {
       max_tokens: 4,
     });
     expect(openAIProblems("CreateCompletionResponse", completion)).toEqual([]);
+    // Warm requests (the alias included) caused no further load.
+    expect(await loadsOf("tiny")).toBe(1);
   });
 
   it("serves embeddings from a cold-loaded embedding model", async () => {

@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import { parseArgs } from "node:util";
 import { z } from "zod";
+import { completionAnswer, embeddingAnswer, streamChunk } from "./fake-answers.js";
 
 // A fake OpenAI-compatible model server for neuron tests and benchmarks. It is started the way
 // the neuron starts any template harness, and its "model file" is a JSON document that scripts
@@ -53,8 +54,6 @@ const json = (res: ServerResponse, status: number, body: unknown): void => {
   res.end(text);
 };
 
-const usage = { prompt_tokens: 3, completion_tokens: 5, total_tokens: 8 };
-
 export interface FakeHarnessOptions {
   readonly behaviour: FakeBehaviour;
   readonly port: number;
@@ -96,48 +95,11 @@ export const startFakeHarness = async (options: FakeHarnessOptions) => {
     const model = typeof body.model === "string" ? body.model : alias;
     await sleep(behaviour.latency_ms);
     if (url === "/v1/embeddings") {
-      const inputs = Array.isArray(body.input) ? body.input : [body.input];
-      return json(res, 200, {
-        object: "list",
-        model,
-        data: inputs.map((_, index) => ({
-          object: "embedding",
-          index,
-          embedding: [0.1, 0.2, 0.3],
-        })),
-        usage: { prompt_tokens: inputs.length, total_tokens: inputs.length },
-      });
+      return json(res, 200, embeddingAnswer(model, body.input));
     }
     const chat = url === "/v1/chat/completions";
     if (body.stream !== true) {
-      return json(
-        res,
-        200,
-        chat
-          ? {
-              id,
-              object: "chat.completion",
-              created,
-              model,
-              choices: [
-                {
-                  index: 0,
-                  message: { role: "assistant", content: "fake answer", refusal: null },
-                  logprobs: null,
-                  finish_reason: "stop",
-                },
-              ],
-              usage,
-            }
-          : {
-              id,
-              object: "text_completion",
-              created,
-              model,
-              choices: [{ index: 0, text: "fake answer", logprobs: null, finish_reason: "stop" }],
-              usage,
-            },
-      );
+      return json(res, 200, completionAnswer(chat, id, created, model));
     }
     res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
     let closed = false;
@@ -147,30 +109,7 @@ export const startFakeHarness = async (options: FakeHarnessOptions) => {
     for (let i = 0; i < behaviour.stream_chunks && !closed; i += 1) {
       if (i > 0) await sleep(behaviour.latency_ms);
       const last = i === behaviour.stream_chunks - 1;
-      const chunk = chat
-        ? {
-            id,
-            object: "chat.completion.chunk",
-            created,
-            model,
-            choices: [
-              {
-                index: 0,
-                delta: i === 0 ? { role: "assistant", content: `c${i}` } : { content: ` c${i}` },
-                logprobs: null,
-                finish_reason: last ? "stop" : null,
-              },
-            ],
-          }
-        : {
-            id,
-            object: "text_completion",
-            created,
-            model,
-            choices: [
-              { index: 0, text: ` c${i}`, logprobs: null, finish_reason: last ? "stop" : null },
-            ],
-          };
+      const chunk = streamChunk(chat, id, created, model, i, last);
       res.write(`data: ${JSON.stringify(chunk)}\n\n`);
     }
     if (!closed) res.end("data: [DONE]\n\n");

@@ -19,6 +19,7 @@ import {
   type NeuronModel,
   UnloadRequest,
 } from "@cortex/protocol";
+import { completionAnswer, embeddingAnswer, streamChunk } from "./fake-answers.js";
 
 // A fake neuron for cortex tests and benchmarks: the neuron HTTP API of DESIGN.md on loopback,
 // with models that "load" after a delay and answer inference like the fake harness. It is one
@@ -99,7 +100,6 @@ class FakeError extends Error {
 }
 
 const DEFAULT_HARNESSES: readonly HarnessInfo[] = [{ name: "llamacpp", kind: "builtin" }];
-const usage = { prompt_tokens: 3, completion_tokens: 5, total_tokens: 8 };
 const iso = (): string => new Date().toISOString();
 
 const json = (res: ServerResponse, status: number, body: unknown): void => {
@@ -423,49 +423,12 @@ export const startFakeNeuron = async (options: FakeNeuronOptions): Promise<FakeN
     await sleep(latencyMs);
     if (gone) return;
     if (path === "/v1/embeddings") {
-      const inputs = Array.isArray(body.input) ? body.input : [body.input];
-      json(res, 200, {
-        object: "list",
-        model,
-        data: inputs.map((_, index) => ({
-          object: "embedding",
-          index,
-          embedding: [0.1, 0.2, 0.3],
-        })),
-        usage: { prompt_tokens: inputs.length, total_tokens: inputs.length },
-      });
+      json(res, 200, embeddingAnswer(model, body.input));
       return;
     }
     const chat = path === "/v1/chat/completions";
     if (body.stream !== true) {
-      json(
-        res,
-        200,
-        chat
-          ? {
-              id,
-              object: "chat.completion",
-              created,
-              model,
-              choices: [
-                {
-                  index: 0,
-                  message: { role: "assistant", content: "fake answer", refusal: null },
-                  logprobs: null,
-                  finish_reason: "stop",
-                },
-              ],
-              usage,
-            }
-          : {
-              id,
-              object: "text_completion",
-              created,
-              model,
-              choices: [{ index: 0, text: "fake answer", logprobs: null, finish_reason: "stop" }],
-              usage,
-            },
-      );
+      json(res, 200, completionAnswer(chat, id, created, model));
       return;
     }
     res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
@@ -473,30 +436,7 @@ export const startFakeNeuron = async (options: FakeNeuronOptions): Promise<FakeN
       if (i > 0) await sleep(latencyMs);
       if (gone) return;
       const last = i === streamChunks - 1;
-      const chunk = chat
-        ? {
-            id,
-            object: "chat.completion.chunk",
-            created,
-            model,
-            choices: [
-              {
-                index: 0,
-                delta: i === 0 ? { role: "assistant", content: `c${i}` } : { content: ` c${i}` },
-                logprobs: null,
-                finish_reason: last ? "stop" : null,
-              },
-            ],
-          }
-        : {
-            id,
-            object: "text_completion",
-            created,
-            model,
-            choices: [
-              { index: 0, text: ` c${i}`, logprobs: null, finish_reason: last ? "stop" : null },
-            ],
-          };
+      const chunk = streamChunk(chat, id, created, model, i, last);
       res.write(`data: ${JSON.stringify(chunk)}\n\n`);
     }
     if (!gone) res.end("data: [DONE]\n\n");
