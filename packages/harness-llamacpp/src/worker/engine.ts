@@ -94,6 +94,17 @@ export interface Engine {
   dispose(): Promise<void>;
 }
 
+/** The sampling settings LlamaChat and LlamaCompletion both take. */
+interface GenerationSettings {
+  readonly signal: AbortSignal;
+  readonly maxTokens: number;
+  readonly temperature: number;
+  readonly topP?: number;
+  readonly seed?: number;
+  readonly customStopTriggers: readonly string[];
+  readonly onTextChunk?: (text: string) => void;
+}
+
 const finishReasonOf = (stopReason: string): FinishReason =>
   stopReason === "maxTokens" ? "length" : "stop";
 
@@ -156,41 +167,21 @@ class LlamaEngine implements Engine {
     sampling: Sampling,
     options: GenerateOptions,
   ): Promise<Generation> {
-    const { slot, release } = await this.#pool.acquire(options.signal);
-    const chat = new LlamaChat({
-      contextSequence: slot,
-      chatWrapper: this.#chatWrapper,
-      autoDisposeSequence: false,
-    });
-    try {
-      const history = toHistory(turns);
-      const promptTokens = chat.chatWrapper
-        .generateContextState({ chatHistory: history })
-        .contextText.tokenize(this.#model.tokenizer).length;
-      if (promptTokens >= this.contextSize)
-        throw new ContextOverflowError(promptTokens, this.contextSize);
-      // Counted by the sequence's meter, not onToken: tokens of an unfinished UTF-8 character
-      // are held back from onToken and never reported when generation stops between them.
-      const outputBefore = slot.tokenMeter.usedOutputTokens;
-      const result = await chat.generateResponse(history, {
-        signal: options.signal,
-        maxTokens: sampling.maxTokens ?? this.contextSize - promptTokens,
-        temperature: sampling.temperature,
-        ...(sampling.topP === undefined ? {} : { topP: sampling.topP }),
-        ...(sampling.seed === undefined ? {} : { seed: sampling.seed }),
-        customStopTriggers: sampling.stop,
-        ...(options.onText ? { onTextChunk: options.onText } : {}),
+    const history = toHistory(turns);
+    return this.#generate(sampling, options, (slot) => {
+      const chat = new LlamaChat({
+        contextSequence: slot,
+        chatWrapper: this.#chatWrapper,
+        autoDisposeSequence: false,
       });
       return {
-        text: result.response,
-        finishReason: finishReasonOf(result.metadata.stopReason),
-        promptTokens,
-        completionTokens: slot.tokenMeter.usedOutputTokens - outputBefore,
+        promptTokens: chat.chatWrapper
+          .generateContextState({ chatHistory: history })
+          .contextText.tokenize(this.#model.tokenizer).length,
+        run: (settings) => chat.generateResponse(history, settings),
+        dispose: () => chat.dispose({ disposeSequence: false }),
       };
-    } finally {
-      chat.dispose({ disposeSequence: false });
-      release();
-    }
+    });
   }
 
   async complete(
@@ -198,14 +189,46 @@ class LlamaEngine implements Engine {
     sampling: Sampling,
     options: GenerateOptions,
   ): Promise<Generation> {
+    return this.#generate(sampling, options, (slot) => {
+      const completion = new LlamaCompletion({
+        contextSequence: slot,
+        autoDisposeSequence: false,
+      });
+      return {
+        promptTokens: this.#model.tokenize(prompt).length,
+        run: (settings) => completion.generateCompletionWithMeta(prompt, settings),
+        dispose: () => completion.dispose({ disposeSequence: false }),
+      };
+    });
+  }
+
+  /**
+   * One generation on a free sequence: what chat and completion share (the slot, the context
+   * check, sampling settings, token counts). `start` wraps the sequence in LlamaChat or
+   * LlamaCompletion; the slot is released however it ends.
+   */
+  async #generate(
+    sampling: Sampling,
+    options: GenerateOptions,
+    start: (slot: LlamaContextSequence) => {
+      promptTokens: number;
+      run: (settings: GenerationSettings) => Promise<{
+        response: string;
+        metadata: { stopReason: string };
+      }>;
+      dispose: () => void;
+    },
+  ): Promise<Generation> {
     const { slot, release } = await this.#pool.acquire(options.signal);
-    const completion = new LlamaCompletion({ contextSequence: slot, autoDisposeSequence: false });
+    const generation = start(slot);
     try {
-      const promptTokens = this.#model.tokenize(prompt).length;
+      const { promptTokens } = generation;
       if (promptTokens >= this.contextSize)
         throw new ContextOverflowError(promptTokens, this.contextSize);
+      // Counted by the sequence's meter, not onToken: tokens of an unfinished UTF-8 character
+      // are held back from onToken and never reported when generation stops between them.
       const outputBefore = slot.tokenMeter.usedOutputTokens;
-      const result = await completion.generateCompletionWithMeta(prompt, {
+      const result = await generation.run({
         signal: options.signal,
         maxTokens: sampling.maxTokens ?? this.contextSize - promptTokens,
         temperature: sampling.temperature,
@@ -221,7 +244,7 @@ class LlamaEngine implements Engine {
         completionTokens: slot.tokenMeter.usedOutputTokens - outputBefore,
       };
     } finally {
-      completion.dispose({ disposeSequence: false });
+      generation.dispose();
       release();
     }
   }
