@@ -182,11 +182,16 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
       coldStart: entry.coldStart,
       errorCode: entry.errorCode,
     });
-    if (entry.status >= 500 && entry.status !== 499)
-      log.warn(
-        { request_id: entry.requestId, model, node, status: entry.status },
-        "request failed",
-      );
+    // One line per request, at debug level (a no-op at the default level); failures at warn.
+    const line = {
+      request_id: entry.requestId,
+      model,
+      node,
+      status: entry.status,
+      ms: Math.round(entry.latencyMs),
+    };
+    if (entry.status >= 500 && entry.status !== 499) log.warn(line, "request failed");
+    else log.debug(line, "request");
   };
 
   const feed = createEventFeed(store, 200);
