@@ -518,6 +518,12 @@ describe("the admin API and model list", () => {
     expect((await post(c, "/api/models/load", { model: "x", surprise: 1 }, ADMIN)).status).toBe(
       400,
     );
+    // Logs come from the node that has the model.
+    await post(c, "/api/models/load", { model: "chat-small", node: "a" }, ADMIN);
+    const logs = await fetch(`${c.url}/api/models/chat-small/logs`, { headers: admin });
+    expect(logs.status).toBe(200);
+    expect(logs.headers.get("content-type")).toContain("text/plain");
+    expect((await fetch(`${c.url}/api/models/nope/logs`, { headers: admin })).status).toBe(404);
   });
 
   it("exposes Prometheus metrics", async () => {

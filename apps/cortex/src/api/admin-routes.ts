@@ -21,7 +21,7 @@ export interface AdminRoutesOptions {
   readonly catalogue: () => Catalogue;
   readonly dispatcher: Dispatcher;
   readonly loads: LoadCoordinator;
-  readonly client: (node: string) => LoadClient;
+  readonly client: (node: string) => LoadClient & { logs(id: string): Promise<string> };
   /** Stopping a harness can take its grace period and more: unloads get this long. */
   readonly unloadTimeoutMs: number;
   readonly events: RequestHandler;
@@ -54,6 +54,36 @@ export const adminRoutes = (options: AdminRoutesOptions): Router => {
   });
 
   router.get("/api/events", options.events);
+
+  // A model's harness output, from its neuron: `?node=` names it, or the one node that has it.
+  router.get("/api/models/:id/logs", async (req, res) => {
+    const id = resolveModelName(options.catalogue(), req.params.id)?.id ?? req.params.id;
+    const wanted = typeof req.query.node === "string" ? req.query.node : undefined;
+    const holders = store.snapshot.nodes.filter(
+      (node) =>
+        (wanted === undefined || node.name === wanted) && node.models.some((m) => m.id === id),
+    );
+    if (holders.length === 0)
+      throw new CortexError("model_not_found", `model "${id}" is not on ${wanted ?? "any node"}`);
+    if (holders.length > 1)
+      throw new CortexError(
+        "invalid_request_error",
+        `model "${id}" is on ${holders.map((node) => node.name).join(", ")}: name one with ?node=`,
+        { param: "node" },
+      );
+    const node = holders[0]?.name ?? "";
+    let text: string;
+    try {
+      text = await options.client(node).logs(id);
+    } catch (error) {
+      const { message } = (error ?? {}) as ErrorLike;
+      throw new CortexError(
+        "upstream_error",
+        `reading the logs of "${id}" from ${node} failed: ${typeof message === "string" ? message : String(error)}`,
+      );
+    }
+    res.type("text/plain; charset=utf-8").send(text);
+  });
 
   // Places a model through the catalogue (or on the named node) and answers once it is loaded.
   router.post("/api/models/load", json, async (req, res) => {
