@@ -211,6 +211,7 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
       loadTimeoutMs: config.load_timeout_ms,
       record,
       startedS: Math.floor(startedAtMs / 1000),
+      subscribe: (listener) => store.subscribe(listener),
     }),
     admin: adminRoutes({
       adminToken: config.admin_token,

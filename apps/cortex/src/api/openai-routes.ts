@@ -1,6 +1,13 @@
 import type { Catalogue } from "@cortex/catalogue";
+import { resolveModelName } from "@cortex/catalogue";
 import { requireBearer } from "@cortex/http-kit";
-import { ERROR_CODES, type ErrorCode, type FleetSnapshot } from "@cortex/protocol";
+import {
+  ERROR_CODES,
+  type ErrorCode,
+  errorEnvelope,
+  type FleetEvent,
+  type FleetSnapshot,
+} from "@cortex/protocol";
 import express, { type Router } from "express";
 import { CortexError } from "../errors.js";
 import {
@@ -12,6 +19,7 @@ import {
 import type { Dispatcher, Lease } from "../router/dispatcher.js";
 import { listModels } from "./models-list.js";
 import { requestIdOf } from "./request-id.js";
+import { LoadProgressBoard, WaitFeedback } from "./wait-feedback.js";
 
 /** One finished client request, for metrics and the request log. */
 export interface RequestRecord {
@@ -43,6 +51,10 @@ export interface OpenAIRoutesOptions {
   readonly record: (record: RequestRecord) => void;
   readonly startedS: number;
   readonly bodyLimit?: string;
+  /** The fleet's events, for cold-load progress in streaming clients' keep-alive comments. */
+  readonly subscribe?: (listener: (event: FleetEvent) => void) => () => void;
+  /** How often a waiting streaming client gets a keep-alive comment. */
+  readonly feedbackEveryMs?: number;
 }
 
 interface Parsed {
@@ -110,6 +122,18 @@ const CONNECT_RETRIES = 2;
  */
 export const openAIRoutes = (options: OpenAIRoutesOptions): Router => {
   const router = express.Router();
+  const board = new LoadProgressBoard();
+  options.subscribe?.(board.listener);
+  /** What a waiting streaming client is told, every second. */
+  const waitingFor = (requested: string): string => {
+    const model = resolveModelName(options.catalogue(), requested)?.id ?? requested;
+    return (
+      board.describe(model) ??
+      (options.dispatcher.admission.depth(model) > 0
+        ? `waiting for a free slot on ${model}`
+        : `loading ${model}`)
+    );
+  };
   router.use("/v1", requireBearer(options.apiKeys));
   router.get("/v1/models", (_req, res) => {
     res.json(listModels(options.snapshot(), options.catalogue(), options.startedS));
@@ -123,6 +147,7 @@ export const openAIRoutes = (options: OpenAIRoutesOptions): Router => {
       const at = Date.now();
       let parsed: Parsed | undefined;
       let lease: Lease | undefined;
+      let feedback: WaitFeedback | undefined;
       const controller = new AbortController();
       const onClose = () => {
         if (!res.writableFinished) controller.abort(new Error("client disconnected"));
@@ -146,6 +171,10 @@ export const openAIRoutes = (options: OpenAIRoutesOptions): Router => {
       try {
         checkPath(req.path);
         parsed = parseInference(req.body);
+        const requested = parsed.model;
+        // Streams that wait (cold load, admission queue, lazy reload) get keep-alive comments.
+        if (parsed.stream)
+          feedback = new WaitFeedback(res, () => waitingFor(requested), options.feedbackEveryMs);
         const excluded = new Set<string>();
         for (let attempt = 0; ; attempt += 1) {
           lease = await options.dispatcher.acquire(parsed.model, controller.signal, excluded);
@@ -163,6 +192,7 @@ export const openAIRoutes = (options: OpenAIRoutesOptions): Router => {
               // An unloaded model answers only once its neuron has reloaded it.
               idleTimeoutMs: lease.coldStart ? options.loadTimeoutMs : options.streamIdleTimeoutMs,
               signal: controller.signal,
+              onResponse: () => feedback?.stop(),
             });
             record(result.aborted ? 499 : result.broken ? 502 : result.status, {
               ttftMs: result.firstByteMs,
@@ -205,8 +235,16 @@ export const openAIRoutes = (options: OpenAIRoutesOptions): Router => {
         }
         const code = error instanceof CortexError ? error.code : "internal_error";
         record(error instanceof CortexError ? statusOf(error) : 500, { errorCode: code });
+        if (feedback?.started && !res.writableEnded) {
+          // The stream is open (200 sent with keep-alive comments): the error goes in it, as
+          // OpenAI's streams carry one, which the official clients raise.
+          const message = error instanceof CortexError ? error.message : "internal error";
+          res.end(`data: ${JSON.stringify(errorEnvelope(code, message))}\n\n`);
+          return;
+        }
         throw error;
       } finally {
+        feedback?.stop();
         res.off("close", onClose);
       }
     },

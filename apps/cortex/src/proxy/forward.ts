@@ -82,6 +82,8 @@ export interface ForwardOptions {
   /** No byte for this long (before or during the answer) fails the request; never a total limit. */
   readonly idleTimeoutMs: number;
   readonly signal: AbortSignal;
+  /** Called when the neuron's answer starts, before anything of it is written. */
+  readonly onResponse?: () => void;
 }
 
 const errorCode = (error: unknown): string =>
@@ -165,16 +167,28 @@ export const forward = (res: Response, options: ForwardOptions): Promise<Forward
         broken: outcome.broken ?? false,
       });
     };
+    // Set when the client has received something of the neuron's answer; from then on a
+    // failure can only cut the connection.
+    let answered = false;
+    // The client's stream was already started (keep-alive comments during a cold load): an
+    // error answer from the neuron is then relayed as an SSE error event.
+    let relayError = false;
     upstream.on(
       "response",
       (answer: { statusCode: number; headers: Record<string, string | string[] | undefined> }) => {
+        options.onResponse?.();
         status = answer.statusCode;
+        if (res.headersSent) {
+          relayError = answer.statusCode >= 400;
+          return;
+        }
         res.status(answer.statusCode);
         for (const name of PASSED_HEADERS) {
           const value = answer.headers[name];
           if (value !== undefined) res.setHeader(name, value);
         }
         res.flushHeaders();
+        answered = true;
       },
     );
     upstream.on("data", (chunk: Buffer) => {
@@ -184,6 +198,8 @@ export const forward = (res: Response, options: ForwardOptions): Promise<Forward
       keep.push(chunk);
       kept += chunk.length;
       while (kept - (keep[0]?.length ?? 0) >= TAIL_BYTES) kept -= keep.shift()?.length ?? 0;
+      if (relayError) return;
+      answered = true;
       // Backpressure: a slow client pauses the neuron's stream instead of growing a buffer.
       if (!res.write(chunk)) {
         upstream.pause();
@@ -191,12 +207,13 @@ export const forward = (res: Response, options: ForwardOptions): Promise<Forward
       }
     });
     upstream.on("end", () => {
+      if (relayError) res.write(`data: ${Buffer.concat(keep).toString("utf8").trim()}\n\n`);
       res.end();
       finish();
     });
     upstream.on("error", (error: unknown) => {
       if (options.signal.aborted) return finish({ aborted: true });
-      if (res.headersSent) {
+      if (answered) {
         res.destroy();
         return finish({ broken: true });
       }
