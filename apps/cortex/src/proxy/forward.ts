@@ -1,4 +1,4 @@
-import { Agent } from "node:http";
+import { Agent, type ClientRequest } from "node:http";
 import type { Response } from "express";
 import got, { type RequestError } from "got";
 
@@ -33,8 +33,8 @@ const NEVER_ARRIVED = new Set([
 
 /**
  * The neuron answered nothing. `retryable` when the request never reached it (connection
- * refused, host unreachable, connect timeout): another replica may take it. A reset after the
- * request was sent is not retried, since the neuron may have started on it.
+ * refused, host unreachable, connect timeout, a reset kept-alive socket): another replica may
+ * take it. A reset of a fresh connection is not retried, since the neuron may have started on it.
  */
 export class UpstreamConnectError extends Error {
   readonly code: string;
@@ -167,6 +167,13 @@ export const forward = (res: Response, options: ForwardOptions): Promise<Forward
         broken: outcome.broken ?? false,
       });
     };
+    // A kept-alive socket whose neuron died meanwhile fails with a reset as soon as it is used:
+    // the request never reached a live process, so it may go elsewhere (Node's advice for
+    // `reusedSocket`). A reset on a fresh connection may come after the neuron started on it.
+    let reusedSocket = false;
+    upstream.on("request", (request: ClientRequest) => {
+      reusedSocket = request.reusedSocket;
+    });
     // Set when the client has received something of the neuron's answer; from then on a
     // failure can only cut the connection.
     let answered = false;
@@ -225,7 +232,9 @@ export const forward = (res: Response, options: ForwardOptions): Promise<Forward
       reject(
         new UpstreamConnectError(
           code,
-          NEVER_ARRIVED.has(code) || (code === "ETIMEDOUT" && connectPhase),
+          NEVER_ARRIVED.has(code) ||
+            (code === "ETIMEDOUT" && connectPhase) ||
+            (reusedSocket && (code === "ECONNRESET" || code === "EPIPE")),
           error,
         ),
       );
