@@ -1,0 +1,54 @@
+import type { CtlContext } from "../context.js";
+import { CtlError } from "../ctl-error.js";
+import { formatEvent, parseSince } from "../tables.js";
+
+export interface EventsOptions {
+  readonly follow?: boolean;
+  /** Without --follow: how long to listen. */
+  readonly seconds?: string;
+  readonly since?: string;
+}
+
+/**
+ * `cortexctl events`: without `--follow`, what arrives within `--seconds` (default 1) after
+ * the backlog `--since` asks for; with `--follow`, until Ctrl-C or until cortex ends the stream.
+ * `--json` prints one JSON event per line (JSON Lines), so it can be piped while it runs.
+ */
+export const eventsCommand = async (
+  context: CtlContext,
+  options: EventsOptions,
+  stop: AbortSignal,
+): Promise<void> => {
+  const seconds = Number(options.seconds ?? "1");
+  if (!Number.isFinite(seconds) || seconds < 0)
+    throw new CtlError(`--seconds must be a number of seconds >= 0, got "${options.seconds}"`);
+  const since = options.since === undefined ? undefined : parseSince(options.since, context.now());
+  if (options.since !== undefined && since === undefined)
+    throw new CtlError(
+      `--since must be an ISO time (2025-06-15T12:00:00Z) or a duration back from now (30s, 15m, 2h, 1d), got "${options.since}"`,
+    );
+
+  const controller = new AbortController();
+  const abort = (): void => controller.abort();
+  stop.addEventListener("abort", abort, { once: true });
+  const timer = options.follow ? undefined : setTimeout(abort, seconds * 1000);
+  try {
+    const stream = await context.client.events({
+      signal: controller.signal,
+      ...(since === undefined ? {} : { since }),
+    });
+    for await (const item of stream.items) {
+      if (item.kind !== "event") continue;
+      context.print(context.json ? JSON.stringify(item.event) : formatEvent(item.event));
+    }
+    if (options.follow && !controller.signal.aborted)
+      throw new CtlError("cortex ended the event stream (shutting down?)");
+  } catch (error) {
+    // Ctrl-C or the end of --seconds is how this command ends, not an error.
+    if (!controller.signal.aborted) throw error;
+  } finally {
+    clearTimeout(timer);
+    stop.removeEventListener("abort", abort);
+    controller.abort();
+  }
+};

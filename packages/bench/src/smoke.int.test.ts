@@ -1,0 +1,94 @@
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { existsSync, readFileSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { createRequire } from "node:module";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+// Runs the whole suite in smoke mode (tiny counts) as a child process, the way `pnpm bench`
+// runs it, and checks that every benchmark wrote its JSON with the expected keys. Timings are
+// never asserted: this only keeps the suite from rotting.
+
+const PACKAGE = fileURLToPath(new URL("../", import.meta.url));
+const TSC = createRequire(import.meta.url).resolve("typescript/bin/tsc");
+
+let out: string;
+let child: ReturnType<typeof spawn> | undefined;
+let log = "";
+let code: number | null = null;
+
+const run = async (args: readonly string[], env: Record<string, string> = {}) => {
+  child = spawn(process.execPath, [...args], {
+    cwd: PACKAGE,
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, ...env },
+  });
+  child.stdout?.on("data", (chunk: Buffer) => {
+    log += chunk.toString();
+  });
+  child.stderr?.on("data", (chunk: Buffer) => {
+    log += chunk.toString();
+  });
+  const [exitCode] = (await once(child, "exit")) as [number | null];
+  child = undefined;
+  return exitCode;
+};
+
+beforeAll(async () => {
+  out = await mkdtemp(join(tmpdir(), "cortex-bench-smoke-"));
+  // The suite runs the compiled programs (the load generator and the fake fleet are separate
+  // processes), so compile this package first; its dependencies are built by turbo.
+  expect(await run([TSC, "-p", "tsconfig.build.json"]), log).toBe(0);
+  code = await run(["dist/main.js", "--smoke"], { BENCH_OUT_DIR: out });
+}, 240_000);
+
+afterAll(async () => {
+  if (child && child.exitCode === null) {
+    // main.ts stops every process it started on SIGTERM.
+    child.kill("SIGTERM");
+    await once(child, "exit");
+  }
+  await rm(out, { recursive: true, force: true });
+});
+
+const report = (name: string): Record<string, unknown> => {
+  const file = join(out, `${name}.json`);
+  expect(existsSync(file), `${file}\n${log}`).toBe(true);
+  return JSON.parse(readFileSync(file, "utf8")) as Record<string, unknown>;
+};
+
+describe("the benchmark suite in smoke mode", () => {
+  it("exits cleanly", () => {
+    expect(code, log).toBe(0);
+  });
+
+  it.each([
+    ["proxy-overhead", ["sequential_ms", "sequential_added_ms", "streams_ms", "load"]],
+    ["cold-load", ["requests", "loads", "successes", "latency_ms"]],
+    ["memory", ["samples", "idle", "after", "second_half_growth_mib"]],
+    ["inference", ["direct", "cortex", "ratio"]],
+    ["fleet-scale", ["cortex_cpu_share_of_core", "snapshot_age_ms", "dead_neuron"]],
+  ])("writes %s.json with its keys", (name, keys) => {
+    const json = report(name);
+    expect(json.benchmark).toBe(name);
+    for (const key of keys) expect(json, key).toHaveProperty(key);
+  });
+
+  it("writes a summary with a verdict for every budget", () => {
+    const summary = report("summary");
+    expect(summary.failures).toEqual([]);
+    expect(summary.benchmarks).toEqual([
+      "proxy-overhead",
+      "cold-load",
+      "memory",
+      "inference",
+      "fleet-scale",
+    ]);
+    const budgets = summary.budgets as { budget: string; pass: boolean }[];
+    expect(budgets.length).toBeGreaterThan(5);
+    for (const budget of budgets) expect(typeof budget.pass).toBe("boolean");
+  });
+});

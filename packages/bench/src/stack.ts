@@ -1,0 +1,178 @@
+import { readdirSync, readFileSync } from "node:fs";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { FAKE_HARNESS_ENTRY } from "@cortex/testkit";
+import { stringify } from "yaml";
+import {
+  type AppProcess,
+  CORTEX_CLI,
+  NEURON_CLI,
+  startApp,
+  stopChild,
+  waitFor,
+} from "./support.js";
+
+export const API_KEY = "sk-bench";
+export const ADMIN_TOKEN = "admin-bench";
+export const NEURON_TOKEN = "neuron-bench";
+
+export interface FakeModel {
+  readonly id: string;
+  /** The fake harness's behaviour file (testkit FakeBehaviour). */
+  readonly behaviour: Record<string, unknown>;
+  readonly maxConcurrency?: number;
+}
+
+export interface Stack {
+  readonly dir: string;
+  readonly neuron: AppProcess;
+  readonly cortex: AppProcess;
+  readonly stop: () => Promise<void>;
+}
+
+/**
+ * A real neuron serving fake-harness models as a template harness, and a real cortex in front
+ * of it, both as built processes on loopback.
+ */
+export const startStack = async (
+  models: readonly FakeModel[],
+  options: {
+    readonly cortex?: Record<string, unknown>;
+    /** More catalogue entries (e.g. the built-in llama.cpp harness). */
+    readonly catalogue?: readonly Record<string, unknown>[];
+    /** Writes model files into the neuron's models_dir before it starts. */
+    readonly setup?: (modelsDir: string) => Promise<void>;
+  } = {},
+): Promise<Stack> => {
+  const dir = await mkdtemp(join(tmpdir(), "cortex-bench-"));
+  const children: AppProcess[] = [];
+  const stop = async () => {
+    for (const child of children.reverse()) await stopChild(child.child);
+    for (const { pid } of processesMentioning(dir)) {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {
+        // Already gone.
+      }
+    }
+    await rm(dir, { recursive: true, force: true });
+  };
+  try {
+    const modelsDir = join(dir, "models");
+    await mkdir(modelsDir, { recursive: true });
+    await mkdir(join(dir, "catalogue"));
+    await options.setup?.(modelsDir);
+    for (const model of models)
+      await writeFile(join(modelsDir, `${model.id}.json`), JSON.stringify(model.behaviour));
+    await writeFile(
+      join(dir, "catalogue", "models.yaml"),
+      stringify({
+        models: [
+          ...models.map((model) => ({
+            id: model.id,
+            harness: "fake",
+            source: `${model.id}.json`,
+            runs_on: "cpu",
+            vram_mb: 0,
+            max_concurrency: model.maxConcurrency ?? 64,
+            idle_ttl_s: 0,
+          })),
+          ...(options.catalogue ?? []),
+        ],
+      }),
+    );
+    const neuron = await startApp({
+      cli: NEURON_CLI,
+      dir,
+      file: "neuron.yaml",
+      config: {
+        name: "bench",
+        token: NEURON_TOKEN,
+        models_dir: modelsDir,
+        state_dir: join(dir, "state"),
+        stop_grace_ms: 2000,
+        harnesses: {
+          llamacpp: {},
+          fake: {
+            command: [
+              process.execPath,
+              FAKE_HARNESS_ENTRY,
+              "--model",
+              "{model_path}",
+              "--port",
+              "{port}",
+            ],
+          },
+        },
+      },
+      env: { NEURON_LOG_LEVEL: "info" },
+    });
+    children.push(neuron);
+    const cortex = await startApp({
+      cli: CORTEX_CLI,
+      dir,
+      file: "cortex.yaml",
+      config: {
+        catalogue: join(dir, "catalogue"),
+        data_dir: join(dir, "cortex-data"),
+        poll_interval_ms: 1000,
+        api_keys: [API_KEY],
+        admin_token: ADMIN_TOKEN,
+        neurons: [{ name: "bench", url: neuron.url, token: NEURON_TOKEN }],
+        ...options.cortex,
+      },
+      env: { CORTEX_LOG_LEVEL: "info" },
+    });
+    children.push(cortex);
+    await waitFor("the neuron healthy in cortex", async () => {
+      const fleet = (await (
+        await fetch(`${cortex.url}/api/fleet`, {
+          headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+        })
+      ).json()) as { nodes: { healthy: boolean }[] };
+      return fleet.nodes.length > 0 && fleet.nodes.every((node) => node.healthy);
+    });
+    return { dir, neuron, cortex, stop };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+};
+
+/** Live processes whose command line contains `text` (Linux /proc). */
+export const processesMentioning = (text: string): { pid: number; cmdline: string }[] => {
+  const found: { pid: number; cmdline: string }[] = [];
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
+    try {
+      const cmdline = readFileSync(`/proc/${name}/cmdline`, "utf8").replaceAll("\0", " ");
+      const state = readFileSync(`/proc/${name}/stat`, "utf8").split(") ").at(1)?.[0];
+      if (state !== "Z" && cmdline.includes(text)) found.push({ pid: Number(name), cmdline });
+    } catch {
+      // The process ended while we looked.
+    }
+  }
+  return found;
+};
+
+/** The port of the fake harness serving `modelId` in this stack (from its command line). */
+export const harnessPort = (stack: Stack, modelId: string): number => {
+  const file = join(stack.dir, "models", `${modelId}.json`);
+  const worker = processesMentioning(file).find(
+    (p) => !p.cmdline.includes("watchdog") && /--port \d+/.test(p.cmdline),
+  );
+  const port = Number(/--port (\d+)/.exec(worker?.cmdline ?? "")?.[1]);
+  if (!Number.isInteger(port) || port <= 0) throw new Error(`no harness process for ${modelId}`);
+  return port;
+};
+
+/** cortex_load_duration_seconds_count for `model`, summed over nodes and outcomes. */
+export const loadsOf = async (cortexUrl: string, model: string): Promise<number> => {
+  const metrics = await (await fetch(`${cortexUrl}/metrics`)).text();
+  let count = 0;
+  for (const line of metrics.split("\n"))
+    if (line.startsWith("cortex_load_duration_seconds_count{") && line.includes(`model="${model}"`))
+      count += Number(line.split(" ").at(-1));
+  return count;
+};

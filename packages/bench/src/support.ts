@@ -1,0 +1,191 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { once } from "node:events";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { stringify } from "yaml";
+
+/** The repository root (from src/ and dist/ alike). */
+export const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
+export const NEURON_CLI = join(ROOT, "apps/neuron/dist/cli.js");
+export const CORTEX_CLI = join(ROOT, "apps/cortex/dist/cli.js");
+/** Where JSON reports go: `.bench/` at the root, or BENCH_OUT_DIR (the smoke test uses a temp dir). */
+export const benchDir = (): string => process.env.BENCH_OUT_DIR ?? join(ROOT, ".bench");
+
+export interface AppProcess {
+  readonly child: ChildProcess;
+  readonly pid: number;
+  readonly url: string;
+  readonly output: () => string;
+  readonly exited: Promise<unknown>;
+}
+
+/** Every process a benchmark started, so a failure anywhere still stops them all. */
+const started = new Set<ChildProcess>();
+
+/**
+ * Starts `<cli> serve --config <dir>/<file>` listening on a free loopback port and resolves
+ * once it logs `{"url": …, "msg": "listening"}`.
+ */
+export const startApp = async (options: {
+  readonly cli: string;
+  readonly dir: string;
+  readonly file: string;
+  readonly config: Record<string, unknown>;
+  readonly env?: Record<string, string>;
+}): Promise<AppProcess> => {
+  const file = join(options.dir, options.file);
+  await writeFile(file, stringify({ listen: "127.0.0.1:0", ...options.config }));
+  // BENCH_APP_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") profiles cortex and neuron.
+  const nodeArgs = (process.env.BENCH_APP_NODE_ARGS ?? "").split(" ").filter(Boolean);
+  const child = spawn(process.execPath, [...nodeArgs, options.cli, "serve", "--config", file], {
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, ...options.env },
+  });
+  started.add(child);
+  const exited = once(child, "exit").finally(() => started.delete(child));
+  let output = "";
+  const url = await new Promise<string>((resolve, reject) => {
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString();
+      if (output.length > 2_000_000) output = output.slice(-1_000_000);
+      const match = /"url":"(http:\/\/[^"]+)","msg":"listening"/.exec(output);
+      if (match?.[1]) resolve(match[1]);
+    };
+    child.stdout?.on("data", onData);
+    child.stderr?.on("data", onData);
+    void exited.then(() => reject(new Error(`${options.cli} exited:\n${output}`)));
+  });
+  return { child, pid: child.pid ?? 0, url, output: () => output, exited };
+};
+
+/** Spawns a plain node program and tracks it for stopAll. */
+export const spawnNode = (args: readonly string[], env: Record<string, string> = {}) => {
+  const child = spawn(process.execPath, [...args], {
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, ...env },
+  });
+  started.add(child);
+  const exited = once(child, "exit").finally(() => started.delete(child));
+  return { child, exited };
+};
+
+export const stopChild = async (child: ChildProcess, graceMs = 10_000): Promise<void> => {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = once(child, "exit");
+  child.kill("SIGTERM");
+  const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
+  await exited;
+  clearTimeout(timer);
+};
+
+/** Stops every process started here (cortex first: it is the client of the others). */
+export const stopAll = async (): Promise<void> => {
+  for (const child of [...started].reverse()) await stopChild(child);
+};
+
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+export const waitFor = async (
+  what: string,
+  check: () => boolean | Promise<boolean>,
+  timeoutMs = 30_000,
+): Promise<void> => {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(50);
+  }
+};
+
+export const percentile = (sorted: readonly number[], p: number): number =>
+  sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ?? Number.NaN;
+
+export interface Spread {
+  readonly n: number;
+  readonly p50: number;
+  readonly p90: number;
+  readonly p99: number;
+  readonly min: number;
+  readonly max: number;
+  readonly mean: number;
+}
+
+export const spread = (samples: readonly number[]): Spread => {
+  const sorted = [...samples].sort((a, b) => a - b);
+  const sum = sorted.reduce((a, b) => a + b, 0);
+  return {
+    n: sorted.length,
+    p50: round(percentile(sorted, 0.5)),
+    p90: round(percentile(sorted, 0.9)),
+    p99: round(percentile(sorted, 0.99)),
+    min: round(sorted[0] ?? Number.NaN),
+    max: round(sorted.at(-1) ?? Number.NaN),
+    mean: round(sorted.length > 0 ? sum / sorted.length : Number.NaN),
+  };
+};
+
+export const round = (value: number, digits = 3): number => {
+  const f = 10 ** digits;
+  return Math.round(value * f) / f;
+};
+
+/** Resident set size in MiB from /proc/<pid>/status. */
+export const rssMiB = (pid: number): number => {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? Number.NaN);
+  return round(kb / 1024, 1);
+};
+
+/** utime + stime of a process in seconds (/proc/<pid>/stat, clock ticks of 100 Hz). */
+export const cpuSeconds = (pid: number): number => {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  // After the command: state is field 3, so utime (14) and stime (15) are at 11 and 12 here.
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+};
+
+export const now = (): number => Number(process.hrtime.bigint()) / 1e6;
+
+/** Writes `.bench/<name>.json` at the repository root. */
+export const writeReport = (name: string, report: unknown): string => {
+  const dir = benchDir();
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, `${name}.json`);
+  writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
+  return file;
+};
+
+/** A plain-text table for the terminal and a Markdown one for BENCHMARKS.md. */
+export const table = (headers: readonly string[], rows: readonly (readonly unknown[])[]) => {
+  const cells = [headers, ...rows.map((row) => row.map((cell) => String(cell)))];
+  const widths = headers.map((_, i) => Math.max(...cells.map((row) => String(row[i]).length)));
+  const line = (row: readonly unknown[]) =>
+    row.map((cell, i) => String(cell).padEnd(widths[i] ?? 0)).join("  ");
+  const text = [line(headers), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(line)];
+  const md = [
+    `| ${headers.join(" | ")} |`,
+    `| ${headers.map(() => "---").join(" | ")} |`,
+    ...rows.map((row) => `| ${row.map((cell) => String(cell)).join(" | ")} |`),
+  ];
+  return { text: text.join("\n"), markdown: md.join("\n") };
+};
+
+export const print = (title: string, text: string): void => {
+  process.stdout.write(`\n## ${title}\n${text}\n`);
+};
+
+export interface Budget {
+  readonly budget: string;
+  readonly measured: string;
+  readonly pass: boolean;
+}
+
+export interface BenchResult {
+  readonly name: string;
+  readonly title: string;
+  readonly markdown: string;
+  readonly budgets: readonly Budget[];
+}
