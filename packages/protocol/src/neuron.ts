@@ -91,7 +91,10 @@ export const LoadRequest = z.strictObject({
   harness: HarnessName,
   source: z.string().min(1),
   quant: z.string().min(1).optional(),
-  devices: z.array(NonNegativeInt).optional(),
+  devices: z
+    .array(NonNegativeInt)
+    .refine((devices) => new Set(devices).size === devices.length, "must not repeat a device")
+    .optional(),
   tensor_parallel: PositiveInt.optional(),
   vram_mb: NonNegativeInt.optional(),
   max_concurrency: PositiveInt.max(1024).optional(),

@@ -166,6 +166,11 @@ describe("neuron wire shapes", () => {
       LoadRequest.safeParse({ model_id: "m", harness: "llamacpp", source: "m.gguf", cmd: "sh" })
         .success,
     ).toBe(false);
+    // A repeated device would halve the memory each one seems to need.
+    expect(
+      LoadRequest.safeParse({ model_id: "m", harness: "llamacpp", source: "m", devices: [0, 0] })
+        .success,
+    ).toBe(false);
     expect(
       LoadAnswer.parse({
         id: "m",

@@ -68,8 +68,21 @@ const VLLM_OPTIONS: OptionTable = {
   enforce_eager: { flag: "--enforce-eager", type: "bool" },
   enable_prefix_caching: { flag: "--enable-prefix-caching", type: "bool" },
   trust_remote_code: { flag: "--trust-remote-code", type: "bool" },
-  tokenizer: { flag: "--tokenizer", type: "string" },
 };
+
+/** What the built-in worker accepts (see its args.ts), checked before anything is evicted. */
+const builtinLimits = (spec: ModelSpec): string[] => [
+  ...(spec.max_concurrency > 256
+    ? [
+        `max_concurrency: the built-in harness serves at most 256 at once, got ${spec.max_concurrency}`,
+      ]
+    : []),
+  ...(spec.context_length < 64 || spec.context_length > 1_048_576
+    ? [
+        `context_length: the built-in harness takes 64 to 1048576 tokens, got ${spec.context_length}`,
+      ]
+    : []),
+];
 
 const placeholderValues = (context: LaunchContext): Record<Placeholder, string> => ({
   model_path: context.modelPath,
@@ -96,11 +109,12 @@ const harness = (
   options: OptionTable,
   build: (context: LaunchContext) => { argv: string[]; readyPath: string },
   config: HarnessConfig,
+  limits: (spec: ModelSpec) => string[] = () => [],
 ): Harness => ({
   name,
   kind,
   options,
-  check: (spec) => argProblems(name, options, spec.args),
+  check: (spec) => [...limits(spec), ...argProblems(name, options, spec.args)],
   launch: (context) => {
     const { argv, readyPath } = build(context);
     const [command, ...args] = argv;
@@ -152,6 +166,7 @@ export const defineHarness = (
         readyPath,
       }),
       config,
+      builtinLimits,
     );
   }
   if (kind === "llama-server") {

@@ -96,6 +96,15 @@ describe("built-in llama.cpp harness", () => {
   ])("rejects args %j", (args, message) => {
     expect(define("llamacpp").check(spec({ args }))).toEqual([expect.stringContaining(message)]);
   });
+
+  it("refuses what its worker would refuse, before anything is evicted", () => {
+    expect(define("llamacpp").check(spec({ max_concurrency: 300 }))).toEqual([
+      expect.stringContaining("at most 256"),
+    ]);
+    expect(define("llamacpp").check(spec({ context_length: 16 }))).toEqual([
+      expect.stringContaining("64 to 1048576"),
+    ]);
+  });
 });
 
 describe("llama-server and vLLM", () => {

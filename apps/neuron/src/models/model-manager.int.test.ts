@@ -169,6 +169,30 @@ describe("loading", () => {
     expect(spawns).toBe(1);
   });
 
+  it("starts one harness when two loads with a changed spec race", async () => {
+    const source = await behaviour("m");
+    await manager.load(request("m", source, { devices: [0], vram_mb: 1000 }));
+    const changed = request("m", source, { devices: [0], vram_mb: 2000 });
+    const answers = await Promise.all([manager.load(changed), manager.load(changed)]);
+    expect(answers.map((answer) => answer.status)).toEqual(["loaded", "loaded"]);
+    expect(spawns).toBe(2);
+    expect(started.filter((child) => !child.hasExited())).toHaveLength(1);
+  });
+
+  it("a load of a model being evicted waits for its stop and tracks the new process", async () => {
+    const slow = await behaviour("slow-stop", { hang_on_sigterm: true });
+    await manager.load(request("s", slow, { devices: [0], vram_mb: 1000 }));
+    const unloading = manager.unload("s");
+    // The id is free at once; the new load starts only after the old process is gone.
+    const again = manager.load(request("s", slow, { devices: [0], vram_mb: 1000 }));
+    await unloading;
+    await again;
+    expect(statusOf("s")).toBe("loaded");
+    expect(started.filter((child) => !child.hasExited())).toHaveLength(1);
+    await manager.unload("s", true);
+    expect(started.every((child) => child.hasExited())).toBe(true);
+  });
+
   it("reports a harness that exits before it is ready, with its output", async () => {
     const source = await behaviour("broken", { fail_start_code: 3 });
     await expect(manager.load(request("broken", source))).rejects.toMatchObject({

@@ -105,6 +105,8 @@ export class ModelManager {
   readonly #deps: ManagerDeps;
   readonly #settings: ManagerSettings;
   readonly #models = new Map<string, ModelEntry>();
+  /** Stops under way of models already forgotten (evicted or unloaded), by id. */
+  readonly #leaving = new Map<string, Promise<unknown>>();
   readonly #progress = new Map<string, Set<ProgressListener>>();
   #shuttingDown = false;
 
@@ -174,6 +176,10 @@ export class ModelManager {
     }
 
     const started = this.#now();
+    // A model being evicted or unloaded is out of the map but its process is still stopping:
+    // a new load of the id starts only once that process is gone.
+    const leaving = this.#leaving.get(spec.id);
+    if (leaving) await leaving.catch(() => {});
     const existing = this.#models.get(spec.id);
     if (onProgress) this.#listen(spec.id, onProgress);
     try {
@@ -192,21 +198,39 @@ export class ModelManager {
             },
           );
         }
-        await this.#stopProcess(existing);
       }
       const entry = existing ?? this.#newEntry(spec, request.residency_priority ?? 0);
-      if (existing) {
-        this.#clearTimers(existing);
-        existing.spec = spec;
-        existing.priority = request.residency_priority ?? 0;
-        existing.admission = new Admission(spec.max_concurrency, this.#limits());
+      const priority = request.residency_priority ?? 0;
+      // Stopping the old process (a changed spec) and starting the new one are one shared
+      // operation, in place before the first await: a concurrent load of this id joins it
+      // rather than starting a second harness.
+      const previous = existing?.status === "loaded" ? existing : null;
+      const reconfigure = () => {
+        if (existing) {
+          this.#clearTimers(existing);
+          existing.spec = spec;
+          existing.priority = priority;
+          existing.admission = new Admission(spec.max_concurrency, this.#limits());
+        }
+        entry.status = "loading";
+        entry.error = null;
+        entry.crashes = 0;
+        this.#models.set(spec.id, entry);
+        this.#changed(entry);
+      };
+      if (previous) {
+        this.#track(
+          entry,
+          this.#stopProcess(previous).then(() => {
+            reconfigure();
+            return this.#bringUp(entry, true);
+          }),
+        );
+      } else {
+        reconfigure();
+        this.#startLoad(entry, true);
       }
-      entry.status = "loading";
-      entry.error = null;
-      entry.crashes = 0;
-      this.#models.set(spec.id, entry);
-      this.#changed(entry);
-      await this.#startLoad(entry, true);
+      await entry.loading;
       return this.#answer(spec.id, started, false);
     } finally {
       if (onProgress) this.#progress.get(spec.id)?.delete(onProgress);
@@ -264,7 +288,12 @@ export class ModelManager {
 
   /** Runs a (re)load as the entry's single shared promise; failure marks the model failed. */
   #startLoad(entry: ModelEntry, fresh: boolean): Promise<void> {
-    const loading = this.#bringUp(entry, fresh).then(
+    return this.#track(entry, this.#bringUp(entry, fresh));
+  }
+
+  /** Makes `work` the entry's one shared loading promise until it settles. */
+  #track(entry: ModelEntry, work: Promise<void>): Promise<void> {
+    const loading = work.then(
       () => {
         entry.loading = null;
       },
@@ -370,13 +399,28 @@ export class ModelManager {
   async #evict(id: string): Promise<void> {
     const victim = this.#models.get(id);
     if (!victim) return;
-    this.#clearTimers(victim);
-    await this.#stopProcess(victim);
     // An evicted model is forgotten, not kept as `unloaded`: reloading it lazily would take
     // back the memory just given to another model.
-    this.#models.delete(id);
+    await this.#forget(victim);
     this.#deps.log.info({ model: id }, "model evicted");
-    this.#deps.onChange?.({ id, removed: true });
+  }
+
+  /**
+   * Takes the entry out of the map at once (no request or load can reach it any more), then
+   * stops its process; a load of the same id meanwhile waits for the stop (`#leaving`).
+   */
+  async #forget(entry: ModelEntry): Promise<void> {
+    const id = entry.spec.id;
+    this.#clearTimers(entry);
+    if (this.#models.get(id) === entry) this.#models.delete(id);
+    const stopping = this.#stopProcess(entry);
+    this.#leaving.set(id, stopping);
+    try {
+      await stopping;
+    } finally {
+      if (this.#leaving.get(id) === stopping) this.#leaving.delete(id);
+      this.#deps.onChange?.({ id, removed: true });
+    }
   }
 
   async #launch(entry: ModelEntry, modelPath: string): Promise<void> {
@@ -561,10 +605,17 @@ export class ModelManager {
     }
     this.#clearTimers(entry);
     if (entry.loading) await entry.loading.catch(() => {});
-    await this.#stopProcess(entry);
-    this.#models.delete(id);
+    // Requests admitted while it loaded run now: the busy check holds after the wait too.
+    const busyNow = entry.admission.running + entry.admission.queued;
+    if (busyNow > 0 && !force) {
+      throw new NeuronError(
+        "model_busy",
+        `model "${id}" has ${busyNow} request(s) in flight; wait, or unload with force: true`,
+        { retryAfterS: 5 },
+      );
+    }
+    await this.#forget(entry);
     this.#deps.log.info({ model: id, force }, "model unloaded");
-    this.#deps.onChange?.({ id, removed: true });
   }
 
   /**

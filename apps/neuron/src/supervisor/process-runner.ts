@@ -58,6 +58,9 @@ export const spawnRunner = (options: {
       ],
       { detached: true, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] },
     );
+    // Spawn failures (EAGAIN, EMFILE) are emitted as 'error' on the next tick: without a
+    // listener they would crash the neuron.
+    child.on("error", () => {});
     const pid = child.pid;
     if (pid === undefined) throw new Error(`could not start ${launch.command}`);
     const output = new RingBuffer();

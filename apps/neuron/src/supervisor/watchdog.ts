@@ -36,10 +36,20 @@ const parentGone = (): boolean => {
   }
 };
 
+const signalGroup = (signal: NodeJS.Signals): void => {
+  try {
+    process.kill(-process.pid, signal);
+  } catch {
+    child.kill(signal);
+  }
+};
+
 let ending = false;
 setInterval(() => {
   if (ending || !parentGone()) return;
   ending = true;
-  child.kill("SIGTERM");
-  setTimeout(() => child.kill("SIGKILL"), graceMs).unref();
+  // The whole group (this watchdog leads it): the harness and anything it started, such as
+  // vLLM's tensor-parallel workers. The watchdog itself ignores SIGTERM and waits.
+  signalGroup("SIGTERM");
+  setTimeout(() => signalGroup("SIGKILL"), graceMs).unref();
 }, 500);

@@ -94,6 +94,9 @@ export interface Engine {
   dispose(): Promise<void>;
 }
 
+/** Embedding requests share one context of at most this many tokens. */
+const EMBEDDING_CONTEXT_MAX = 2048;
+
 /** The sampling settings LlamaChat and LlamaCompletion both take. */
 interface GenerationSettings {
   readonly signal: AbortSignal;
@@ -220,8 +223,11 @@ class LlamaEngine implements Engine {
     },
   ): Promise<Generation> {
     const { slot, release } = await this.#pool.acquire(options.signal);
-    const generation = start(slot);
+    let generation: ReturnType<typeof start> | undefined;
     try {
+      // Inside the try: preparing the prompt can throw (a chat template refusing the turns),
+      // and the sequence must go back to the pool all the same.
+      generation = start(slot);
       const { promptTokens } = generation;
       if (promptTokens >= this.contextSize)
         throw new ContextOverflowError(promptTokens, this.contextSize);
@@ -244,7 +250,7 @@ class LlamaEngine implements Engine {
         completionTokens: slot.tokenMeter.usedOutputTokens - outputBefore,
       };
     } finally {
-      generation.dispose();
+      generation?.dispose();
       release();
     }
   }
@@ -257,7 +263,7 @@ class LlamaEngine implements Engine {
     try {
       // Created on first use: chat-only deployments never pay for an embedding context.
       this.#embedding ??= this.#model.createEmbeddingContext({
-        contextSize: Math.min(this.contextSize, 2048),
+        contextSize: Math.min(this.contextSize, EMBEDDING_CONTEXT_MAX),
         threads: this.threads,
       });
       const context = await this.#embedding;
@@ -267,7 +273,9 @@ class LlamaEngine implements Engine {
         signal.throwIfAborted();
         const tokens = this.#model.tokenize(input);
         const length = context.calculateInputLength(tokens);
-        if (length > this.contextSize) throw new ContextOverflowError(length, this.contextSize);
+        // The embedding context is smaller than the generation one (at most 2,048 tokens).
+        const limit = Math.min(this.contextSize, EMBEDDING_CONTEXT_MAX);
+        if (length >= limit) throw new ContextOverflowError(length, limit);
         promptTokens += tokens.length;
         vectors.push([...(await context.getEmbeddingFor(tokens)).vector]);
       }
