@@ -18,12 +18,12 @@ import { type Log, type ManagerSettings, ModelManager } from "./model-manager.js
 
 const silent: Log = { info: () => {}, warn: () => {}, error: () => {} };
 
-const gpu = (index: number, total: number): Device => ({
+const gpu = (index: number, total: number, free = total): Device => ({
   index,
   vendor: "NVIDIA",
   name: "Test GPU",
   vram_total_mb: total,
-  vram_free_mb: total,
+  vram_free_mb: free,
   utilization_pct: null,
   temperature_c: null,
   bus_id: null,
@@ -43,6 +43,8 @@ let dir: string;
 let manager: ModelManager;
 let started: RunningProcess[];
 let spawns: number;
+/** What discovery reports now; a test may change it as a real GPU's free memory would. */
+let gpus: Device[];
 
 const settings: ManagerSettings = {
   selfUrl: "http://localhost:13131",
@@ -73,6 +75,7 @@ beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), "neuron-manager-"));
   started = [];
   spawns = 0;
+  gpus = [gpu(0, 24_000), gpu(1, 24_000)];
   const fake = defineHarness(
     "fake",
     {
@@ -105,7 +108,7 @@ beforeEach(async () => {
       harnesses: new Map([["fake", fake]]),
       runner,
       sources: { check: () => {}, prepare: async (source) => join(dir, source) },
-      devices: () => [gpu(0, 24_000), gpu(1, 24_000)],
+      devices: () => gpus,
       freePort: freeLoopbackPort,
       probe: probeReady,
       log: silent,
@@ -191,6 +194,18 @@ describe("loading", () => {
     expect(started.filter((child) => !child.hasExited())).toHaveLength(1);
     await manager.unload("s", true);
     expect(started.every((child) => child.hasExited())).toBe(true);
+  });
+
+  it("keeps a loaded model on its devices when the same load comes again without devices", async () => {
+    const source = await behaviour("m");
+    const first = await manager.load(request("m", source, { vram_mb: 20_000 }));
+    expect(first.already_loaded).toBe(false);
+    // The GPU now reports the model's memory as used, as a real one does.
+    const [on] = manager.list().find((model) => model.id === "m")?.devices ?? [];
+    gpus = gpus.map((device) => (device.index === on ? gpu(device.index, 24_000, 4000) : device));
+    const again = await manager.load(request("m", source, { vram_mb: 20_000 }));
+    expect(again.already_loaded).toBe(true);
+    expect(spawns).toBe(1);
   });
 
   it("reports a harness that exits before it is ready, with its output", async () => {

@@ -170,8 +170,18 @@ export class ModelManager {
       );
     }
     if (request.devices === undefined && spec.vram_mb > 0 && devices.length > 0) {
-      const others = this.list().filter((model) => model.id !== spec.id);
-      const picked = pickDevices(devices, others, Math.min(spec.tensor_parallel, devices.length));
+      const count = Math.min(spec.tensor_parallel, devices.length);
+      // A model already here keeps its devices: the GPUs report its own memory as used, so a
+      // fresh pick would see other devices as freer and move it for nothing.
+      const here = this.#models.get(spec.id);
+      const picked =
+        here && here.status !== "unloaded" && here.spec.devices.length === count
+          ? [...here.spec.devices]
+          : pickDevices(
+              devices,
+              this.list().filter((model) => model.id !== spec.id),
+              count,
+            );
       spec = { ...spec, devices: picked, tensor_parallel: Math.max(1, picked.length) };
     }
 
