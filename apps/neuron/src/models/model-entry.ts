@@ -20,7 +20,6 @@ export interface ModelEntry {
   /** Consecutive crashes since the harness last ran stably. */
   crashes: number;
   idleTimer: NodeJS.Timeout | null;
-  restartTimer: NodeJS.Timeout | null;
   /** Set while the manager itself stops the process, so the exit is not taken for a crash. */
   stopping: boolean;
   /** The stop under way, which a reload waits for so two copies never hold memory at once. */

@@ -313,6 +313,17 @@ describe("lifecycle", () => {
     await expect(ask("crashy")).rejects.toMatchObject({ code: "load_failed" });
   });
 
+  it("unloads a recovering model at once, and the pending restart never starts", async () => {
+    const source = await behaviour("crashy", { crash_after_ms: 200 });
+    await manager.load(request("crashy", source));
+    await expect.poll(() => statusOf("crashy"), { timeout: 5000, interval: 5 }).toBe("recovering");
+    await manager.unload("crashy", true);
+    expect(statusOf("crashy")).toBeUndefined();
+    // Longer than the first restart delay: nothing was started again.
+    await new Promise((resolve) => setTimeout(resolve, (settings.restartDelaysMs[0] ?? 0) + 300));
+    expect(spawns).toBe(1);
+  });
+
   it("recovers from a kill -9 of the harness", async () => {
     const source = await behaviour("victim");
     await manager.load(request("victim", source));

@@ -274,7 +274,6 @@ export class ModelManager {
       error: null,
       crashes: 0,
       idleTimer: null,
-      restartTimer: null,
       stopping: false,
       stopped: null,
     };
@@ -552,9 +551,7 @@ export class ModelManager {
 
   #clearTimers(entry: ModelEntry): void {
     if (entry.idleTimer) clearTimeout(entry.idleTimer);
-    if (entry.restartTimer) clearTimeout(entry.restartTimer);
     entry.idleTimer = null;
-    entry.restartTimer = null;
   }
 
   #scheduleIdle(entry: ModelEntry): void {
@@ -614,7 +611,9 @@ export class ModelManager {
       );
     }
     this.#clearTimers(entry);
-    if (entry.loading) await entry.loading.catch(() => {});
+    // A load under way finishes first; a crash recovery is not waited for: once the entry is
+    // forgotten, the pending restart finds it gone and does not start.
+    if (entry.loading && entry.status !== "recovering") await entry.loading.catch(() => {});
     // Requests admitted while it loaded run now: the busy check holds after the wait too.
     const busyNow = entry.admission.running + entry.admission.queued;
     if (busyNow > 0 && !force) {
