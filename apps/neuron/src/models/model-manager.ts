@@ -446,11 +446,13 @@ export class ModelManager {
       CUDA_VISIBLE_DEVICES: spec.devices.join(","),
     };
     const child = this.#deps.runner.start(launch, env);
-    this.#deps.pids?.add({
-      pid: child.pid,
-      model: spec.id,
-      started_at: new Date(this.#now()).toISOString(),
-    });
+    this.#record(() =>
+      this.#deps.pids?.add({
+        pid: child.pid,
+        model: spec.id,
+        started_at: new Date(this.#now()).toISOString(),
+      }),
+    );
     entry.process = child;
     entry.url = `http://${HOST}:${port}`;
     entry.stopping = false;
@@ -460,10 +462,22 @@ export class ModelManager {
     } catch (error) {
       entry.stopping = true;
       await child.stop(this.#settings.stopGraceMs);
-      this.#deps.pids?.remove(child.pid);
+      this.#record(() => this.#deps.pids?.remove(child.pid));
       entry.process = null;
       entry.url = null;
       throw error;
+    }
+  }
+
+  /**
+   * Pid records are a safety net for reaping after a crash: failing to write them (a full or
+   * read-only state_dir) is logged, never allowed to break a load or a stop.
+   */
+  #record(write: () => void): void {
+    try {
+      write();
+    } catch (error) {
+      this.#deps.log.error({ err: error }, "could not update the harness pid records");
     }
   }
 
@@ -495,7 +509,7 @@ export class ModelManager {
   /** A harness that exits on its own is restarted with backoff, then given up on. */
   #onExit(entry: ModelEntry, child: RunningProcess, status: ExitStatus): void {
     if (entry.process !== child || entry.stopping || this.#shuttingDown) return;
-    this.#deps.pids?.remove(child.pid);
+    this.#record(() => this.#deps.pids?.remove(child.pid));
     entry.process = null;
     entry.url = null;
     if (entry.status !== "loaded") return; // a failed start is handled by #launch
@@ -589,7 +603,7 @@ export class ModelManager {
     entry.process = null;
     entry.url = null;
     const stopped = child.stop(this.#settings.stopGraceMs).then(() => {
-      this.#deps.pids?.remove(child.pid);
+      this.#record(() => this.#deps.pids?.remove(child.pid));
       if (entry.stopped === stopped) entry.stopped = null;
     });
     entry.stopped = stopped;
