@@ -644,6 +644,35 @@ describe("the admin API and model list", () => {
     expect((await fetch(`${c.url}/api/models/nope/logs`, { headers: admin })).status).toBe(404);
   });
 
+  it("aggregates the request log into traffic buckets", async () => {
+    const c = await fleet([
+      { name: "a", devices: [gpu(0, 24_000)], models: [resident("chat-small")] },
+    ]);
+    await chat(c, "chat-small");
+    await chat(c, "chat-small");
+    await chat(c, "nope");
+    const admin = { authorization: `Bearer ${ADMIN}` };
+    const traffic = (await (
+      await fetch(`${c.url}/api/traffic?window=600&bucket=600`, { headers: admin })
+    ).json()) as {
+      bucket_s: number;
+      buckets: { model: string; requests: number; errors: number }[];
+    };
+    expect(traffic.bucket_s).toBe(600);
+    const byModel = new Map<string, { requests: number; errors: number }>();
+    for (const bucket of traffic.buckets) {
+      const sum = byModel.get(bucket.model) ?? { requests: 0, errors: 0 };
+      byModel.set(bucket.model, {
+        requests: sum.requests + bucket.requests,
+        errors: sum.errors + bucket.errors,
+      });
+    }
+    expect(byModel.get("chat-small")).toEqual({ requests: 2, errors: 0 });
+    expect(byModel.get("unknown")).toEqual({ requests: 1, errors: 1 });
+    expect((await fetch(`${c.url}/api/traffic?bucket=0`, { headers: admin })).status).toBe(400);
+    expect((await fetch(`${c.url}/api/traffic?window=abc`, { headers: admin })).status).toBe(400);
+  });
+
   it("exposes Prometheus metrics", async () => {
     const c = await fleet([
       { name: "a", devices: [gpu(0, 24_000)], models: [resident("chat-small")] },

@@ -20,7 +20,7 @@ import { CortexMetrics, metricsHandler } from "./metrics/metrics.js";
 import { NeuronClient } from "./neurons/neuron-client.js";
 import { Dispatcher } from "./router/dispatcher.js";
 import { LoadCoordinator } from "./router/load-coordinator.js";
-import { LifecycleLog, openState, RequestLog } from "./state/index.js";
+import { LifecycleLog, openState, RequestLog, trafficSummary } from "./state/index.js";
 
 const VERSION = (
   JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as {
@@ -221,6 +221,11 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
       loads,
       client: clientOf,
       unloadTimeoutMs: config.load_timeout_ms,
+      // The request log is written behind: flush it so the newest requests count.
+      traffic: (query) => {
+        requestLog.flush();
+        return trafficSummary(state.db, query);
+      },
       events: eventsHandler(feed, { log }),
     }),
   });

@@ -25,7 +25,29 @@ export interface AdminRoutesOptions {
   /** Stopping a harness can take its grace period and more: unloads get this long. */
   readonly unloadTimeoutMs: number;
   readonly events: RequestHandler;
+  /** Request counts, errors, latency, cold starts and tokens per time bucket and model. */
+  readonly traffic: (query: { sinceMs: number; bucketMs: number; model?: string }) => unknown[];
+  readonly now?: () => number;
 }
+
+/** A whole number of seconds from a query string value, within bounds, or a 400. */
+const secondsParam = (
+  value: unknown,
+  name: string,
+  fallback: number,
+  min: number,
+  max: number,
+): number => {
+  if (value === undefined) return fallback;
+  const parsed = typeof value === "string" && /^\d+$/.test(value) ? Number(value) : Number.NaN;
+  if (!Number.isSafeInteger(parsed) || parsed < min || parsed > max)
+    throw new CortexError(
+      "invalid_request_error",
+      `${name} must be a whole number of seconds from ${min} to ${max}`,
+      { param: name },
+    );
+  return parsed;
+};
 
 interface ErrorLike {
   readonly code?: unknown;
@@ -54,6 +76,24 @@ export const adminRoutes = (options: AdminRoutesOptions): Router => {
   });
 
   router.get("/api/events", options.events);
+
+  // Traffic over the last `window` seconds in `bucket`-second steps, aggregated in SQL from the
+  // request log (for dashboards): `?window=3600&bucket=60[&model=id]`.
+  router.get("/api/traffic", (req, res) => {
+    const windowS = secondsParam(req.query.window, "window", 3600, 60, 7 * 86_400);
+    const bucketS = secondsParam(req.query.bucket, "bucket", 60, 1, windowS);
+    const model = typeof req.query.model === "string" ? req.query.model : undefined;
+    const sinceMs = (options.now ?? Date.now)() - windowS * 1000;
+    res.json({
+      since: new Date(sinceMs).toISOString(),
+      bucket_s: bucketS,
+      buckets: options.traffic({
+        sinceMs,
+        bucketMs: bucketS * 1000,
+        ...(model === undefined ? {} : { model }),
+      }),
+    });
+  });
 
   // A model's harness output, from its neuron: `?node=` names it, or the one node that has it.
   router.get("/api/models/:id/logs", async (req, res) => {
