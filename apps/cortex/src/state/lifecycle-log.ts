@@ -2,7 +2,7 @@ import type { DiscoveryAnswer, FleetEvent } from "@cortex/protocol";
 import { eq } from "drizzle-orm";
 import type { CortexDb } from "./database.js";
 import { type ModelEventType, modelEvents, nodes } from "./schema.js";
-import { WriteBehind, type WriteBehindOptions, type WriteBehindStats } from "./write-behind.js";
+import { WriteBehind, type WriteBehindOptions } from "./write-behind.js";
 
 /** One row of model_events. */
 export interface ModelEventEntry {
@@ -104,62 +104,64 @@ export const eventEntry = (
  * batching, bound and failure rules) and in arrival order, so a health flip and a discovery
  * for the same node land in the order they happened.
  */
-export class LifecycleLog implements WriteBehindStats {
-  readonly #buffer: WriteBehind<LifecycleOp>;
+/** Writes one buffered operation. Low volume (a few rows per load): plain drizzle statements. */
+const lifecycleWriter =
+  (db: CortexDb) =>
+  (op: LifecycleOp): void => {
+    switch (op.kind) {
+      case "event": {
+        const { entry } = op;
+        db.insert(modelEvents)
+          .values({
+            at: entry.at,
+            type: entry.type,
+            node: entry.node ?? null,
+            model: entry.model ?? null,
+            durationMs: entry.durationMs ?? null,
+            detail: entry.detail ?? null,
+          })
+          .run();
+        return;
+      }
+      case "health":
+        // A node not yet discovered has no row (its url is unknown); discovery creates it.
+        db.update(nodes)
+          .set(
+            op.healthy
+              ? { healthy: true, lastOkAt: op.at, updatedAt: op.at }
+              : { healthy: false, updatedAt: op.at },
+          )
+          .where(eq(nodes.name, op.node))
+          .run();
+        return;
+      case "discovery": {
+        const row = {
+          url: op.url,
+          healthy: true,
+          lastOkAt: op.lastOkAt,
+          discovery: op.answer,
+          updatedAt: op.at,
+        };
+        db.insert(nodes)
+          .values({ name: op.name, ...row })
+          .onConflictDoUpdate({ target: nodes.name, set: row })
+          .run();
+        return;
+      }
+    }
+  };
+
+export class LifecycleLog extends WriteBehind<LifecycleOp> {
   readonly #now: () => number;
   readonly #detachers = new Set<() => void>();
 
   constructor(db: CortexDb, options: LifecycleLogOptions = {}) {
-    this.#now = options.now ?? Date.now;
-    // Low volume (a few rows per load), so plain drizzle statements are fast enough.
-    const write = (op: LifecycleOp): void => {
-      switch (op.kind) {
-        case "event": {
-          const { entry } = op;
-          db.insert(modelEvents)
-            .values({
-              at: entry.at,
-              type: entry.type,
-              node: entry.node ?? null,
-              model: entry.model ?? null,
-              durationMs: entry.durationMs ?? null,
-              detail: entry.detail ?? null,
-            })
-            .run();
-          return;
-        }
-        case "health":
-          // A node not yet discovered has no row (its url is unknown); discovery creates it.
-          db.update(nodes)
-            .set(
-              op.healthy
-                ? { healthy: true, lastOkAt: op.at, updatedAt: op.at }
-                : { healthy: false, updatedAt: op.at },
-            )
-            .where(eq(nodes.name, op.node))
-            .run();
-          return;
-        case "discovery": {
-          const row = {
-            url: op.url,
-            healthy: true,
-            lastOkAt: op.lastOkAt,
-            discovery: op.answer,
-            updatedAt: op.at,
-          };
-          db.insert(nodes)
-            .values({ name: op.name, ...row })
-            .onConflictDoUpdate({ target: nodes.name, set: row })
-            .run();
-          return;
-        }
-      }
-    };
-    this.#buffer = new WriteBehind<LifecycleOp>(
+    super(
       "lifecycle log",
-      { transaction: (work) => db.transaction(() => work()), write },
+      { transaction: (work) => db.transaction(() => work()), write: lifecycleWriter(db) },
       options,
     );
+    this.#now = options.now ?? Date.now;
   }
 
   /**
@@ -170,9 +172,9 @@ export class LifecycleLog implements WriteBehindStats {
     const unsubscribe = store.subscribe((event) => {
       const entry = eventEntry(event, this.#now);
       if (entry === undefined) return;
-      this.#buffer.push({ kind: "event", entry });
+      this.push({ kind: "event", entry });
       if (event.type === "node_health")
-        this.#buffer.push({
+        this.push({
           kind: "health",
           node: event.node,
           healthy: event.healthy,
@@ -189,7 +191,7 @@ export class LifecycleLog implements WriteBehindStats {
 
   /** Records an event no FleetEvent carries, e.g. `load_requested` from the load API. */
   record(entry: ModelEventEntry): void {
-    this.#buffer.push({ kind: "event", entry });
+    this.push({ kind: "event", entry });
   }
 
   /**
@@ -205,33 +207,12 @@ export class LifecycleLog implements WriteBehindStats {
   ): void {
     const at = this.#now();
     const okAt = typeof lastOkAt === "string" ? msOf(lastOkAt, () => at) : lastOkAt;
-    this.#buffer.push({ kind: "discovery", name, url, answer, lastOkAt: okAt, at });
-  }
-
-  flush(): number {
-    return this.#buffer.flush();
+    this.push({ kind: "discovery", name, url, answer, lastOkAt: okAt, at });
   }
 
   /** Detaches from every store, flushes and stops the timer. Call before closing the database. */
-  close(): void {
+  override close(): void {
     for (const detach of [...this.#detachers]) detach();
-    this.#buffer.close();
-  }
-
-  get pending(): number {
-    return this.#buffer.pending;
-  }
-
-  /** Committed items: events, health updates and discoveries. */
-  get written(): number {
-    return this.#buffer.written;
-  }
-
-  get dropped(): number {
-    return this.#buffer.dropped;
-  }
-
-  get rejected(): number {
-    return this.#buffer.rejected;
+    super.close();
   }
 }

@@ -1,7 +1,7 @@
 import { sql } from "drizzle-orm";
 import type { CortexDb } from "./database.js";
 import { requestLog } from "./schema.js";
-import { WriteBehind, type WriteBehindOptions, type WriteBehindStats } from "./write-behind.js";
+import { WriteBehind, type WriteBehindOptions } from "./write-behind.js";
 
 /** One proxied request, as the proxy reports it once the response has ended. */
 export interface RequestLogEntry {
@@ -48,14 +48,12 @@ const placeholders = {
  * buffer; batches are committed by a timer, once 500 are pending, or on `flush`/`close`.
  * A crash loses at most the entries not yet flushed (about one interval's worth).
  */
-export class RequestLog implements WriteBehindStats {
-  readonly #buffer: WriteBehind<RequestLogEntry>;
-
+export class RequestLog extends WriteBehind<RequestLogEntry> {
   constructor(db: CortexDb, options: RequestLogOptions = {}) {
     // One prepared statement, one row per run: the fastest way through better-sqlite3, and a
     // row the database refuses costs only itself (see WriteBehind).
     const insert = db.insert(requestLog).values(placeholders).prepare();
-    this.#buffer = new WriteBehind<RequestLogEntry>(
+    super(
       "request log",
       {
         transaction: (work) => db.transaction(() => work()),
@@ -81,31 +79,6 @@ export class RequestLog implements WriteBehindStats {
 
   /** O(1), never touches the database, never throws for a full buffer (the oldest entry goes). */
   record(entry: RequestLogEntry): void {
-    this.#buffer.push(entry);
-  }
-
-  flush(): number {
-    return this.#buffer.flush();
-  }
-
-  /** Flushes and stops the timer. Call before closing the database. */
-  close(): void {
-    this.#buffer.close();
-  }
-
-  get pending(): number {
-    return this.#buffer.pending;
-  }
-
-  get written(): number {
-    return this.#buffer.written;
-  }
-
-  get dropped(): number {
-    return this.#buffer.dropped;
-  }
-
-  get rejected(): number {
-    return this.#buffer.rejected;
+    this.push(entry);
   }
 }
