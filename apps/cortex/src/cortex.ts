@@ -8,6 +8,7 @@ import {
   watchCatalogue,
 } from "@cortex/catalogue";
 import { type CortexConfig, parseListen } from "@cortex/protocol";
+import { indexSnapshot } from "@cortex/routing";
 import { adminRoutes } from "./api/admin-routes.js";
 import { createCortexApp } from "./api/app.js";
 import { createEventFeed, eventsHandler } from "./api/events-route.js";
@@ -153,9 +154,8 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
   const knownModel = (model: string | null): string => {
     if (model === null) return "none";
     if (resolveModelName(catalogue(), model)) return model;
-    return store.snapshot.nodes.some((node) => node.models.some((entry) => entry.id === model))
-      ? model
-      : "unknown";
+    // The snapshot's index is built once per snapshot: no scan of the fleet per request.
+    return indexSnapshot(store.snapshot).byModel.has(model) ? model : "unknown";
   };
   const record = (entry: RequestRecord) => {
     const model = knownModel(entry.model);

@@ -13,7 +13,7 @@ import express, { type RequestHandler, type Router } from "express";
 import { CortexError } from "../errors.js";
 import type { FleetStore } from "../fleet/fleet-store.js";
 import type { Dispatcher } from "../router/dispatcher.js";
-import type { LoadClient, LoadCoordinator } from "../router/load-coordinator.js";
+import type { LoadClient, LoadCoordinator, LoadedModel } from "../router/load-coordinator.js";
 
 export interface AdminRoutesOptions {
   readonly adminToken: string;
@@ -53,6 +53,17 @@ interface ErrorLike {
   readonly code?: unknown;
   readonly message?: unknown;
 }
+
+/** The API's answer for a load the coordinator ran (or joined). */
+const answerOf = (loaded: LoadedModel): ApiLoadAnswer => ({
+  model: loaded.model,
+  node: loaded.node,
+  status: "loaded",
+  url: loaded.url,
+  load_ms: loaded.loadMs,
+  already_loaded: loaded.alreadyLoaded,
+  evicted: [...loaded.evicted],
+});
 
 const nodeUrl = (snapshot: FleetSnapshot, node: string): string =>
   snapshot.nodes.find((entry) => entry.name === node)?.url ?? "";
@@ -135,10 +146,6 @@ export const adminRoutes = (options: AdminRoutesOptions): Router => {
     if (profile && other !== undefined && request.node !== undefined && other !== request.node)
       await loads.running(profile.id)?.catch(() => {});
     const decision = dispatcher.decide(request.model, request.node);
-    const answer = (fields: Omit<ApiLoadAnswer, "status">): ApiLoadAnswer => ({
-      status: "loaded",
-      ...fields,
-    });
     switch (decision.kind) {
       case "route":
       case "saturated": {
@@ -150,30 +157,20 @@ export const adminRoutes = (options: AdminRoutesOptions): Router => {
                   (request.node === undefined || entry.name === request.node) &&
                   entry.models.some((m) => m.id === decision.model && m.status === "loaded"),
               )?.name ?? "");
-        res.json(
-          answer({
-            model: decision.model,
-            node,
-            url: nodeUrl(store.snapshot, node),
-            load_ms: 0,
-            already_loaded: true,
-            evicted: [],
-          }),
-        );
+        res.json({
+          status: "loaded",
+          model: decision.model,
+          node,
+          url: nodeUrl(store.snapshot, node),
+          load_ms: 0,
+          already_loaded: true,
+          evicted: [],
+        } satisfies ApiLoadAnswer);
         return;
       }
       case "load": {
         const loaded = await loads.load(decision.profile, decision.plan);
-        res.json(
-          answer({
-            model: loaded.model,
-            node: loaded.node,
-            url: loaded.url,
-            load_ms: loaded.loadMs,
-            already_loaded: loaded.alreadyLoaded,
-            evicted: [...loaded.evicted],
-          }),
-        );
+        res.json(answerOf(loaded));
         return;
       }
       case "lazy":
@@ -198,16 +195,7 @@ export const adminRoutes = (options: AdminRoutesOptions): Router => {
           evict: [],
         };
         const loaded = await (loads.running(profile.id) ?? loads.load(profile, plan));
-        res.json(
-          answer({
-            model: loaded.model,
-            node: loaded.node,
-            url: loaded.url,
-            load_ms: loaded.loadMs,
-            already_loaded: loaded.alreadyLoaded,
-            evicted: [...loaded.evicted],
-          }),
-        );
+        res.json(answerOf(loaded));
         return;
       }
       case "reject":
