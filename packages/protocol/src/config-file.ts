@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { parseArgs } from "node:util";
 import { parseDocument } from "yaml";
 import type { z } from "zod";
 import { envOverrides } from "./env-overrides.js";
@@ -66,4 +67,44 @@ export const loadConfigFile = <S extends z.ZodObject>(
   if (problems.length > 0 || !result.success)
     throw new ConfigError(what, file ?? "environment", problems);
   return result.data;
+};
+
+/**
+ * The `serve` command both apps' CLIs are: `<app> serve [--config file]`, the file also from
+ * `configVar` in the environment. A ConfigError exits 2 with its list of problems, any other
+ * failure to start exits 1.
+ */
+export const runServeCommand = (options: {
+  readonly usage: string;
+  readonly configVar: string;
+  readonly argv: readonly string[];
+  readonly env: Readonly<Record<string, string | undefined>>;
+  readonly main: (args: {
+    configFile: string | undefined;
+    env: Readonly<Record<string, string | undefined>>;
+  }) => Promise<void>;
+}): void => {
+  const fail: (text: string, code: number) => never = (text, code) => {
+    process.stderr.write(`${text}\n`);
+    process.exit(code);
+  };
+  let parsed: { positionals: string[]; values: { config?: string; help?: boolean } };
+  try {
+    parsed = parseArgs({
+      args: [...options.argv],
+      allowPositionals: true,
+      options: { config: { type: "string", short: "c" }, help: { type: "boolean", short: "h" } },
+    });
+  } catch (error) {
+    fail(`${(error as Error).message}\n${options.usage}`, 2);
+  }
+  const { positionals, values } = parsed;
+  if (values.help) fail(options.usage, 0);
+  if (positionals[0] !== "serve") fail(options.usage, 2);
+  options
+    .main({ configFile: values.config ?? options.env[options.configVar], env: options.env })
+    .catch((error: unknown) => {
+      if (error instanceof ConfigError) fail(error.message, 2);
+      fail(error instanceof Error ? (error.stack ?? error.message) : String(error), 1);
+    });
 };
