@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CortexConfig, type Device, type FleetEvent, type NeuronModel } from "@cortex/protocol";
 import { openAIProblems } from "@cortex/protocol/openai";
-import { type FakeNeuron, startFakeNeuron } from "@cortex/testkit";
+import { type FakeNeuron, gpuDevice, neuronModel, startFakeNeuron } from "@cortex/testkit";
 import OpenAI from "openai";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
@@ -18,32 +18,16 @@ const ADMIN = "admin-secret";
 const KEY = "sk-client";
 const NEURON_TOKEN = "neuron-secret";
 
-const gpu = (index: number, totalMb: number, freeMb = totalMb): Device => ({
-  index,
-  vendor: "NVIDIA",
-  name: "Test GPU",
-  vram_total_mb: totalMb,
-  vram_free_mb: freeMb,
-  utilization_pct: 0,
-  temperature_c: 40,
-  bus_id: `00000000:0${index}:00.0`,
-  driver_version: "550.0",
-});
+const gpu = (index: number, totalMb: number, freeMb = totalMb): Device =>
+  gpuDevice(index, totalMb, freeMb, {
+    utilization_pct: 0,
+    temperature_c: 40,
+    bus_id: `00000000:0${index}:00.0`,
+    driver_version: "550.0",
+  });
 
-const resident = (id: string, fields: Partial<NeuronModel> = {}): NeuronModel => ({
-  id,
-  harness: "llamacpp",
-  status: "loaded",
-  devices: [0],
-  vram_mb: 4000,
-  in_flight: 0,
-  queued: 0,
-  max_concurrency: 4,
-  last_accessed: null,
-  loaded_at: null,
-  error: null,
-  ...fields,
-});
+const resident = (id: string, fields: Partial<NeuronModel> = {}): NeuronModel =>
+  neuronModel(id, { devices: [0], vram_mb: 4000, ...fields });
 
 const CATALOGUE = {
   models: [

@@ -6,12 +6,12 @@ import {
   LoadAnswer,
   LoadProgress,
   ModelsAnswer,
-  type NeuronModel,
 } from "@cortex/protocol";
 import { openAIProblems } from "@cortex/protocol/openai";
 import OpenAI from "openai";
 import { afterEach, describe, expect, it } from "vitest";
 import { type FakeNeuron, type FakeNeuronOptions, startFakeNeuron } from "./fake-neuron.js";
+import { neuronModel } from "./fixtures.js";
 
 // The fake neuron stands in for the real one in every cortex test: its answers must match the
 // protocol schemas, and its inference answers the official OpenAI ones.
@@ -54,20 +54,7 @@ const expectError = async (response: Response, status: number, code: string) => 
   expect(openAIProblems("ErrorResponse", body)).toEqual([]);
 };
 
-const model = (id: string, overrides: Partial<NeuronModel> = {}): NeuronModel => ({
-  id,
-  harness: "llamacpp",
-  status: "loaded",
-  devices: [],
-  vram_mb: 0,
-  in_flight: 0,
-  queued: 0,
-  max_concurrency: 4,
-  last_accessed: null,
-  loaded_at: null,
-  error: null,
-  ...overrides,
-});
+const model = neuronModel;
 
 const device = (index: number, vram: number): Device => ({
   index,

@@ -12,3 +12,4 @@ export { type FakeNeuron, type FakeNeuronOptions, startFakeNeuron } from "./fake
 export const FAKE_HARNESS_ENTRY = fileURLToPath(
   new URL("../dist/fake-harness-cli.js", import.meta.url),
 );
+export { gpuDevice, neuronModel } from "./fixtures.js";

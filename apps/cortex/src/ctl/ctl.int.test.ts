@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { CortexConfig, type Device, FleetSnapshot, type NeuronModel } from "@cortex/protocol";
-import { type FakeNeuron, startFakeNeuron } from "@cortex/testkit";
+import { type FakeNeuron, gpuDevice, neuronModel, startFakeNeuron } from "@cortex/testkit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
 import { type Cortex, startCortex } from "../cortex.js";
@@ -19,31 +19,10 @@ const BIN = fileURLToPath(new URL("../../dist/ctl/main.js", import.meta.url));
 const ADMIN = "ctl-admin";
 const NEURON_TOKEN = "ctl-neuron";
 
-const gpu = (index: number, totalMb: number): Device => ({
-  index,
-  vendor: "NVIDIA",
-  name: "Test GPU",
-  vram_total_mb: totalMb,
-  vram_free_mb: totalMb,
-  utilization_pct: 10,
-  temperature_c: 40,
-  bus_id: null,
-  driver_version: null,
-});
+const gpu = (index: number, totalMb: number): Device =>
+  gpuDevice(index, totalMb, totalMb, { utilization_pct: 10, temperature_c: 40 });
 
-const resident = (id: string): NeuronModel => ({
-  id,
-  harness: "llamacpp",
-  status: "loaded",
-  devices: [0],
-  vram_mb: 4000,
-  in_flight: 0,
-  queued: 0,
-  max_concurrency: 4,
-  last_accessed: null,
-  loaded_at: null,
-  error: null,
-});
+const resident = (id: string): NeuronModel => neuronModel(id, { devices: [0], vram_mb: 4000 });
 
 const CATALOGUE = {
   models: [

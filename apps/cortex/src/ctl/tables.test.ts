@@ -1,4 +1,5 @@
 import type { Device, FleetNode, FleetSnapshot, ModelProfile, NeuronModel } from "@cortex/protocol";
+import { neuronModel } from "@cortex/testkit";
 import { describe, expect, it } from "vitest";
 import { errorMessageOf } from "./client.js";
 import {
@@ -31,20 +32,8 @@ const device = (index: number, total: number, free: number): Device => ({
   driver_version: null,
 });
 
-const model = (id: string, fields: Partial<NeuronModel> = {}): NeuronModel => ({
-  id,
-  harness: "llamacpp",
-  status: "loaded",
-  devices: [0],
-  vram_mb: 6144,
-  in_flight: 1,
-  queued: 0,
-  max_concurrency: 4,
-  last_accessed: null,
-  loaded_at: null,
-  error: null,
-  ...fields,
-});
+const model = (id: string, fields: Partial<NeuronModel> = {}): NeuronModel =>
+  neuronModel(id, { devices: [0], vram_mb: 6144, in_flight: 1, ...fields });
 
 const node = (name: string, fields: Partial<FleetNode> = {}): FleetNode => ({
   name,

@@ -1,21 +1,11 @@
 import type { FleetEvent, NeuronModel } from "@cortex/protocol";
 import { withModel, withModelStatus } from "@cortex/routing";
+import { neuronModel } from "@cortex/testkit";
 import { describe, expect, it } from "vitest";
 import { FleetStore } from "./fleet-store.js";
 
-const model = (id: string, status: NeuronModel["status"] = "loaded"): NeuronModel => ({
-  id,
-  harness: "llamacpp",
-  status,
-  devices: [],
-  vram_mb: 0,
-  in_flight: 0,
-  queued: 0,
-  max_concurrency: 4,
-  last_accessed: null,
-  loaded_at: null,
-  error: null,
-});
+const model = (id: string, status: NeuronModel["status"] = "loaded"): NeuronModel =>
+  neuronModel(id, { status });
 
 const store = () =>
   new FleetStore([{ name: "a", url: "http://a:1/", token: "" }], () =>

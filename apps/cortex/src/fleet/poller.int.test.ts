@@ -1,5 +1,5 @@
 import type { DiscoveryAnswer, NeuronModel, NeuronTarget } from "@cortex/protocol";
-import { type FakeNeuron, startFakeNeuron } from "@cortex/testkit";
+import { type FakeNeuron, neuronModel, startFakeNeuron } from "@cortex/testkit";
 import { afterEach, describe, expect, it } from "vitest";
 import { silentLog } from "../log.js";
 import { NeuronClient } from "../neurons/neuron-client.js";
@@ -10,19 +10,7 @@ import { Poller } from "./poller.js";
 
 const TOKEN = "poll-token";
 
-const model = (id: string): NeuronModel => ({
-  id,
-  harness: "llamacpp",
-  status: "loaded",
-  devices: [0],
-  vram_mb: 1000,
-  in_flight: 0,
-  queued: 0,
-  max_concurrency: 4,
-  last_accessed: null,
-  loaded_at: null,
-  error: null,
-});
+const model = (id: string): NeuronModel => neuronModel(id, { devices: [0], vram_mb: 1000 });
 
 const closers: (() => Promise<void> | void)[] = [];
 afterEach(async () => {

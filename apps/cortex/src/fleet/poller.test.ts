@@ -1,4 +1,5 @@
 import type { DiscoveryAnswer, ModelsAnswer, NeuronModel, NeuronTarget } from "@cortex/protocol";
+import { neuronModel } from "@cortex/testkit";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { silentLog } from "../log.js";
 import { FleetStore } from "./fleet-store.js";
@@ -7,20 +8,8 @@ import { type NeuronClientLike, Poller, type PollerOptions } from "./poller.js";
 // The poller with fake clients and fake timers: what it asks, when, and what it makes of the
 // answers. Only setTimeout/Date are faked, so a real setImmediate can let promises settle.
 
-const model = (id: string, overrides: Partial<NeuronModel> = {}): NeuronModel => ({
-  id,
-  harness: "llamacpp",
-  status: "loaded",
-  devices: [0],
-  vram_mb: 1000,
-  in_flight: 0,
-  queued: 0,
-  max_concurrency: 4,
-  last_accessed: null,
-  loaded_at: null,
-  error: null,
-  ...overrides,
-});
+const model = (id: string, overrides: Partial<NeuronModel> = {}): NeuronModel =>
+  neuronModel(id, { devices: [0], vram_mb: 1000, ...overrides });
 
 const discoveryOf = (name: string): DiscoveryAnswer => ({
   node: { name, hostname: name, os: "Linux", kernel: "6", cpu: "x", memory_mb: 1024 },

@@ -1,6 +1,7 @@
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Device, FleetNode, NeuronModel } from "@cortex/protocol";
+import { neuronModel } from "@cortex/testkit";
 import express from "express";
 import { afterEach, describe, expect, it } from "vitest";
 import { FleetStore } from "../fleet/fleet-store.js";
@@ -23,19 +24,8 @@ const device = (index: number, total: number, free: number): Device => ({
   driver_version: null,
 });
 
-const model = (id: string, status: NeuronModel["status"]): NeuronModel => ({
-  id,
-  harness: "llamacpp",
-  status,
-  devices: [0],
-  vram_mb: 1000,
-  in_flight: 0,
-  queued: 0,
-  max_concurrency: 4,
-  last_accessed: null,
-  loaded_at: null,
-  error: null,
-});
+const model = (id: string, status: NeuronModel["status"]): NeuronModel =>
+  neuronModel(id, { status, devices: [0], vram_mb: 1000 });
 
 const healthy = (node: FleetNode, devices: Device[], models: NeuronModel[]): FleetNode => ({
   ...node,

@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 import type { LoadProgress, NeuronModel } from "@cortex/protocol";
-import { startFakeNeuron } from "@cortex/testkit";
+import { neuronModel, startFakeNeuron } from "@cortex/testkit";
 import { afterEach, describe, expect, it } from "vitest";
 import { NeuronCallError, NeuronClient, SseParser } from "./neuron-client.js";
 
@@ -56,20 +56,7 @@ const raw = async (handler: (req: IncomingMessage, res: ServerResponse) => void)
   };
 };
 
-const model = (id: string, overrides: Partial<NeuronModel> = {}): NeuronModel => ({
-  id,
-  harness: "llamacpp",
-  status: "loaded",
-  devices: [],
-  vram_mb: 0,
-  in_flight: 0,
-  queued: 0,
-  max_concurrency: 4,
-  last_accessed: null,
-  loaded_at: null,
-  error: null,
-  ...overrides,
-});
+const model = neuronModel;
 
 const load = { model_id: "m1", harness: "llamacpp", source: "hf:x/y/m1.gguf" };
 
