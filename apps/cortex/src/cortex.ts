@@ -7,6 +7,7 @@ import {
   resolveModelName,
   watchCatalogue,
 } from "@cortex/catalogue";
+import { isInference, listen, withFastPath } from "@cortex/http-kit";
 import { type CortexConfig, parseListen } from "@cortex/protocol";
 import { indexSnapshot } from "@cortex/routing";
 import { adminRoutes } from "./api/admin-routes.js";
@@ -195,24 +196,25 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
   };
 
   const feed = createEventFeed(store, 200);
+  const openai = openAIRoutes({
+    dispatcher,
+    snapshot: () => store.snapshot,
+    catalogue,
+    apiKeys: config.api_keys,
+    tokenOf: (node) => tokens.get(node) ?? "",
+    refresh,
+    streamIdleTimeoutMs: config.stream_idle_timeout_ms,
+    loadTimeoutMs: config.load_timeout_ms,
+    record,
+    startedS: Math.floor(startedAtMs / 1000),
+    subscribe: (listener) => store.subscribe(listener),
+  });
   const app = createCortexApp({
     version: VERSION,
     startedAtMs,
     log,
     metrics: metricsHandler(metrics),
-    openai: openAIRoutes({
-      dispatcher,
-      snapshot: () => store.snapshot,
-      catalogue,
-      apiKeys: config.api_keys,
-      tokenOf: (node) => tokens.get(node) ?? "",
-      refresh,
-      streamIdleTimeoutMs: config.stream_idle_timeout_ms,
-      loadTimeoutMs: config.load_timeout_ms,
-      record,
-      startedS: Math.floor(startedAtMs / 1000),
-      subscribe: (listener) => store.subscribe(listener),
-    }),
+    openai: openai.router,
     admin: adminRoutes({
       adminToken: config.admin_token,
       store,
@@ -231,10 +233,12 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
   });
 
   const { host, port } = parseListen(config.listen);
-  const server: Server = await new Promise((resolveListen, reject) => {
-    const listening = app.listen(port, host, () => resolveListen(listening));
-    listening.once("error", reject);
-  });
+  // `POST /v1/*` runs on plain node:http (the hot path); everything else on the express app.
+  const server: Server = await listen(
+    withFastPath(isInference, openai.inference, app, log),
+    port,
+    host,
+  );
   server.keepAliveTimeout = 65_000;
   server.headersTimeout = 66_000;
   const address = server.address() as { port: number };

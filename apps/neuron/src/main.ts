@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import type { Server } from "node:http";
 import { resolve } from "node:path";
 import { WORKER_ENTRY } from "@cortex/harness-llamacpp/worker";
+import { listen } from "@cortex/http-kit";
 import { type NeuronConfig, parseListen } from "@cortex/protocol";
 import { pino } from "pino";
 import { createNeuronApp } from "./api/app.js";
@@ -124,10 +125,7 @@ export const main = async ({ configFile, env }: MainOptions): Promise<void> => {
     status: () => status,
     log,
   });
-  const server: Server = await new Promise((resolveListen, reject) => {
-    const listening = app.listen(port, host, () => resolveListen(listening));
-    listening.once("error", reject);
-  });
+  const server: Server = await listen(app, port, host);
   server.keepAliveTimeout = 65_000;
   selfUrl = `http://${urlHost}:${(server.address() as { port: number }).port}`;
   log.info({ listen: config.listen, url: selfUrl }, "listening");

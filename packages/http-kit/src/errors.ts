@@ -1,14 +1,20 @@
+import type { ServerResponse } from "node:http";
 import { ERROR_CODES, errorEnvelope } from "@cortex/protocol";
-import type { ErrorRequestHandler, RequestHandler, Response } from "express";
+import type { ErrorRequestHandler, RequestHandler } from "express";
 import type { z } from "zod";
 import { ApiError, type Log } from "./api-error.js";
 
-/** Writes `error` as the OpenAI envelope with its status (and Retry-After when transient). */
-export const sendError = (res: Response, error: ApiError): void => {
+/**
+ * Writes `error` as the OpenAI envelope with its status (and Retry-After when transient). Plain
+ * `node:http` responses and express's alike: the inference fast path has no express.
+ */
+export const sendError = (res: ServerResponse, error: ApiError): void => {
+  const body = JSON.stringify(errorEnvelope(error.code, error.message, error.param));
   if (error.retryAfterS !== null) res.setHeader("Retry-After", String(error.retryAfterS));
-  res
-    .status(ERROR_CODES[error.code].status)
-    .json(errorEnvelope(error.code, error.message, error.param));
+  res.statusCode = ERROR_CODES[error.code].status;
+  res.setHeader("Content-Type", "application/json; charset=utf-8");
+  res.setHeader("Content-Length", Buffer.byteLength(body));
+  res.end(body);
 };
 
 const pathOf = (path: readonly PropertyKey[]): string =>

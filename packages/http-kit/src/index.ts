@@ -1,4 +1,24 @@
 export { ApiError, type Log } from "./api-error.js";
-export { bearerOf, requireBearer } from "./auth.js";
+export { bearerCheck, bearerOf, requireBearer, wrongToken } from "./auth.js";
 export { errorHandler, notFound, parseBody, sendError } from "./errors.js";
+export {
+  type FastHandler,
+  failRequest,
+  isInference,
+  jsonObjectOf,
+  listen,
+  pathOf,
+  readBody,
+  withFastPath,
+} from "./fast-path.js";
 export { openEventStream } from "./sse.js";
+export {
+  type PipeOptions,
+  passHeaders,
+  pipeBody,
+  post,
+  proxyAgent,
+  type UpstreamAnswer,
+  UpstreamFailure,
+  type UpstreamRequest,
+} from "./upstream.js";

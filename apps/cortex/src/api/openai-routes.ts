@@ -1,6 +1,16 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Catalogue } from "@cortex/catalogue";
 import { resolveModelName } from "@cortex/catalogue";
-import { requireBearer } from "@cortex/http-kit";
+import {
+  ApiError,
+  bearerCheck,
+  type FastHandler,
+  jsonObjectOf,
+  pathOf,
+  readBody,
+  requireBearer,
+  wrongToken,
+} from "@cortex/http-kit";
 import {
   ERROR_CODES,
   type ErrorCode,
@@ -18,7 +28,7 @@ import {
 } from "../proxy/forward.js";
 import type { Dispatcher, Lease } from "../router/dispatcher.js";
 import { listModels } from "./models-list.js";
-import { requestIdOf } from "./request-id.js";
+import { assignRequestId } from "./request-id.js";
 import { LoadProgressBoard, WaitFeedback } from "./wait-feedback.js";
 
 /** One finished client request, for metrics and the request log. */
@@ -50,7 +60,8 @@ export interface OpenAIRoutesOptions {
   readonly loadTimeoutMs: number;
   readonly record: (record: RequestRecord) => void;
   readonly startedS: number;
-  readonly bodyLimit?: string;
+  /** The largest request body accepted (413 beyond it); 50 MiB by default. */
+  readonly bodyLimitBytes?: number;
   /** The fleet's events, for cold-load progress in streaming clients' keep-alive comments. */
   readonly subscribe?: (listener: (event: FleetEvent) => void) => () => void;
   /** How often a waiting streaming client gets a keep-alive comment. */
@@ -64,20 +75,8 @@ interface Parsed {
 }
 
 /** Reads `model` (and `stream`) from a raw JSON body; the body itself is forwarded as sent. */
-const parseInference = (body: unknown): Parsed => {
-  if (!Buffer.isBuffer(body) || body.length === 0)
-    throw new CortexError(
-      "invalid_request_error",
-      "the request body must be a JSON object with a model",
-    );
-  let json: unknown;
-  try {
-    json = JSON.parse(body.toString("utf8"));
-  } catch {
-    throw new CortexError("invalid_request_error", "the request body is not valid JSON");
-  }
-  if (typeof json !== "object" || json === null || Array.isArray(json))
-    throw new CortexError("invalid_request_error", "the request body must be a JSON object");
+const parseInference = (body: Buffer): Parsed => {
+  const json = jsonObjectOf(body);
   const { model, stream } = json as { model?: unknown; stream?: unknown };
   if (model === undefined || model === null || model === "")
     throw new CortexError(
@@ -89,14 +88,19 @@ const parseInference = (body: unknown): Parsed => {
     );
   if (typeof model !== "string")
     throw new CortexError("invalid_request_error", "model must be a string", { param: "model" });
-  return { model, json: json as Record<string, unknown>, stream: stream === true };
+  return { model, json, stream: stream === true };
 };
+
+/** What a path needs for checkPath's closer look: an escape, a backslash, a dot segment. */
+const SUSPECT_PATH = /%|\\|(?:^|\/)\.\.?(?:\/|$)/;
 
 /**
  * Refuses dot segments (raw or percent-encoded) and encoded slashes: the URL parser on the way
  * to the neuron would resolve `/v1/../models/load` into the neuron's admin API.
  */
 const checkPath = (path: string): void => {
+  // The usual path has no escapes, backslashes or dot segments: nothing to decode.
+  if (!SUSPECT_PATH.test(path)) return;
   for (const segment of path.split("/")) {
     let decoded: string;
     try {
@@ -115,12 +119,22 @@ const checkPath = (path: string): void => {
 /** Tries other replicas this many times when a neuron refuses the connection. */
 const CONNECT_RETRIES = 2;
 
+/** The largest request body cortex accepts, unless the options say otherwise. */
+const BODY_LIMIT_BYTES = 50 * 2 ** 20;
+
+export interface OpenAIRoutes {
+  /** `GET /v1/models` (and the token check for every other `/v1` path), for the express app. */
+  readonly router: Router;
+  /** `POST /v1/*`, on plain node:http: the inference fast path. */
+  readonly inference: FastHandler;
+}
+
 /**
  * The OpenAI surface: `GET /v1/models` and every `POST /v1/*` that names a model. The body goes
  * to the chosen neuron as the client sent it (re-serialised only to replace an alias by the
  * model's id); the answer streams back untouched.
  */
-export const openAIRoutes = (options: OpenAIRoutesOptions): Router => {
+export const openAIRoutes = (options: OpenAIRoutesOptions): OpenAIRoutes => {
   const router = express.Router();
   const board = new LoadProgressBoard();
   options.subscribe?.(board.listener);
@@ -139,117 +153,119 @@ export const openAIRoutes = (options: OpenAIRoutesOptions): Router => {
     res.json(listModels(options.snapshot(), options.catalogue(), options.startedS));
   });
 
-  router.post(
-    /^\/v1\/.+/,
-    express.raw({ type: () => true, limit: options.bodyLimit ?? "50mb" }),
-    async (req, res) => {
-      const started = performance.now();
-      const at = Date.now();
-      let parsed: Parsed | undefined;
-      let lease: Lease | undefined;
-      let feedback: WaitFeedback | undefined;
-      const controller = new AbortController();
-      const onClose = () => {
-        if (!res.writableFinished) controller.abort(new Error("client disconnected"));
-      };
-      res.on("close", onClose);
-      const record = (status: number, fields: Partial<RequestRecord> = {}) =>
-        options.record({
-          requestId: requestIdOf(res),
-          at,
-          model: lease?.model ?? parsed?.model ?? null,
-          node: lease?.node ?? null,
-          status,
-          latencyMs: performance.now() - started,
-          ttftMs: null,
-          usage: null,
-          stream: parsed?.stream ?? false,
-          coldStart: lease?.coldStart ?? false,
-          errorCode: null,
-          ...fields,
-        });
-      try {
-        checkPath(req.path);
-        parsed = parseInference(req.body);
-        const requested = parsed.model;
-        // Streams that wait (cold load, admission queue, lazy reload) get keep-alive comments.
-        if (parsed.stream)
-          feedback = new WaitFeedback(res, () => waitingFor(requested), options.feedbackEveryMs);
-        const excluded = new Set<string>();
-        for (let attempt = 0; ; attempt += 1) {
-          lease = await options.dispatcher.acquire(parsed.model, controller.signal, excluded);
-          try {
-            const body =
+  const authorized = bearerCheck(options.apiKeys);
+  const bodyLimit = options.bodyLimitBytes ?? BODY_LIMIT_BYTES;
+  const inference = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    // Before anything is recorded: unauthenticated clients do not write to the request log.
+    if (!authorized(req.headers.authorization)) throw wrongToken();
+    const started = performance.now();
+    const at = Date.now();
+    const requestId = assignRequestId(req, res);
+    const path = pathOf(req.url);
+    let parsed: Parsed | undefined;
+    let lease: Lease | undefined;
+    let feedback: WaitFeedback | undefined;
+    const controller = new AbortController();
+    const onClose = () => {
+      if (!res.writableFinished) controller.abort(new Error("client disconnected"));
+    };
+    res.on("close", onClose);
+    const record = (status: number, fields: Partial<RequestRecord> = {}) =>
+      options.record({
+        requestId,
+        at,
+        model: lease?.model ?? parsed?.model ?? null,
+        node: lease?.node ?? null,
+        status,
+        latencyMs: performance.now() - started,
+        ttftMs: null,
+        usage: null,
+        stream: parsed?.stream ?? false,
+        coldStart: lease?.coldStart ?? false,
+        errorCode: null,
+        ...fields,
+      });
+    try {
+      checkPath(path);
+      const body = await readBody(req, bodyLimit);
+      parsed = parseInference(body);
+      const requested = parsed.model;
+      // Streams that wait (cold load, admission queue, lazy reload) get keep-alive comments.
+      if (parsed.stream)
+        feedback = new WaitFeedback(res, () => waitingFor(requested), options.feedbackEveryMs);
+      const excluded = new Set<string>();
+      for (let attempt = 0; ; attempt += 1) {
+        lease = await options.dispatcher.acquire(parsed.model, controller.signal, excluded);
+        try {
+          const result = await forward(res, {
+            url: `${lease.url}${path}`,
+            body:
               lease.model === parsed.model
-                ? (req.body as Buffer)
-                : JSON.stringify({ ...parsed.json, model: lease.model });
-            const result = await forward(res, {
-              url: `${lease.url}${req.path}`,
-              body,
-              token: options.tokenOf(lease.node),
-              requestId: requestIdOf(res),
-              accept: req.headers.accept,
-              // An unloaded model answers only once its neuron has reloaded it.
-              idleTimeoutMs: lease.coldStart ? options.loadTimeoutMs : options.streamIdleTimeoutMs,
-              signal: controller.signal,
-              onResponse: () => feedback?.stop(),
-            });
-            record(result.aborted ? 499 : result.broken ? 502 : result.status, {
-              ttftMs: result.firstByteMs,
-              usage: result.usage,
-            });
-            return;
-          } catch (error) {
-            if (
-              error instanceof UpstreamConnectError &&
-              error.retryable &&
-              attempt < CONNECT_RETRIES
-            ) {
-              excluded.add(lease.node);
-              options.refresh(lease.node);
-              continue;
-            }
-            if (error instanceof UpstreamConnectError) {
-              options.refresh(lease.node);
-              throw new CortexError(
-                "upstream_error",
-                `could not reach a neuron serving "${lease.model}" (${error.code}); retry shortly`,
-                { retryAfterS: 1 },
-              );
-            }
-            if (error instanceof UpstreamTimeoutError)
-              throw new CortexError(
-                "upstream_timeout",
-                `the neuron serving "${lease.model}" stopped answering`,
-                { retryAfterS: 5 },
-              );
-            throw error;
-          } finally {
-            lease.release();
+                ? body
+                : JSON.stringify({ ...parsed.json, model: lease.model }),
+            token: options.tokenOf(lease.node),
+            requestId,
+            accept: req.headers.accept,
+            // An unloaded model answers only once its neuron has reloaded it.
+            idleTimeoutMs: lease.coldStart ? options.loadTimeoutMs : options.streamIdleTimeoutMs,
+            signal: controller.signal,
+            onResponse: () => feedback?.stop(),
+          });
+          record(result.aborted ? 499 : result.broken ? 502 : result.status, {
+            ttftMs: result.firstByteMs,
+            usage: result.usage,
+          });
+          return;
+        } catch (error) {
+          if (
+            error instanceof UpstreamConnectError &&
+            error.retryable &&
+            attempt < CONNECT_RETRIES
+          ) {
+            excluded.add(lease.node);
+            options.refresh(lease.node);
+            continue;
           }
+          if (error instanceof UpstreamConnectError) {
+            options.refresh(lease.node);
+            throw new CortexError(
+              "upstream_error",
+              `could not reach a neuron serving "${lease.model}" (${error.code}); retry shortly`,
+              { retryAfterS: 1 },
+            );
+          }
+          if (error instanceof UpstreamTimeoutError)
+            throw new CortexError(
+              "upstream_timeout",
+              `the neuron serving "${lease.model}" stopped answering`,
+              { retryAfterS: 5 },
+            );
+          throw error;
+        } finally {
+          lease.release();
         }
-      } catch (error) {
-        if (controller.signal.aborted) {
-          record(499);
-          return;
-        }
-        const code = error instanceof CortexError ? error.code : "internal_error";
-        record(error instanceof CortexError ? statusOf(error) : 500, { errorCode: code });
-        if (feedback?.started && !res.writableEnded) {
-          // The stream is open (200 sent with keep-alive comments): the error goes in it, as
-          // OpenAI's streams carry one, which the official clients raise.
-          const message = error instanceof CortexError ? error.message : "internal error";
-          res.end(`data: ${JSON.stringify(errorEnvelope(code, message))}\n\n`);
-          return;
-        }
-        throw error;
-      } finally {
-        feedback?.stop();
-        res.off("close", onClose);
       }
-    },
-  );
-  return router;
+    } catch (error) {
+      if (controller.signal.aborted) {
+        record(499);
+        return;
+      }
+      const code = error instanceof ApiError ? error.code : "internal_error";
+      record(error instanceof ApiError ? statusOf(error) : 500, { errorCode: code });
+      if (feedback?.started && !res.writableEnded) {
+        // The stream is open (200 sent with keep-alive comments): the error goes in it, as
+        // OpenAI's streams carry one, which the official clients raise.
+        const message = error instanceof ApiError ? error.message : "internal error";
+        res.end(`data: ${JSON.stringify(errorEnvelope(code, message))}\n\n`);
+        return;
+      }
+      throw error;
+    } finally {
+      feedback?.stop();
+      res.off("close", onClose);
+    }
+  };
+  return { router, inference };
 };
 
-const statusOf = (error: CortexError): number => ERROR_CODES[error.code].status;
+const statusOf = (error: ApiError): number => ERROR_CODES[error.code].status;

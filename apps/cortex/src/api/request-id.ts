@@ -1,16 +1,22 @@
 import { randomUUID } from "node:crypto";
-import type { RequestHandler, Response } from "express";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { RequestHandler } from "express";
 
 const SAFE_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
-/** Gives every request an id, returned as `X-Request-Id` and sent on to the neuron. */
-export const requestId: RequestHandler = (req, res, next) => {
+/**
+ * The request's id: the client's `X-Request-Id` when sane, else a new one. It is returned as
+ * `X-Request-Id` and sent on to the neuron.
+ */
+export const assignRequestId = (req: IncomingMessage, res: ServerResponse): string => {
   const given = req.headers["x-request-id"];
   const id = typeof given === "string" && SAFE_ID.test(given) ? given : randomUUID();
-  res.locals.requestId = id;
   res.setHeader("X-Request-Id", id);
-  next();
+  return id;
 };
 
-/** The id `requestId` gave this request (the client's `X-Request-Id` when sane). */
-export const requestIdOf = (res: Response): string => String(res.locals.requestId ?? "");
+/** `assignRequestId` as express middleware, for every route but the inference fast path. */
+export const requestId: RequestHandler = (req, res, next) => {
+  assignRequestId(req, res);
+  next();
+};

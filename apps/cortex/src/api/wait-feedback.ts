@@ -1,5 +1,5 @@
+import type { ServerResponse } from "node:http";
 import type { FleetEvent } from "@cortex/protocol";
-import type { Response } from "express";
 
 /** The latest load progress per model, from the fleet's events (one subscription for all). */
 export class LoadProgressBoard {
@@ -39,12 +39,12 @@ const SSE_HEADERS = {
  * with idle timeouts see bytes. Nothing is written for a request that is answered in time.
  */
 export class WaitFeedback {
-  readonly #res: Response;
+  readonly #res: ServerResponse;
   readonly #describe: () => string;
   readonly #timer: NodeJS.Timeout;
   #started = false;
 
-  constructor(res: Response, describe: () => string, everyMs = 1000) {
+  constructor(res: ServerResponse, describe: () => string, everyMs = 1000) {
     this.#res = res;
     this.#describe = describe;
     this.#timer = setInterval(() => this.#tick(), everyMs);

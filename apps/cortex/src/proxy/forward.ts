@@ -1,35 +1,24 @@
-import { Agent, type ClientRequest } from "node:http";
-import type { Response } from "express";
-import got, { type RequestError } from "got";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { passHeaders, pipeBody, post, proxyAgent, UpstreamFailure } from "@cortex/http-kit";
 
 // Streams one client request to a neuron and the answer back, chunk by chunk, never buffering
-// a stream. Only headers that describe the body pass either way: the client's credentials,
-// cookies and hop-by-hop headers stay behind, and the neuron's token is added.
+// a stream, on plain node:http with a keep-alive agent (the hot path; see docs/contract.md).
+// Only headers that describe the body pass either way: the client's credentials, cookies and
+// hop-by-hop headers stay behind, and the neuron's token is added.
 
-const agent = new Agent({ keepAlive: true, maxSockets: 4096, scheduling: "lifo" });
-
-const client = got.extend({
-  agent: { http: agent },
-  retry: { limit: 0 },
-  throwHttpErrors: false,
-  decompress: false,
-  followRedirect: false,
-});
+const agent = proxyAgent(4096);
 
 /** Upstream answer headers worth passing to the client. */
-const PASSED_HEADERS = ["content-type", "cache-control", "x-accel-buffering", "retry-after"];
+const PASSED_HEADERS = [
+  "content-type",
+  "content-length",
+  "cache-control",
+  "x-accel-buffering",
+  "retry-after",
+];
 
 /** How much of the end of an answer is kept to read `usage` from. */
 const TAIL_BYTES = 16 << 10;
-
-/** Errors that mean the request never reached the neuron: safe to send it elsewhere. */
-const NEVER_ARRIVED = new Set([
-  "ECONNREFUSED",
-  "EHOSTUNREACH",
-  "ENETUNREACH",
-  "ENOTFOUND",
-  "EAI_AGAIN",
-]);
 
 /**
  * The neuron answered nothing. `retryable` when the request never reached it (connection
@@ -86,9 +75,6 @@ export interface ForwardOptions {
   readonly onResponse?: () => void;
 }
 
-const errorCode = (error: unknown): string =>
-  (error as RequestError | undefined)?.code ?? "ERR_UNKNOWN";
-
 /** The JSON object starting at `start` (a `{`), by matching braces outside strings. */
 const objectAt = (text: string, start: number): string | null => {
   let depth = 0;
@@ -127,6 +113,34 @@ export const usageOf = (text: string): Usage | null => {
   }
 };
 
+/** The last TAIL_BYTES (or a little more) of what passed through, to read `usage` from. */
+class Tail {
+  #chunks: Buffer[] = [];
+  #size = 0;
+
+  push(chunk: Buffer): void {
+    this.#chunks.push(chunk);
+    this.#size += chunk.length;
+    while (this.#size - (this.#chunks[0]?.length ?? 0) >= TAIL_BYTES)
+      this.#size -= this.#chunks.shift()?.length ?? 0;
+  }
+
+  text(): string {
+    const [only] = this.#chunks;
+    return this.#chunks.length === 1 && only
+      ? only.toString("utf8")
+      : Buffer.concat(this.#chunks).toString("utf8");
+  }
+}
+
+const aborted: ForwardResult = {
+  status: 0,
+  firstByteMs: null,
+  usage: null,
+  aborted: true,
+  broken: false,
+};
+
 /**
  * Forwards the request and pipes the answer into `res`. Rejects with UpstreamConnectError only
  * while nothing has been written to the client, so the caller may retry elsewhere; with
@@ -134,110 +148,67 @@ export const usageOf = (text: string): Usage | null => {
  * answer has started, failures cut the client's connection (the only honest signal left) and
  * the promise resolves with `broken`.
  */
-export const forward = (res: Response, options: ForwardOptions): Promise<ForwardResult> =>
-  new Promise<ForwardResult>((resolve, reject) => {
-    const started = performance.now();
-    const headers: Record<string, string> = {
-      "content-type": "application/json",
-      "x-request-id": options.requestId,
-    };
-    if (options.accept) headers.accept = options.accept;
-    if (options.token) headers.authorization = `Bearer ${options.token}`;
-    const upstream = client.stream.post(options.url, {
-      body: options.body,
+export const forward = async (
+  res: ServerResponse,
+  options: ForwardOptions,
+): Promise<ForwardResult> => {
+  const started = performance.now();
+  const headers: Record<string, string> = {
+    "content-type": "application/json",
+    "x-request-id": options.requestId,
+  };
+  if (options.accept) headers.accept = options.accept;
+  if (options.token) headers.authorization = `Bearer ${options.token}`;
+  let response: IncomingMessage;
+  try {
+    ({ response } = await post({
+      url: options.url,
+      agent,
       headers,
+      body: options.body,
       signal: options.signal,
-      timeout: { connect: 5000, socket: options.idleTimeoutMs },
-    });
-    let status = 0;
-    let firstByteMs: number | null = null;
-    let keep: Buffer[] = [];
-    let kept = 0;
-    let settled = false;
-    const finish = (outcome: { aborted?: boolean; broken?: boolean } = {}) => {
-      if (settled) return;
-      settled = true;
-      const text = Buffer.concat(keep).toString("utf8");
-      keep = [];
-      resolve({
-        status,
-        firstByteMs,
-        usage: status < 400 ? usageOf(text) : null,
-        aborted: outcome.aborted ?? false,
-        broken: outcome.broken ?? false,
-      });
-    };
-    // A kept-alive socket whose neuron died meanwhile fails with a reset as soon as it is used:
-    // the request never reached a live process, so it may go elsewhere (Node's advice for
-    // `reusedSocket`). A reset on a fresh connection may come after the neuron started on it.
-    let reusedSocket = false;
-    upstream.on("request", (request: ClientRequest) => {
-      reusedSocket = request.reusedSocket;
-    });
-    // Set when the client has received something of the neuron's answer; from then on a
-    // failure can only cut the connection.
-    let answered = false;
-    // The client's stream was already started (keep-alive comments during a cold load): an
-    // error answer from the neuron is then relayed as an SSE error event.
-    let relayError = false;
-    upstream.on(
-      "response",
-      (answer: { statusCode: number; headers: Record<string, string | string[] | undefined> }) => {
-        options.onResponse?.();
-        status = answer.statusCode;
-        if (res.headersSent) {
-          relayError = answer.statusCode >= 400;
-          return;
-        }
-        res.status(answer.statusCode);
-        for (const name of PASSED_HEADERS) {
-          const value = answer.headers[name];
-          if (value !== undefined) res.setHeader(name, value);
-        }
-        res.flushHeaders();
-        answered = true;
-      },
-    );
-    upstream.on("data", (chunk: Buffer) => {
+      connectTimeoutMs: 5000,
+      idleTimeoutMs: options.idleTimeoutMs,
+    }));
+  } catch (error) {
+    if (options.signal.aborted) return aborted;
+    if (!(error instanceof UpstreamFailure)) throw error;
+    if (error.idle) throw new UpstreamTimeoutError(error);
+    throw new UpstreamConnectError(error.code, error.neverArrived, error);
+  }
+  options.onResponse?.();
+  const status = response.statusCode ?? 502;
+  // The client's stream was already started (keep-alive comments during a cold load): an
+  // error answer from the neuron is then relayed as one SSE error event, from its body.
+  const relayError = res.headersSent && status >= 400;
+  if (!res.headersSent) {
+    res.writeHead(status, passHeaders(response, PASSED_HEADERS));
+    // A stream's headers go out at once; a sized body carries them with its first bytes.
+    if (response.headers["content-length"] === undefined) res.flushHeaders();
+  }
+  let firstByteMs: number | null = null;
+  // OpenAI answers put usage last, in a JSON body and in the final chunk of a stream alike.
+  const tail = new Tail();
+  const complete = await pipeBody(response, res, {
+    discard: relayError,
+    onChunk: (chunk) => {
       if (firstByteMs === null) firstByteMs = performance.now() - started;
-      // Keep the tail to read usage from afterwards: OpenAI answers put it last, in a JSON body
-      // and in the final chunk of a stream alike.
-      keep.push(chunk);
-      kept += chunk.length;
-      while (kept - (keep[0]?.length ?? 0) >= TAIL_BYTES) kept -= keep.shift()?.length ?? 0;
-      if (relayError) return;
-      answered = true;
-      // Backpressure: a slow client pauses the neuron's stream instead of growing a buffer.
-      if (!res.write(chunk)) {
-        upstream.pause();
-        res.once("drain", () => upstream.resume());
-      }
-    });
-    upstream.on("end", () => {
-      if (relayError) res.write(`data: ${Buffer.concat(keep).toString("utf8").trim()}\n\n`);
-      res.end();
-      finish();
-    });
-    upstream.on("error", (error: unknown) => {
-      if (options.signal.aborted) return finish({ aborted: true });
-      if (answered) {
-        res.destroy();
-        return finish({ broken: true });
-      }
-      if (settled) return;
-      settled = true;
-      const code = errorCode(error);
-      const connectPhase = (error as { event?: string }).event === "connect";
-      if (code === "ETIMEDOUT" && !connectPhase) return reject(new UpstreamTimeoutError(error));
-      reject(
-        new UpstreamConnectError(
-          code,
-          NEVER_ARRIVED.has(code) ||
-            (code === "ETIMEDOUT" && connectPhase) ||
-            (reusedSocket && (code === "ECONNRESET" || code === "EPIPE")),
-          error,
-        ),
-      );
-    });
-    options.signal.addEventListener("abort", () => finish({ aborted: true }), { once: true });
+      tail.push(chunk);
+    },
   });
+  if (!complete) {
+    if (options.signal.aborted) return { ...aborted, status, firstByteMs };
+    // Nothing of this answer reached the client yet: the caller reports it in the stream.
+    if (relayError) throw new UpstreamConnectError("ECONNRESET", false, null);
+    res.destroy();
+    return { status, firstByteMs, usage: null, aborted: false, broken: true };
+  }
+  if (relayError) res.end(`data: ${tail.text().trim()}\n\n`);
+  return {
+    status,
+    firstByteMs,
+    usage: status < 400 ? usageOf(tail.text()) : null,
+    aborted: false,
+    broken: false,
+  };
+};

@@ -29,7 +29,7 @@ export const STATE_PRAGMAS = [
 
 export const DEFAULT_BUSY_TIMEOUT_MS = 5_000;
 
-export type CortexDb = BetterSQLite3Database<StateSchema>;
+export type CortexDb = BetterSQLite3Database<StateSchema> & { readonly $client: Database.Database };
 
 export interface CortexState {
   readonly db: CortexDb;

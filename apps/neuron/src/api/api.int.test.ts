@@ -3,6 +3,7 @@ import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { listen } from "@cortex/http-kit";
 import { type DiscoveryAnswer, ModelsAnswer } from "@cortex/protocol";
 import { openAIProblems } from "@cortex/protocol/openai";
 import { FAKE_HARNESS_ENTRY } from "@cortex/testkit";
@@ -117,9 +118,7 @@ beforeAll(async () => {
     status: () => "ok",
     log: silent,
   });
-  server = await new Promise((resolve) => {
-    const listening = app.listen(0, "127.0.0.1", () => resolve(listening));
-  });
+  server = await listen(app, 0, "127.0.0.1");
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 });
 

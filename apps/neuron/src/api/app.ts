@@ -1,8 +1,9 @@
-import { errorHandler, notFound, requireBearer } from "@cortex/http-kit";
+import type { RequestListener } from "node:http";
+import { errorHandler, isInference, notFound, requireBearer, withFastPath } from "@cortex/http-kit";
 import type { DiscoveryAnswer } from "@cortex/protocol";
 import express from "express";
 import type { Log, ModelManager } from "../models/model-manager.js";
-import { inferenceRoutes } from "./inference.js";
+import { inferenceHandler } from "./inference.js";
 import { modelsRoutes } from "./models-routes.js";
 
 export interface AppDeps {
@@ -16,8 +17,11 @@ export interface AppDeps {
   readonly log: Log;
 }
 
-/** The neuron's HTTP API (DESIGN.md "Neuron HTTP API"). Every route but /health needs the token. */
-export const createNeuronApp = (deps: AppDeps): express.Express => {
+/**
+ * The neuron's HTTP API (DESIGN.md "Neuron HTTP API"). Every route but /health needs the token.
+ * `POST /v1/*` runs on plain node:http (the hot path); the rest is an express app.
+ */
+export const createNeuronApp = (deps: AppDeps): RequestListener => {
   const app = express();
   app.disable("x-powered-by");
   app.set("etag", false);
@@ -35,8 +39,7 @@ export const createNeuronApp = (deps: AppDeps): express.Express => {
     res.json(deps.discovery());
   });
   app.use(modelsRoutes(deps.manager, () => deps.selfUrl));
-  app.use(inferenceRoutes(deps.manager));
   app.use(notFound);
   app.use(errorHandler(deps.log));
-  return app;
+  return withFastPath(isInference, inferenceHandler(deps.manager, deps.token), app, deps.log);
 };

@@ -1,26 +1,22 @@
-import express, { type Router } from "express";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import {
+  bearerCheck,
+  type FastHandler,
+  jsonObjectOf,
+  pathOf,
+  readBody,
+  wrongToken,
+} from "@cortex/http-kit";
 import { NeuronError } from "../errors.js";
 import type { ModelManager } from "../models/model-manager.js";
 import { forward } from "../proxy/forward.js";
 
+/** The largest request body the neuron accepts. */
+const BODY_LIMIT_BYTES = 20 * 2 ** 20;
+
 /** Reads `model` from a raw JSON body without re-serialising what is forwarded. */
-const modelIn = (body: unknown): string => {
-  if (!Buffer.isBuffer(body) || body.length === 0) {
-    throw new NeuronError(
-      "invalid_request_error",
-      "the request body must be a JSON object with a model",
-    );
-  }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(body.toString("utf8"));
-  } catch {
-    throw new NeuronError("invalid_request_error", "the request body is not valid JSON");
-  }
-  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
-    throw new NeuronError("invalid_request_error", "the request body must be a JSON object");
-  }
-  const model = (parsed as { model?: unknown }).model;
+const modelIn = (body: Buffer): string => {
+  const model = jsonObjectOf(body).model;
   if (typeof model !== "string" || model === "") {
     throw new NeuronError(
       "missing_model",
@@ -32,14 +28,17 @@ const modelIn = (body: unknown): string => {
 };
 
 /**
- * `POST /v1/*`: the body goes to the model's harness byte for byte, through its admission queue,
- * and the answer streams back. A client that leaves aborts the upstream request, which frees
- * the slot.
+ * `POST /v1/*`, on plain node:http (the fast path): the body goes to the model's harness byte
+ * for byte, through its admission queue, and the answer streams back. A client that leaves
+ * aborts the upstream request, which frees the slot.
  */
-export const inferenceRoutes = (manager: ModelManager): Router => {
-  const router = express.Router();
-  router.post(/^\/v1\/.+/, express.raw({ type: () => true, limit: "20mb" }), async (req, res) => {
-    const model = modelIn(req.body);
+export const inferenceHandler = (manager: ModelManager, token: string): FastHandler => {
+  const authorized = bearerCheck(token);
+  return async (req: IncomingMessage, res: ServerResponse) => {
+    if (!authorized(req.headers.authorization)) throw wrongToken();
+    const body = await readBody(req, BODY_LIMIT_BYTES);
+    const model = modelIn(body);
+    const path = pathOf(req.url);
     const controller = new AbortController();
     const onClose = () => {
       if (!res.writableFinished) controller.abort(new Error("client disconnected"));
@@ -47,7 +46,7 @@ export const inferenceRoutes = (manager: ModelManager): Router => {
     res.on("close", onClose);
     try {
       await manager.run(model, controller.signal, (baseUrl) =>
-        forward(baseUrl, req.path, req.body as Buffer, res, controller.signal),
+        forward(baseUrl, path, body, res, controller.signal),
       );
     } catch (error) {
       if (controller.signal.aborted) return;
@@ -55,6 +54,5 @@ export const inferenceRoutes = (manager: ModelManager): Router => {
     } finally {
       res.off("close", onClose);
     }
-  });
-  return router;
+  };
 };

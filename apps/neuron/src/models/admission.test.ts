@@ -83,4 +83,26 @@ describe("Admission", () => {
     expect(await admission.run(() => Promise.resolve("next"))).toBe("next");
     expect([admission.running, admission.queued]).toEqual([0, 0]);
   });
+
+  it("serves waiting callers first come, first served, and idle() waits for the last", async () => {
+    const admission = new Admission(1, { maxQueued: 4, queueTimeoutMs: 5000 });
+    const g = gate();
+    const order: number[] = [];
+    const first = admission.run(() => g.opened);
+    const waiting = [1, 2, 3].map((n) =>
+      admission.run(async () => {
+        order.push(n);
+      }),
+    );
+    let idle = false;
+    const wentIdle = admission.idle().then(() => {
+      idle = true;
+    });
+    await Promise.resolve();
+    expect(idle).toBe(false);
+    g.open();
+    await Promise.all([first, ...waiting, wentIdle]);
+    expect(order).toEqual([1, 2, 3]);
+    expect(idle).toBe(true);
+  });
 });

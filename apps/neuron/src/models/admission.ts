@@ -1,5 +1,3 @@
-import PQueue from "p-queue";
-
 export class AdmissionError extends Error {
   readonly code: "overloaded" | "queue_timeout";
 
@@ -18,19 +16,24 @@ export interface AdmissionLimits {
 }
 
 /**
- * Per-model admission: `concurrency` requests run, up to `maxQueued` wait, the rest are refused.
- * p-queue runs the work; the waiting bookkeeping is kept here because p-queue keeps an aborted
- * entry until it reaches the front. That way `running` and `queued` are exact at every moment,
- * and a slot is held for exactly as long as the work runs, however the request ends.
+ * Per-model admission: `concurrency` requests run, up to `maxQueued` wait (first come, first
+ * served), the rest are refused. A request that finds a free slot starts at once, with no timer
+ * and no queue entry (the hot path); a waiting caller that gives up leaves the queue at once.
+ * `running` and `queued` are exact at every moment, and a slot is held for exactly as long as
+ * the work runs, however the request ends.
  */
 export class Admission {
-  readonly #queue: PQueue;
+  readonly #concurrency: number;
   readonly #limits: AdmissionLimits;
-  #queued = 0;
   #running = 0;
+  /** Waiting callers' start functions, oldest first (a Set keeps insertion order). */
+  readonly #waiting = new Set<() => void>();
+  #idle: (() => void)[] = [];
 
   constructor(concurrency: number, limits: AdmissionLimits) {
-    this.#queue = new PQueue({ concurrency });
+    if (!Number.isSafeInteger(concurrency) || concurrency < 1)
+      throw new RangeError(`concurrency must be a positive integer, got ${concurrency}`);
+    this.#concurrency = concurrency;
     this.#limits = limits;
   }
 
@@ -39,7 +42,7 @@ export class Admission {
   }
 
   get queued(): number {
-    return this.#queued;
+    return this.#waiting.size;
   }
 
   /**
@@ -47,26 +50,30 @@ export class Admission {
    * times out, and with the signal's reason when the caller gives up while waiting.
    */
   run<T>(work: () => Promise<T>, signal?: AbortSignal): Promise<T> {
-    signal?.throwIfAborted();
-    const free = this.#running + this.#queued < this.#queue.concurrency;
-    if (!free && this.#queued >= this.#limits.maxQueued) {
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    if (this.#running < this.#concurrency && this.#waiting.size === 0) return this.#start(work);
+    if (this.#waiting.size >= this.#limits.maxQueued) {
       return Promise.reject(
         new AdmissionError(
           "overloaded",
-          `the model is busy: ${this.#running} running and ${this.#queued} waiting`,
+          `the model is busy: ${this.#running} running and ${this.#waiting.size} waiting`,
         ),
       );
     }
-    this.#queued += 1;
     return new Promise<T>((resolve, reject) => {
-      let settled = false;
-      let started = false;
+      const cleanup = () => {
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", onAbort);
+      };
+      const start = () => {
+        cleanup();
+        this.#start(work).then(resolve, reject);
+      };
       const giveUp = (error: unknown) => {
-        if (started || settled) return;
-        settled = true;
-        this.#queued -= 1;
+        if (!this.#waiting.delete(start)) return;
         cleanup();
         reject(error);
+        this.#settle();
       };
       const onAbort = () => giveUp(signal?.reason);
       const timer = setTimeout(
@@ -79,32 +86,40 @@ export class Admission {
           ),
         this.#limits.queueTimeoutMs,
       );
-      const cleanup = () => {
-        clearTimeout(timer);
-        signal?.removeEventListener("abort", onAbort);
-      };
       signal?.addEventListener("abort", onAbort, { once: true });
-      void this.#queue.add(async () => {
-        // An entry whose caller left is skipped as soon as it reaches the front.
-        if (settled) return;
-        started = true;
-        this.#queued -= 1;
-        this.#running += 1;
-        cleanup();
-        try {
-          resolve(await work());
-        } catch (error) {
-          reject(error);
-        } finally {
-          this.#running -= 1;
-          settled = true;
-        }
-      });
+      this.#waiting.add(start);
     });
   }
 
   /** Resolves when nothing runs and nothing waits. */
-  async idle(): Promise<void> {
-    await this.#queue.onIdle();
+  idle(): Promise<void> {
+    if (this.#running === 0 && this.#waiting.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idle.push(resolve));
+  }
+
+  async #start<T>(work: () => Promise<T>): Promise<T> {
+    this.#running += 1;
+    try {
+      return await work();
+    } finally {
+      this.#running -= 1;
+      this.#settle();
+    }
+  }
+
+  /** Hands a free slot to the oldest waiting caller, or tells `idle()` callers nothing is left. */
+  #settle(): void {
+    if (this.#running < this.#concurrency) {
+      for (const start of this.#waiting) {
+        this.#waiting.delete(start);
+        start();
+        return;
+      }
+    }
+    if (this.#running === 0 && this.#waiting.size === 0 && this.#idle.length > 0) {
+      const waiters = this.#idle;
+      this.#idle = [];
+      for (const resolve of waiters) resolve();
+    }
   }
 }

@@ -667,7 +667,11 @@ export class ModelManager {
     try {
       return await entry.admission.run(async () => {
         entry.lastAccessedMs = this.#now();
-        const url = await this.#whenLoaded(entry, signal);
+        // A loaded model (the hot path) goes straight to its harness.
+        const url =
+          entry.status === "loaded" && entry.url
+            ? entry.url
+            : await this.#whenLoaded(entry, signal);
         try {
           return await work(url);
         } finally {

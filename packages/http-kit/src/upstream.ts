@@ -1,0 +1,181 @@
+import {
+  Agent,
+  type ClientRequest,
+  type IncomingMessage,
+  type OutgoingHttpHeaders,
+  request,
+  type ServerResponse,
+} from "node:http";
+
+// The client half of a proxy hop, on node:http with a keep-alive agent: got's per-request option
+// handling cost more than the rest of the hop (measured in packages/bench). Control-plane calls
+// (polls, loads) keep using got.
+
+/** A keep-alive agent for proxying: reuses the most recently used socket first. */
+export const proxyAgent = (maxSockets: number): Agent =>
+  new Agent({ keepAlive: true, maxSockets, scheduling: "lifo" });
+
+/** Errors that mean the request never reached the upstream: safe to send it elsewhere. */
+const NEVER_ARRIVED = new Set([
+  "ECONNREFUSED",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+]);
+
+/** The upstream gave no answer (no status line) before failing. */
+export class UpstreamFailure extends Error {
+  /** Node's error code (ECONNREFUSED, ECONNRESET, …); ETIMEDOUT for either timeout. */
+  readonly code: string;
+  /**
+   * The request cannot have reached a live upstream: the connection was refused, unreachable or
+   * timed out while connecting, or a kept-alive socket was found dead the moment it was used
+   * (Node's advice for `reusedSocket`). A reset of a fresh connection is not: the upstream may
+   * have started on it.
+   */
+  readonly neverArrived: boolean;
+  /** The connection was up, but no byte came for the idle timeout. */
+  readonly idle: boolean;
+
+  constructor(code: string, neverArrived: boolean, idle: boolean, cause?: unknown) {
+    super(`the upstream did not answer (${code})`, cause === undefined ? undefined : { cause });
+    this.name = "UpstreamFailure";
+    this.code = code;
+    this.neverArrived = neverArrived;
+    this.idle = idle;
+  }
+}
+
+export interface UpstreamRequest {
+  /** The full URL to POST to. */
+  readonly url: string;
+  readonly agent: Agent;
+  readonly headers: OutgoingHttpHeaders;
+  readonly body: Buffer | string;
+  /** Aborting destroys the request: before the answer it rejects, during it the answer errors. */
+  readonly signal: AbortSignal;
+  readonly connectTimeoutMs: number;
+  /** No byte for this long, before or during the answer, fails it; never a total limit. */
+  readonly idleTimeoutMs: number;
+}
+
+/** What `post` resolves with: the answer's head, its body still to read. */
+export interface UpstreamAnswer {
+  readonly response: IncomingMessage;
+  readonly request: ClientRequest;
+}
+
+/**
+ * POSTs `body` and resolves once the upstream's status line and headers arrive. Rejects with
+ * UpstreamFailure when no answer came, or with the signal's reason when it aborted first.
+ */
+export const post = (options: UpstreamRequest): Promise<UpstreamAnswer> =>
+  new Promise<UpstreamAnswer>((resolve, reject) => {
+    const { signal } = options;
+    if (signal.aborted) return reject(signal.reason);
+    const length =
+      typeof options.body === "string" ? Buffer.byteLength(options.body) : options.body.length;
+    const req = request(options.url, {
+      method: "POST",
+      agent: options.agent,
+      headers: { ...options.headers, "content-length": length },
+    });
+    let answered = false;
+    let failure: UpstreamFailure | undefined;
+    let connectTimer: NodeJS.Timeout | undefined;
+    const onAbort = () => req.destroy(signal.reason as Error);
+    signal.addEventListener("abort", onAbort, { once: true });
+    const done = () => {
+      signal.removeEventListener("abort", onAbort);
+      if (connectTimer) clearTimeout(connectTimer);
+    };
+    req.on("socket", (socket) => {
+      if (!socket.connecting) return;
+      connectTimer = setTimeout(() => {
+        failure = new UpstreamFailure("ETIMEDOUT", true, false);
+        req.destroy(failure);
+      }, options.connectTimeoutMs);
+      socket.once("connect", () => clearTimeout(connectTimer));
+    });
+    req.setTimeout(options.idleTimeoutMs, () => {
+      failure ??= new UpstreamFailure("ETIMEDOUT", false, true);
+      req.destroy(failure);
+    });
+    req.on("response", (response: IncomingMessage) => {
+      answered = true;
+      if (connectTimer) clearTimeout(connectTimer);
+      // The abort listener stays until the answer is over: aborting then cuts its body.
+      response.once("close", done);
+      resolve({ response, request: req });
+    });
+    req.on("error", (error: NodeJS.ErrnoException) => {
+      if (answered) return; // the answer's own stream reports it
+      done();
+      if (signal.aborted) return reject(signal.reason);
+      if (error instanceof UpstreamFailure) return reject(error);
+      const code = error.code ?? "ERR_UNKNOWN";
+      const neverArrived =
+        NEVER_ARRIVED.has(code) ||
+        (req.reusedSocket && (code === "ECONNRESET" || code === "EPIPE"));
+      reject(new UpstreamFailure(code, neverArrived, false, error));
+    });
+    req.end(options.body);
+  });
+
+/** Upstream headers that describe the body: the ones a proxy passes on. */
+export const passHeaders = (
+  response: IncomingMessage,
+  names: readonly string[],
+): Record<string, string | string[]> => {
+  const headers: Record<string, string | string[]> = {};
+  for (const name of names) {
+    const value = response.headers[name];
+    if (value !== undefined) headers[name] = value;
+  }
+  return headers;
+};
+
+export interface PipeOptions {
+  /** Sees every chunk before it is written (first-byte time, keeping a tail). */
+  readonly onChunk?: (chunk: Buffer) => void;
+  /** Write nothing to `res` (the caller relays the body its own way); still reads it all. */
+  readonly discard?: boolean;
+}
+
+/**
+ * Copies the answer's body into `res` with backpressure (a slow client pauses the upstream
+ * instead of growing a buffer) and ends `res` when it is complete. Resolves true when the whole
+ * body arrived, false when it broke off (abort, reset, idle timeout); `res` is then left to the
+ * caller.
+ */
+export const pipeBody = (
+  response: IncomingMessage,
+  res: ServerResponse,
+  options: PipeOptions = {},
+): Promise<boolean> =>
+  new Promise<boolean>((resolve) => {
+    let ended = false;
+    const onDrain = () => response.resume();
+    response.on("data", (chunk: Buffer) => {
+      options.onChunk?.(chunk);
+      if (options.discard) return;
+      if (!res.write(chunk)) {
+        response.pause();
+        res.once("drain", onDrain);
+      }
+    });
+    response.on("end", () => {
+      ended = true;
+      res.off("drain", onDrain);
+      if (!options.discard) res.end();
+      resolve(true);
+    });
+    // An aborted answer emits "error" (ECONNRESET "aborted"); "close" follows every ending.
+    response.on("error", () => {});
+    response.on("close", () => {
+      if (ended) return;
+      res.off("drain", onDrain);
+      resolve(false);
+    });
+  });
