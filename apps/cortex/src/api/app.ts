@@ -1,6 +1,7 @@
 import { errorHandler, type Log, notFound } from "@cortex/http-kit";
 import express, { type Express, type RequestHandler, type Router } from "express";
 import { requestId } from "./request-id.js";
+import { dashboardDist, uiRoute } from "./ui-route.js";
 
 export interface CortexAppOptions {
   readonly version: string;
@@ -9,9 +10,14 @@ export interface CortexAppOptions {
   readonly admin: Router;
   readonly metrics: RequestHandler;
   readonly log: Log;
+  /** The built dashboard served at /ui/; default: @cortex/dashboard's dist/ (503 if missing). */
+  readonly dashboardDir?: string | null;
 }
 
-/** Cortex's HTTP surface: health and metrics (open), the OpenAI API, the admin API. */
+/**
+ * Cortex's HTTP surface: health, metrics and the dashboard's files (open), the OpenAI API, the
+ * admin API.
+ */
 export const createCortexApp = (options: CortexAppOptions): Express => {
   const app = express();
   app.disable("x-powered-by");
@@ -26,6 +32,11 @@ export const createCortexApp = (options: CortexAppOptions): Express => {
     });
   });
   app.get("/metrics", options.metrics);
+  app.use(
+    uiRoute({
+      distDir: options.dashboardDir === undefined ? dashboardDist() : options.dashboardDir,
+    }),
+  );
   app.use(options.openai);
   app.use(options.admin);
   app.use(notFound);

@@ -1,0 +1,43 @@
+import { describe, expect, it } from "vitest";
+import { createSseParser } from "./sse-parser.js";
+
+describe("createSseParser", () => {
+  it("reads ids, data and comments, whatever the chunking", () => {
+    const text =
+      ': keep-alive\n\nid: 7\ndata: {"a":1}\n\nid: 8\ndata: line one\ndata: line two\n\n';
+    for (const size of [1, 2, 5, text.length]) {
+      const parser = createSseParser();
+      const out = [];
+      for (let at = 0; at < text.length; at += size)
+        out.push(...parser.push(text.slice(at, at + size)));
+      expect(out, `chunks of ${size}`).toEqual([
+        { kind: "comment", text: "keep-alive" },
+        { kind: "message", id: "7", data: '{"a":1}' },
+        { kind: "message", id: "8", data: "line one\nline two" },
+      ]);
+    }
+  });
+
+  it.each([
+    ["CRLF", "id: 1\r\ndata: x\r\n\r\n"],
+    ["CR", "id: 1\rdata: x\r\r\r"],
+    ["no space after the colon", "id:1\ndata:x\n\n"],
+  ])("accepts %s line ends and fields", (_name, text) => {
+    expect(createSseParser().push(text)).toEqual([{ kind: "message", id: "1", data: "x" }]);
+  });
+
+  it("waits for the rest of a message and of a split CRLF", () => {
+    const parser = createSseParser();
+    expect(parser.push("data: x\r")).toEqual([]);
+    expect(parser.push("\n")).toEqual([]);
+    expect(parser.push("\r\n")).toEqual([{ kind: "message", id: null, data: "x" }]);
+  });
+
+  it("keeps the last id for later messages and ignores unknown fields", () => {
+    const parser = createSseParser();
+    expect(parser.push("id: 3\nevent: x\nretry: 10\ndata: a\n\ndata: b\n\n")).toEqual([
+      { kind: "message", id: "3", data: "a" },
+      { kind: "message", id: "3", data: "b" },
+    ]);
+  });
+});

@@ -1,0 +1,63 @@
+import type { FleetEvent } from "@cortex/protocol";
+import { formatMb, formatMs } from "./format.js";
+
+// One line per fleet event for the Events view.
+
+export type EventTone = "good" | "bad" | "warn" | "info";
+
+export interface EventText {
+  readonly title: string;
+  readonly detail: string;
+  readonly tone: EventTone;
+}
+
+export const describeEvent = (event: FleetEvent): EventText => {
+  switch (event.type) {
+    case "node_health":
+      return event.healthy
+        ? { title: "node healthy", detail: "answering polls", tone: "good" }
+        : { title: "node unhealthy", detail: event.error ?? "polls fail", tone: "bad" };
+    case "model_state":
+      return {
+        title: "state",
+        detail: `${event.from ?? "absent"} → ${event.to ?? "gone"}`,
+        tone: event.to === "failed" ? "bad" : event.to === "loaded" ? "good" : "info",
+      };
+    case "load_started":
+      return {
+        title: "load started",
+        detail:
+          event.evicting.length > 0
+            ? `evicting ${event.evicting.map((e) => `${e.model} on ${e.node}`).join(", ")}`
+            : "",
+        tone: "info",
+      };
+    case "load_progress":
+      return {
+        title: "loading",
+        detail:
+          event.bytes !== null && event.total !== null
+            ? `${event.phase} ${formatMb(event.bytes / 1_048_576)} of ${formatMb(event.total / 1_048_576)}`
+            : event.phase,
+        tone: "info",
+      };
+    case "load_finished":
+      return { title: "loaded", detail: `in ${formatMs(event.load_ms)}`, tone: "good" };
+    case "load_failed":
+      return { title: "load failed", detail: event.error, tone: "bad" };
+    case "evicted":
+      return { title: "evicted", detail: "to make room for another model", tone: "warn" };
+    case "unloaded":
+      return { title: "unloaded", detail: "", tone: "info" };
+    case "catalogue_reloaded":
+      return event.error === null
+        ? { title: "catalogue reloaded", detail: `${event.models} models`, tone: "info" }
+        : { title: "catalogue edit refused", detail: event.error, tone: "bad" };
+  }
+};
+
+/** Node and model of an event, where it has them. */
+export const subjectOf = (event: FleetEvent): { node: string | null; model: string | null } => ({
+  node: "node" in event ? event.node : null,
+  model: "model" in event ? event.model : null,
+});
