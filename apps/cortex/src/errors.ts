@@ -1,4 +1,4 @@
-import { ApiError } from "@cortex/http-kit";
+import { type Abortable, ApiError } from "@cortex/http-kit";
 
 /**
  * Cortex's errors: the shared ApiError (code, message, param, Retry-After), under a name that
@@ -9,7 +9,7 @@ export class CortexError extends ApiError {
 }
 
 /** Settles with `promise` unless `signal` aborts first (then rejects with its reason). */
-export const unlessAborted = <T>(promise: Promise<T>, signal: AbortSignal): Promise<T> => {
+export const unlessAborted = <T>(promise: Promise<T>, signal: Abortable): Promise<T> => {
   if (signal.aborted) return Promise.reject(signal.reason);
   return new Promise<T>((resolve, reject) => {
     const onAbort = () => reject(signal.reason);

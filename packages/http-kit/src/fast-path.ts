@@ -27,15 +27,15 @@ export const isInference = (req: IncomingMessage): boolean =>
   req.method === "POST" &&
   req.url !== undefined &&
   req.url.startsWith("/v1/") &&
-  req.url.length > 4;
+  pathOf(req.url).length > 4;
 
 /** Answers a failed request: the envelope while nothing was sent, else a cut connection. */
 export const failRequest = (res: ServerResponse, error: unknown, log: Log): void => {
+  if (!(error instanceof ApiError)) log.error({ err: error }, "unexpected error");
   if (res.headersSent) {
     res.destroy();
     return;
   }
-  if (!(error instanceof ApiError)) log.error({ err: error }, "unexpected error");
   sendError(
     res,
     error instanceof ApiError ? error : new ApiError("internal_error", "internal error"),
@@ -71,6 +71,11 @@ export const readBody = (req: IncomingMessage, limitBytes: number): Promise<Buff
         "invalid_request_error",
         `content-encoding ${encoding} is not supported: send the body uncompressed`,
       ),
+    );
+  // Too late to read: the body was consumed, or the client is gone.
+  if (req.readableEnded || req.destroyed)
+    return Promise.reject(
+      new ApiError("invalid_request_error", "the request body could not be read"),
     );
   const declared = Number(req.headers["content-length"]);
   if (declared > limitBytes) return Promise.reject(tooLarge(limitBytes));
@@ -120,7 +125,9 @@ export const readBody = (req: IncomingMessage, limitBytes: number): Promise<Buff
 const tooLarge = (limitBytes: number): ApiError =>
   new ApiError(
     "payload_too_large",
-    `the request body is larger than ${Math.round(limitBytes / 2 ** 20)} MiB`,
+    `the request body is larger than ${
+      limitBytes >= 2 ** 20 ? `${Math.round(limitBytes / 2 ** 20)} MiB` : `${limitBytes} bytes`
+    }`,
   );
 
 /** The JSON object a body holds: 400 when it is empty, not JSON, or not an object. */

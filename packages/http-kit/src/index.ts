@@ -1,5 +1,6 @@
 export { ApiError, type Log } from "./api-error.js";
 export { bearerCheck, bearerOf, requireBearer, wrongToken } from "./auth.js";
+export { type Abortable, ClientSignal } from "./client-signal.js";
 export { errorHandler, notFound, parseBody, sendError } from "./errors.js";
 export {
   type FastHandler,
@@ -14,11 +15,14 @@ export {
 export { openEventStream } from "./sse.js";
 export {
   type PipeOptions,
+  type ProxyAgents,
   passHeaders,
   pipeBody,
   post,
-  proxyAgent,
+  proxyAgents,
+  targetOf,
   type UpstreamAnswer,
   UpstreamFailure,
   type UpstreamRequest,
+  type UpstreamTarget,
 } from "./upstream.js";

@@ -1,19 +1,59 @@
 import {
   Agent,
   type ClientRequest,
+  request as httpRequest,
   type IncomingMessage,
   type OutgoingHttpHeaders,
-  request,
   type ServerResponse,
 } from "node:http";
+import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
+import type { Abortable } from "./client-signal.js";
 
 // The client half of a proxy hop, on node:http with a keep-alive agent: got's per-request option
 // handling cost more than the rest of the hop (measured in packages/bench). Control-plane calls
 // (polls, loads) keep using got.
 
-/** A keep-alive agent for proxying: reuses the most recently used socket first. */
-export const proxyAgent = (maxSockets: number): Agent =>
-  new Agent({ keepAlive: true, maxSockets, scheduling: "lifo" });
+/** Keep-alive agents for proxying (plain and TLS): the most recently used socket goes first. */
+export interface ProxyAgents {
+  readonly http: Agent;
+  readonly https: HttpsAgent;
+}
+
+export const proxyAgents = (maxSockets: number): ProxyAgents => ({
+  http: new Agent({ keepAlive: true, maxSockets, scheduling: "lifo" }),
+  https: new HttpsAgent({ keepAlive: true, maxSockets, scheduling: "lifo" }),
+});
+
+/** An upstream base URL, parsed once: node:http's own URL handling costs more per request. */
+export interface UpstreamTarget {
+  readonly tls: boolean;
+  readonly hostname: string;
+  readonly port: number;
+  /** The base URL's path without its trailing slash ("" for a bare origin). */
+  readonly basePath: string;
+}
+
+const targets = new Map<string, UpstreamTarget>();
+
+/** The parsed form of `baseUrl` (http: or https:), memoised: a fleet has few base URLs. */
+export const targetOf = (baseUrl: string): UpstreamTarget => {
+  const known = targets.get(baseUrl);
+  if (known) return known;
+  const url = new URL(baseUrl);
+  if (url.protocol !== "http:" && url.protocol !== "https:")
+    throw new TypeError(`not an http(s) URL: ${baseUrl}`);
+  const tls = url.protocol === "https:";
+  const target: UpstreamTarget = {
+    tls,
+    // An IPv6 literal comes bracketed in a URL, bare in a socket address.
+    hostname: url.hostname.replace(/^\[(.*)\]$/, "$1"),
+    port: url.port === "" ? (tls ? 443 : 80) : Number(url.port),
+    basePath: url.pathname.replace(/\/+$/, ""),
+  };
+  if (targets.size >= 1024) targets.clear();
+  targets.set(baseUrl, target);
+  return target;
+};
 
 /** Errors that mean the request never reached the upstream: safe to send it elsewhere. */
 const NEVER_ARRIVED = new Set([
@@ -48,13 +88,14 @@ export class UpstreamFailure extends Error {
 }
 
 export interface UpstreamRequest {
-  /** The full URL to POST to. */
-  readonly url: string;
-  readonly agent: Agent;
+  /** Where to: a base URL (see targetOf) and the path below it, with its query if any. */
+  readonly target: UpstreamTarget;
+  readonly path: string;
+  readonly agents: ProxyAgents;
   readonly headers: OutgoingHttpHeaders;
   readonly body: Buffer | string;
   /** Aborting destroys the request: before the answer it rejects, during it the answer errors. */
-  readonly signal: AbortSignal;
+  readonly signal: Abortable;
   readonly connectTimeoutMs: number;
   /** No byte for this long, before or during the answer, fails it; never a total limit. */
   readonly idleTimeoutMs: number;
@@ -76,15 +117,27 @@ export const post = (options: UpstreamRequest): Promise<UpstreamAnswer> =>
     if (signal.aborted) return reject(signal.reason);
     const length =
       typeof options.body === "string" ? Buffer.byteLength(options.body) : options.body.length;
-    const req = request(options.url, {
+    const { target } = options;
+    const req = (target.tls ? httpsRequest : httpRequest)({
       method: "POST",
-      agent: options.agent,
+      hostname: target.hostname,
+      port: target.port,
+      path: `${target.basePath}${options.path}`,
+      agent: target.tls ? options.agents.https : options.agents.http,
       headers: { ...options.headers, "content-length": length },
     });
     let answered = false;
     let failure: UpstreamFailure | undefined;
     let connectTimer: NodeJS.Timeout | undefined;
-    const onAbort = () => req.destroy(signal.reason as Error);
+    const onAbort = () => {
+      req.destroy(signal.reason as Error);
+      // A request still waiting for one of the agent's sockets reports nothing until it gets
+      // one, which may be never: it gives up here, and the agent skips it later.
+      if (!req.socket) {
+        done();
+        reject(signal.reason);
+      }
+    };
     signal.addEventListener("abort", onAbort, { once: true });
     const done = () => {
       signal.removeEventListener("abort", onAbort);

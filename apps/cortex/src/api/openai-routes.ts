@@ -4,6 +4,7 @@ import { resolveModelName } from "@cortex/catalogue";
 import {
   ApiError,
   bearerCheck,
+  ClientSignal,
   type FastHandler,
   jsonObjectOf,
   pathOf,
@@ -165,9 +166,10 @@ export const openAIRoutes = (options: OpenAIRoutesOptions): OpenAIRoutes => {
     let parsed: Parsed | undefined;
     let lease: Lease | undefined;
     let feedback: WaitFeedback | undefined;
-    const controller = new AbortController();
+    // Aborted when the client goes away: waiting and the neuron request both end then.
+    const gone = new ClientSignal();
     const onClose = () => {
-      if (!res.writableFinished) controller.abort(new Error("client disconnected"));
+      if (!res.writableFinished) gone.abort(new Error("client disconnected"));
     };
     res.on("close", onClose);
     const record = (status: number, fields: Partial<RequestRecord> = {}) =>
@@ -195,10 +197,11 @@ export const openAIRoutes = (options: OpenAIRoutesOptions): OpenAIRoutes => {
         feedback = new WaitFeedback(res, () => waitingFor(requested), options.feedbackEveryMs);
       const excluded = new Set<string>();
       for (let attempt = 0; ; attempt += 1) {
-        lease = await options.dispatcher.acquire(parsed.model, controller.signal, excluded);
+        lease = await options.dispatcher.acquire(parsed.model, gone, excluded);
         try {
           const result = await forward(res, {
-            url: `${lease.url}${path}`,
+            baseUrl: lease.url,
+            path,
             body:
               lease.model === parsed.model
                 ? body
@@ -208,7 +211,7 @@ export const openAIRoutes = (options: OpenAIRoutesOptions): OpenAIRoutes => {
             accept: req.headers.accept,
             // An unloaded model answers only once its neuron has reloaded it.
             idleTimeoutMs: lease.coldStart ? options.loadTimeoutMs : options.streamIdleTimeoutMs,
-            signal: controller.signal,
+            signal: gone,
             onResponse: () => feedback?.stop(),
           });
           record(result.aborted ? 499 : result.broken ? 502 : result.status, {
@@ -246,7 +249,7 @@ export const openAIRoutes = (options: OpenAIRoutesOptions): OpenAIRoutes => {
         }
       }
     } catch (error) {
-      if (controller.signal.aborted) {
+      if (gone.aborted) {
         record(499);
         return;
       }

@@ -1,12 +1,20 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { passHeaders, pipeBody, post, proxyAgent, UpstreamFailure } from "@cortex/http-kit";
+import {
+  type Abortable,
+  passHeaders,
+  pipeBody,
+  post,
+  proxyAgents,
+  targetOf,
+  UpstreamFailure,
+} from "@cortex/http-kit";
 
 // Streams one client request to a neuron and the answer back, chunk by chunk, never buffering
 // a stream, on plain node:http with a keep-alive agent (the hot path; see docs/contract.md).
 // Only headers that describe the body pass either way: the client's credentials, cookies and
 // hop-by-hop headers stay behind, and the neuron's token is added.
 
-const agent = proxyAgent(4096);
+const agents = proxyAgents(4096);
 
 /** Upstream answer headers worth passing to the client. */
 const PASSED_HEADERS = [
@@ -62,15 +70,16 @@ export interface ForwardResult {
 }
 
 export interface ForwardOptions {
-  /** Full upstream URL: the neuron's base URL plus the client's path. */
-  readonly url: string;
+  /** The neuron's base URL (as configured) and the client's path below it. */
+  readonly baseUrl: string;
+  readonly path: string;
   readonly body: Buffer | string;
   readonly token: string;
   readonly requestId: string;
   readonly accept: string | undefined;
   /** No byte for this long (before or during the answer) fails the request; never a total limit. */
   readonly idleTimeoutMs: number;
-  readonly signal: AbortSignal;
+  readonly signal: Abortable;
   /** Called when the neuron's answer starts, before anything of it is written. */
   readonly onResponse?: () => void;
 }
@@ -162,8 +171,9 @@ export const forward = async (
   let response: IncomingMessage;
   try {
     ({ response } = await post({
-      url: options.url,
-      agent,
+      target: targetOf(options.baseUrl),
+      path: options.path,
+      agents,
       headers,
       body: options.body,
       signal: options.signal,

@@ -1,3 +1,4 @@
+import type { Abortable } from "@cortex/http-kit";
 import { CortexError } from "../errors.js";
 
 interface Waiter {
@@ -58,7 +59,7 @@ export class AdmissionQueue {
    */
   wait(
     model: string,
-    signal: AbortSignal,
+    signal: Abortable,
     options: { ticket: number; deadlineMs: number; nowMs: number; returning: boolean },
   ): Promise<void> {
     const { ticket, deadlineMs, nowMs, returning } = options;

@@ -1,4 +1,5 @@
 import type { Catalogue } from "@cortex/catalogue";
+import type { Abortable } from "@cortex/http-kit";
 import type { FleetSnapshot } from "@cortex/protocol";
 import { type Decision, resolve } from "@cortex/routing";
 import { CortexError, unlessAborted } from "../errors.js";
@@ -73,11 +74,7 @@ export class Dispatcher {
    * Resolves with a lease on a replica of `model`, after waiting for a slot or a cold load if
    * needed. Rejects with a CortexError (the client's answer) or the signal's reason.
    */
-  async acquire(
-    model: string,
-    signal: AbortSignal,
-    excluded?: ReadonlySet<string>,
-  ): Promise<Lease> {
+  async acquire(model: string, signal: Abortable, excluded?: ReadonlySet<string>): Promise<Lease> {
     const { store, catalogue, loads } = this.#options;
     let deadline: number | undefined;
     let ticket = 0;

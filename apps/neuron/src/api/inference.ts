@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import {
   bearerCheck,
+  ClientSignal,
   type FastHandler,
   jsonObjectOf,
   pathOf,
@@ -39,17 +40,15 @@ export const inferenceHandler = (manager: ModelManager, token: string): FastHand
     const body = await readBody(req, BODY_LIMIT_BYTES);
     const model = modelIn(body);
     const path = pathOf(req.url);
-    const controller = new AbortController();
+    const gone = new ClientSignal();
     const onClose = () => {
-      if (!res.writableFinished) controller.abort(new Error("client disconnected"));
+      if (!res.writableFinished) gone.abort(new Error("client disconnected"));
     };
     res.on("close", onClose);
     try {
-      await manager.run(model, controller.signal, (baseUrl) =>
-        forward(baseUrl, path, body, res, controller.signal),
-      );
+      await manager.run(model, gone, (baseUrl) => forward(baseUrl, path, body, res, gone));
     } catch (error) {
-      if (controller.signal.aborted) return;
+      if (gone.aborted) return;
       throw error;
     } finally {
       res.off("close", onClose);

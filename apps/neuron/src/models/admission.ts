@@ -1,3 +1,5 @@
+import type { Abortable } from "@cortex/http-kit";
+
 export class AdmissionError extends Error {
   readonly code: "overloaded" | "queue_timeout";
 
@@ -49,7 +51,7 @@ export class Admission {
    * Runs `work` in a slot. Rejects with AdmissionError when the queue is full or the wait
    * times out, and with the signal's reason when the caller gives up while waiting.
    */
-  run<T>(work: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+  run<T>(work: () => Promise<T>, signal?: Abortable): Promise<T> {
     if (signal?.aborted) return Promise.reject(signal.reason);
     if (this.#running < this.#concurrency && this.#waiting.size === 0) return this.#start(work);
     if (this.#waiting.size >= this.#limits.maxQueued) {

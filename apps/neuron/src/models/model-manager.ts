@@ -1,3 +1,4 @@
+import type { Abortable } from "@cortex/http-kit";
 import type { Device, LoadAnswer, LoadProgress, LoadRequest, NeuronModel } from "@cortex/protocol";
 import { NeuronError } from "../errors.js";
 import type { Harness } from "../harnesses/definitions.js";
@@ -77,7 +78,7 @@ const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
   });
 
 /** Waits for `promise` unless the caller gives up first. */
-const unlessAborted = <T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> => {
+const unlessAborted = <T>(promise: Promise<T>, signal: Abortable | undefined): Promise<T> => {
   if (!signal) return promise;
   signal.throwIfAborted();
   return new Promise<T>((resolve, reject) => {
@@ -648,7 +649,7 @@ export class ModelManager {
    */
   async run<T>(
     id: string,
-    signal: AbortSignal | undefined,
+    signal: Abortable | undefined,
     work: (baseUrl: string) => Promise<T>,
   ): Promise<T> {
     const entry = this.#models.get(id);
@@ -688,7 +689,7 @@ export class ModelManager {
     }
   }
 
-  async #whenLoaded(entry: ModelEntry, signal: AbortSignal | undefined): Promise<string> {
+  async #whenLoaded(entry: ModelEntry, signal: Abortable | undefined): Promise<string> {
     for (let attempt = 0; attempt < 3; attempt += 1) {
       if (entry.status === "loaded" && entry.url) return entry.url;
       if (entry.status === "unloaded" && !entry.loading && !this.#shuttingDown) {

@@ -1,12 +1,20 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { passHeaders, pipeBody, post, proxyAgent, UpstreamFailure } from "@cortex/http-kit";
+import {
+  type Abortable,
+  passHeaders,
+  pipeBody,
+  post,
+  proxyAgents,
+  targetOf,
+  UpstreamFailure,
+} from "@cortex/http-kit";
 import { NeuronError } from "../errors.js";
 
 // Streams one inference request to a harness and its answer back, chunk by chunk, on plain
 // node:http with a keep-alive agent (the hot path; DESIGN.md's latency budget). Only the
 // harness's own headers that describe the body are passed on; hop-by-hop headers are not.
 
-const agent = proxyAgent(1024);
+const agents = proxyAgents(1024);
 
 const PASSED_HEADERS = ["content-type", "content-length", "cache-control", "x-accel-buffering"];
 
@@ -23,13 +31,14 @@ export const forward = async (
   path: string,
   body: Buffer,
   res: ServerResponse,
-  signal: AbortSignal,
+  signal: Abortable,
 ): Promise<void> => {
   let response: IncomingMessage;
   try {
     ({ response } = await post({
-      url: `${baseUrl}${path}`,
-      agent,
+      target: targetOf(baseUrl),
+      path,
+      agents,
       headers: { "content-type": "application/json" },
       body,
       signal,
