@@ -155,8 +155,10 @@ const relay = async (
         response.statusCode ?? 502,
         passHeaders(response, ["content-type", "content-length"]),
       );
-      if (response.headers["content-length"] === undefined) res.flushHeaders();
-      const complete = await pipeBody(response, res, options.pipe?.(answer, res));
+      const complete = await pipeBody(response, res, {
+        flushHeaders: response.headers["content-length"] === undefined,
+        ...options.pipe?.(answer, res),
+      });
       if (!complete) res.destroy();
       piped.resolve(complete);
     }, piped.reject);
@@ -690,6 +692,25 @@ describe("pipeBody", () => {
     expect(received).toBe(parts.join(""));
     expect(await hop.piped).toBe(true);
     expect(seen.join("")).toBe(parts.join(""));
+  });
+
+  it("shows a stream's head at once when its first chunk is late", async () => {
+    const headSeen = deferred();
+    const upstream = await serve(async (req, res) => {
+      req.resume();
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      res.flushHeaders();
+      // The first chunk waits for the client to have the head: a relay that held the head
+      // back until body bytes came would never finish.
+      await headSeen.promise;
+      res.end("data: late\n\n");
+    });
+    const hop = await relay(upstream.url);
+    const response = await call(hop.url);
+    headSeen.resolve();
+    expect(response.statusCode).toBe(200);
+    expect(await text(response)).toBe("data: late\n\n");
+    expect(await hop.piped).toBe(true);
   });
 
   it("relays a sized answer with its status and content-length", async () => {

@@ -194,6 +194,13 @@ export interface PipeOptions {
   readonly onChunk?: (chunk: Buffer) => void;
   /** Write nothing to `res` (the caller relays the body its own way); still reads it all. */
   readonly discard?: boolean;
+  /**
+   * Send the headers on their own unless body bytes go out with them first: a stream whose
+   * first chunk is late still shows the client its status at once. The flush waits for the
+   * end of this turn of the event loop, so a first chunk that came in the same read (the
+   * usual case) leaves in the same write as the headers.
+   */
+  readonly flushHeaders?: boolean;
 }
 
 /**
@@ -209,10 +216,16 @@ export const pipeBody = (
 ): Promise<boolean> =>
   new Promise<boolean>((resolve) => {
     let ended = false;
+    let wrote = false;
     const onDrain = () => response.resume();
+    if (options.flushHeaders && !options.discard)
+      setImmediate(() => {
+        if (!wrote && !res.writableEnded && !res.destroyed) res.flushHeaders();
+      });
     response.on("data", (chunk: Buffer) => {
       options.onChunk?.(chunk);
       if (options.discard) return;
+      wrote = true;
       if (!res.write(chunk)) {
         response.pause();
         res.once("drain", onDrain);

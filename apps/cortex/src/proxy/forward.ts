@@ -191,16 +191,15 @@ export const forward = async (
   // The client's stream was already started (keep-alive comments during a cold load): an
   // error answer from the neuron is then relayed as one SSE error event, from its body.
   const relayError = res.headersSent && status >= 400;
-  if (!res.headersSent) {
-    res.writeHead(status, passHeaders(response, PASSED_HEADERS));
-    // A stream's headers go out at once; a sized body carries them with its first bytes.
-    if (response.headers["content-length"] === undefined) res.flushHeaders();
-  }
+  // A stream's headers go out at once; a sized body carries them with its first bytes.
+  const flushHeaders = !res.headersSent && response.headers["content-length"] === undefined;
+  if (!res.headersSent) res.writeHead(status, passHeaders(response, PASSED_HEADERS));
   let firstByteMs: number | null = null;
   // OpenAI answers put usage last, in a JSON body and in the final chunk of a stream alike.
   const tail = new Tail();
   const complete = await pipeBody(response, res, {
     discard: relayError,
+    flushHeaders,
     onChunk: (chunk) => {
       if (firstByteMs === null) firstByteMs = performance.now() - started;
       tail.push(chunk);

@@ -56,8 +56,9 @@ export const forward = async (
   const status = response.statusCode ?? 502;
   res.writeHead(status, passHeaders(response, PASSED_HEADERS));
   // A stream's headers go out at once; a sized body carries them with its first bytes.
-  if (response.headers["content-length"] === undefined) res.flushHeaders();
-  const complete = await pipeBody(response, res);
+  const complete = await pipeBody(response, res, {
+    flushHeaders: response.headers["content-length"] === undefined,
+  });
   // Bytes already reached the client: the only honest signal left is a cut connection.
   if (!complete && !signal.aborted) res.destroy();
 };
