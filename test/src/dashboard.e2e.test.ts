@@ -18,8 +18,9 @@ import { processesMentioning, waitFor } from "./support/processes.js";
 // The dashboard in headless Chromium against the built cortex and two built neurons on
 // loopback (plus one fake neuron from @cortex/testkit, which reports GPU utilization and
 // temperature the way nvidia-smi would; static devices in neuron.yaml report neither): sign in, see every node and its GPU bars, load a model with the button and watch
-// it become loaded without a reload, find the load among the events, open the traffic charts,
-// and save a screenshot (test/artifacts/dashboard.png, copied to docs/ for the README).
+// it become loaded without a reload, find the load among the events, open the traffic charts
+// (p50/p95/p99 of latency and time to first token, overall and for one model), and save a
+// screenshot (test/artifacts/dashboard.png, copied to docs/ for the README).
 //
 // Chromium is Debian's package (.ci/run installs it); without it the test is skipped.
 
@@ -322,13 +323,43 @@ describe.skipIf(!HAVE_CHROMIUM)("the dashboard in Chromium", () => {
     expect(times).toEqual([...times].sort((a, b) => b - a));
     await page.screenshot({ path: join(ARTIFACTS, "dashboard-events.png") });
 
-    // Traffic: the request log's numbers and three charts.
+    // Traffic: the request log's numbers and four charts, latency and TTFT as percentiles.
     await page.getByTestId("tab-traffic").click();
     await poll(() => page.getByTestId("traffic-requests").textContent()).toMatch(/^\d+$/);
     expect(Number(await page.getByTestId("traffic-requests").textContent())).toBeGreaterThanOrEqual(
       22,
     );
-    await poll(() => page.locator("[data-testid=chart] canvas").count()).toBe(3);
+    await poll(() => page.locator("[data-testid=chart] canvas").count()).toBe(4);
+    const legend = (title: string) =>
+      page
+        .locator(`[data-testid=chart][aria-label="${title}"] .u-legend .u-label`)
+        .allTextContents();
+    await poll(() => legend("Latency p50 / p95 / p99")).toEqual([
+      "p50 latency",
+      "p95 latency",
+      "p99 latency",
+    ]);
+    await poll(() => legend("Time to first token p50 / p95 / p99")).toEqual([
+      "p50 TTFT",
+      "p95 TTFT",
+      "p99 TTFT",
+    ]);
+    // The series behind them: per-bucket percentiles over all models, and per model.
+    const traffic = (await (await cortex.api("/api/traffic")).json()) as {
+      buckets: { model: string; p50LatencyMs: number; p99LatencyMs: number }[];
+      overall: { requests: number; p50LatencyMs: number; p99LatencyMs: number }[];
+    };
+    expect(traffic.overall.reduce((sum, row) => sum + row.requests, 0)).toBeGreaterThanOrEqual(22);
+    for (const row of [...traffic.overall, ...traffic.buckets]) {
+      expect(row.p50LatencyMs).toBeGreaterThan(0);
+      expect(row.p99LatencyMs).toBeGreaterThanOrEqual(row.p50LatencyMs);
+    }
+    // One model's percentiles when the view narrows to it.
+    await page.getByLabel("Model", { exact: true }).selectOption("llama-3.1-8b");
+    await poll(() =>
+      page.locator("[data-testid=chart][aria-label^='Latency p50'] figcaption").textContent(),
+    ).toBe("Latency p50 / p95 / p99 · llama-3.1-8b");
+    await page.getByLabel("Model", { exact: true }).selectOption("");
     await page.screenshot({ path: join(ARTIFACTS, "dashboard-traffic.png") });
 
     // Back to the fleet, now with the new model in gpu-b's bar, for the README's screenshot.

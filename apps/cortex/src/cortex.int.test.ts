@@ -10,6 +10,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
 import { type Cortex, startCortex } from "./cortex.js";
 import { silentLog } from "./log.js";
+import type { TrafficBucket, TrafficOverallBucket } from "./state/queries.js";
 
 // Cortex in-process against fake neurons (real HTTP servers on loopback): every resolution
 // branch, the proxy and the admin API, driven over HTTP and with the official openai client.
@@ -640,9 +641,24 @@ describe("the admin API and model list", () => {
       await fetch(`${c.url}/api/traffic?window=600&bucket=600`, { headers: admin })
     ).json()) as {
       bucket_s: number;
-      buckets: { model: string; requests: number; errors: number }[];
+      buckets: TrafficBucket[];
+      overall: TrafficOverallBucket[];
     };
     expect(traffic.bucket_s).toBe(600);
+    // Percentiles per model and overall, in order; ttft only where something was answered.
+    for (const row of [...traffic.buckets, ...traffic.overall]) {
+      const { p50LatencyMs, p95LatencyMs, p99LatencyMs, maxLatencyMs } = row;
+      expect(p50LatencyMs).toBeGreaterThan(0);
+      expect(p50LatencyMs).toBeLessThanOrEqual(p95LatencyMs);
+      expect(p95LatencyMs).toBeLessThanOrEqual(p99LatencyMs);
+      expect(p99LatencyMs).toBeLessThanOrEqual(maxLatencyMs);
+      expect(row).toHaveProperty("p99TtftMs");
+    }
+    expect(traffic.buckets.find((row) => row.model === "chat-small")?.p50TtftMs).toEqual(
+      expect.any(Number),
+    );
+    expect(traffic.overall.reduce((sum, row) => sum + row.requests, 0)).toBe(3);
+    expect(traffic.overall.reduce((sum, row) => sum + row.errors, 0)).toBe(1);
     const byModel = new Map<string, { requests: number; errors: number }>();
     for (const bucket of traffic.buckets) {
       const sum = byModel.get(bucket.model) ?? { requests: 0, errors: 0 };
@@ -653,6 +669,14 @@ describe("the admin API and model list", () => {
     }
     expect(byModel.get("chat-small")).toEqual({ requests: 2, errors: 0 });
     expect(byModel.get("unknown")).toEqual({ requests: 1, errors: 1 });
+    // One model: `overall` holds that model's numbers.
+    const one = (await (
+      await fetch(`${c.url}/api/traffic?window=600&bucket=600&model=chat-small`, {
+        headers: admin,
+      })
+    ).json()) as typeof traffic;
+    expect(one.buckets.map((row) => row.model)).toEqual(one.buckets.map(() => "chat-small"));
+    expect(one.overall).toEqual(one.buckets.map(({ model: _model, ...rest }) => rest));
     expect((await fetch(`${c.url}/api/traffic?bucket=0`, { headers: admin })).status).toBe(400);
     expect((await fetch(`${c.url}/api/traffic?window=abc`, { headers: admin })).status).toBe(400);
   });

@@ -22,7 +22,7 @@ import { CortexMetrics, metricsHandler } from "./metrics/metrics.js";
 import { NeuronClient } from "./neurons/neuron-client.js";
 import { Dispatcher } from "./router/dispatcher.js";
 import { LoadCoordinator } from "./router/load-coordinator.js";
-import { LifecycleLog, openState, RequestLog, trafficSummary } from "./state/index.js";
+import { LifecycleLog, openState, RequestLog, TrafficReader } from "./state/index.js";
 
 const VERSION = (
   JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as {
@@ -80,6 +80,7 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
   const lifecycle = new LifecycleLog(state.db, { log });
   lifecycle.attach(store);
   const requestLog = new RequestLog(state.db, { log });
+  const trafficReader = new TrafficReader(state, { log });
 
   const clients = new Map(
     config.neurons.map((neuron) => [
@@ -226,7 +227,7 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
       // The request log is written behind: flush it so the newest requests count.
       traffic: (query) => {
         requestLog.flush();
-        return trafficSummary(state.db, query);
+        return trafficReader.summary(query);
       },
       events: eventsHandler(feed, { log }),
     }),
@@ -260,6 +261,7 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
       await closed;
       clearTimeout(force);
       await catalogueWatcher.close().catch(() => {});
+      await trafficReader.close();
       requestLog.close();
       lifecycle.close();
       state.close();

@@ -14,6 +14,7 @@ import { CortexError } from "../errors.js";
 import type { FleetStore } from "../fleet/fleet-store.js";
 import type { Dispatcher } from "../router/dispatcher.js";
 import type { LoadClient, LoadCoordinator, LoadedModel } from "../router/load-coordinator.js";
+import type { TrafficQuery, TrafficSummary } from "../state/queries.js";
 
 export interface AdminRoutesOptions {
   readonly adminToken: string;
@@ -25,8 +26,12 @@ export interface AdminRoutesOptions {
   /** Stopping a harness can take its grace period and more: unloads get this long. */
   readonly unloadTimeoutMs: number;
   readonly events: RequestHandler;
-  /** Request counts, errors, latency, cold starts and tokens per time bucket and model. */
-  readonly traffic: (query: { sinceMs: number; bucketMs: number; model?: string }) => unknown[];
+  /**
+   * Request counts, errors, latency and ttft percentiles, cold starts and tokens per time
+   * bucket, per model (`buckets`) and over all models (`overall`).
+   */
+  /** The traffic summary (computed off the event loop: it ranks every request of the window). */
+  readonly traffic: (query: TrafficQuery) => Promise<TrafficSummary>;
   readonly now?: () => number;
 }
 
@@ -89,21 +94,19 @@ export const adminRoutes = (options: AdminRoutesOptions): Router => {
   router.get("/api/events", options.events);
 
   // Traffic over the last `window` seconds in `bucket`-second steps, aggregated in SQL from the
-  // request log (for dashboards): `?window=3600&bucket=60[&model=id]`.
-  router.get("/api/traffic", (req, res) => {
+  // request log (for dashboards): `?window=3600&bucket=60[&model=id]`. `overall` is its own
+  // grouping over every model (or over the one asked for), since percentiles do not add up.
+  router.get("/api/traffic", async (req, res) => {
     const windowS = secondsParam(req.query.window, "window", 3600, 60, 7 * 86_400);
     const bucketS = secondsParam(req.query.bucket, "bucket", 60, 1, windowS);
     const model = typeof req.query.model === "string" ? req.query.model : undefined;
     const sinceMs = (options.now ?? Date.now)() - windowS * 1000;
-    res.json({
-      since: new Date(sinceMs).toISOString(),
-      bucket_s: bucketS,
-      buckets: options.traffic({
-        sinceMs,
-        bucketMs: bucketS * 1000,
-        ...(model === undefined ? {} : { model }),
-      }),
+    const { buckets, overall } = await options.traffic({
+      sinceMs,
+      bucketMs: bucketS * 1000,
+      ...(model === undefined ? {} : { model }),
     });
+    res.json({ since: new Date(sinceMs).toISOString(), bucket_s: bucketS, buckets, overall });
   });
 
   // A model's harness output, from its neuron: `?node=` names it, or the one node that has it.

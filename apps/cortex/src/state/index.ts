@@ -21,8 +21,12 @@ export {
   type ModelEvent,
   recentEvents,
   type TrafficBucket,
+  type TrafficGrouping,
+  type TrafficOverallBucket,
   type TrafficQuery,
+  type TrafficSummary,
   trafficSummary,
+  trafficSummaryQuery,
 } from "./queries.js";
 export { RequestLog, type RequestLogEntry, type RequestLogOptions } from "./request-log.js";
 export {
@@ -33,6 +37,7 @@ export {
   type StateSchema,
   schema,
 } from "./schema.js";
+export { TrafficReader } from "./traffic-reader.js";
 export {
   DEFAULT_BATCH_SIZE,
   DEFAULT_FLUSH_INTERVAL_MS,

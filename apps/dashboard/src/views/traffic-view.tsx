@@ -7,7 +7,7 @@ import {
   trafficSeries,
   trafficSummaries,
 } from "../lib/traffic.js";
-import { Chart } from "./chart.js";
+import { Chart, type Line } from "./chart.js";
 import { useModelColor } from "./model-colors.js";
 
 const WINDOWS = [
@@ -16,9 +16,30 @@ const WINDOWS = [
   { label: "6 hours", window: 21_600, bucket: 300 },
   { label: "24 hours", window: 86_400, bucket: 900 },
 ] as const;
-const REFRESH_MS = 5000;
+/**
+ * The summary ranks every request of the window (cortex computes it off its event loop, but it
+ * is still work): buckets are a minute wide at the least, so a refresh every 15 s is plenty, and
+ * none while the tab is hidden.
+ */
+const REFRESH_MS = 15_000;
 
 const ALL = "";
+
+/** The same colour and stroke for a percentile in every chart. */
+const PERCENTILES: readonly (Omit<Line, "label" | "values"> & { name: string })[] = [
+  { name: "p50", color: "#4e79a7", width: 2 },
+  { name: "p95", color: "#f28e2b" },
+  { name: "p99", color: "#e15759", dash: [4, 3] },
+];
+
+/** p50, p95 and p99 of one quantity, in that order, labelled "p50 latency" and so on. */
+const percentileLines = (quantity: string, values: readonly (number | null)[][]): Line[] =>
+  PERCENTILES.map(({ name, ...style }, i) => ({
+    ...style,
+    label: `${name} ${quantity}`,
+    values: values[i] ?? [],
+    points: true,
+  }));
 
 export const TrafficView = ({ client, now }: { client: AdminClient; now: number }) => {
   const modelColor = useModelColor();
@@ -41,7 +62,9 @@ export const TrafficView = ({ client, now }: { client: AdminClient; now: number 
           if (!stop.signal.aborted) setError(describeFailure(failure));
         });
     void read();
-    const timer = setInterval(read, REFRESH_MS);
+    const timer = setInterval(() => {
+      if (document.visibilityState !== "hidden") void read();
+    }, REFRESH_MS);
     return () => {
       stop.abort();
       clearInterval(timer);
@@ -52,6 +75,7 @@ export const TrafficView = ({ client, now }: { client: AdminClient; now: number 
   const series = answer === null ? null : trafficSeries(answer, scope === ALL ? null : scope, now);
   const total = summaries.find((s) => s.model === null);
   const shown = summaries.find((s) => s.model === (scope === ALL ? null : scope)) ?? total;
+  const scopeLabel = scope === ALL ? "" : ` · ${scope}`;
 
   return (
     <section class="traffic" aria-label="Traffic" data-testid="traffic">
@@ -85,8 +109,8 @@ export const TrafficView = ({ client, now }: { client: AdminClient; now: number 
           </select>
         </label>
         <span class="small muted">
-          from the request log, {span.bucket} s buckets; latencies are per-bucket averages and
-          maxima
+          from the request log, {span.bucket} s buckets; charts show each bucket's p50, p95 and p99,
+          the figures below averages and maxima over the window
         </span>
       </div>
       {error !== null && (
@@ -113,35 +137,23 @@ export const TrafficView = ({ client, now }: { client: AdminClient; now: number 
             ]}
           />
           <Chart
-            title={`Latency and time to first token${scope === ALL ? "" : ` · ${scope}`}`}
+            title={`Latency p50 / p95 / p99${scopeLabel}`}
             x={series.x}
             format={(v) => formatMs(v)}
-            lines={[
-              {
-                label: "avg latency",
-                values: series.avgLatencyMs,
-                color: "#4e79a7",
-                width: 2,
-                points: true,
-              },
-              {
-                label: "max latency",
-                values: series.maxLatencyMs,
-                color: "#e15759",
-                dash: [4, 3],
-                points: true,
-              },
-              {
-                label: "avg TTFT",
-                values: series.avgTtftMs,
-                color: "#59a14f",
-                width: 2,
-                points: true,
-              },
-            ]}
+            lines={percentileLines("latency", [
+              series.p50LatencyMs,
+              series.p95LatencyMs,
+              series.p99LatencyMs,
+            ])}
           />
           <Chart
-            title={`Errors and cold starts${scope === ALL ? "" : ` · ${scope}`}`}
+            title={`Time to first token p50 / p95 / p99${scopeLabel}`}
+            x={series.x}
+            format={(v) => formatMs(v)}
+            lines={percentileLines("TTFT", [series.p50TtftMs, series.p95TtftMs, series.p99TtftMs])}
+          />
+          <Chart
+            title={`Errors and cold starts${scopeLabel}`}
             x={series.x}
             format={(v) => `${Math.round(v)} %`}
             format2={(v) => String(Math.round(v))}
