@@ -1,25 +1,14 @@
-import { createServer } from "node:net";
 import { join } from "node:path";
 import { writeTinyModel } from "@cortex/harness-llamacpp";
-import { WORKER_ENTRY } from "@cortex/harness-llamacpp/worker";
-import { API_KEY, startStack } from "./stack.js";
-import {
-  type BenchResult,
-  now,
-  print,
-  round,
-  spawnNode,
-  stopChild,
-  table,
-  waitFor,
-  writeReport,
-} from "./support.js";
+import { API_KEY, harnessPort, startStack } from "./stack.js";
+import { type BenchResult, now, print, round, table, writeReport } from "./support.js";
 
 export interface InferenceOptions {
   readonly rounds: number;
   readonly maxTokens: number;
 }
-export const INFERENCE_FULL: InferenceOptions = { rounds: 16, maxTokens: 256 };
+// 64 alternating rounds: with 16 the ratio moved ±5 % between runs on the shared 2-core machine.
+export const INFERENCE_FULL: InferenceOptions = { rounds: 64, maxTokens: 256 };
 export const INFERENCE_SMOKE: InferenceOptions = { rounds: 1, maxTokens: 4 };
 
 const PROMPTS = [
@@ -31,19 +20,9 @@ const PROMPTS = [
 
 const CONTEXT = 512;
 
-const freePort = () =>
-  new Promise<number>((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-
 /**
- * Tokens/s of the tiny model through cortex → neuron → built-in harness versus a worker with the
- * same flags started directly, alternating request by request with the same prompts and greedy
+ * Tokens/s of the tiny model through cortex → neuron → built-in harness versus calling that same
+ * harness process directly, alternating request by request with the same prompts and greedy
  * decoding (the tiny model runs to max_tokens).
  */
 export const runInference = async (options: InferenceOptions): Promise<BenchResult> => {
@@ -63,39 +42,17 @@ export const runInference = async (options: InferenceOptions): Promise<BenchResu
       },
     ],
   });
-  const port = await freePort();
-  const worker = spawnNode([
-    WORKER_ENTRY,
-    "--model",
-    join(stack.dir, "models", "tiny.gguf"),
-    "--port",
-    String(port),
-    "--host",
-    "127.0.0.1",
-    "--alias",
-    "tiny",
-    "--parallel",
-    "1",
-    "--ctx-size",
-    String(CONTEXT),
-    "--gpu",
-    "off",
-    "--threads",
-    "1",
-  ]);
   try {
-    const direct = `http://127.0.0.1:${port}`;
-    await waitFor(
-      "the direct worker ready",
-      async () => {
-        try {
-          return (await fetch(`${direct}/health`)).ok;
-        } catch {
-          return false;
-        }
-      },
-      60_000,
-    );
+    // The first request through cortex cold-loads the model; its harness is then the one the
+    // neuron started, and "direct" calls that same process, so only the path differs.
+    const warm = await fetch(`${stack.cortex.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${API_KEY}`, "content-type": "application/json" },
+      body: JSON.stringify({ model: "tiny", messages: [{ role: "user", content: "warm up" }] }),
+    });
+    if (warm.status !== 200) throw new Error(`cold load through cortex: ${warm.status}`);
+    await warm.text();
+    const direct = `http://127.0.0.1:${harnessPort(stack, "tiny", "tiny.gguf")}`;
     const targets = {
       direct: { url: `${direct}/v1/chat/completions`, headers: {} as Record<string, string> },
       cortex: {
@@ -120,23 +77,29 @@ export const runInference = async (options: InferenceOptions): Promise<BenchResu
       if (res.status !== 200) throw new Error(`${name}: ${res.status} ${JSON.stringify(answer)}`);
       return { tokens: answer.usage?.completion_tokens ?? 0, ms };
     };
-    // Warm-up: the first cortex request cold-loads the model.
-    await ask("cortex", "warm up");
     await ask("direct", "warm up");
     const totals = { direct: { tokens: 0, ms: 0 }, cortex: { tokens: 0, ms: 0 } };
+    // Each round's own ratio: the two llama.cpp processes drift apart by a few per cent over a
+    // run on a shared machine, and a median of paired rounds shrugs that off.
+    const paired: number[] = [];
     for (let round_ = 0; round_ < options.rounds; round_ += 1) {
       const prompt = PROMPTS[round_ % PROMPTS.length] ?? "Hello";
       // Alternate which goes first, so neither always runs on a warmer cache.
       const order =
         round_ % 2 === 0 ? (["direct", "cortex"] as const) : (["cortex", "direct"] as const);
+      const speed = { direct: 0, cortex: 0 };
       for (const name of order) {
         const r = await ask(name, prompt);
         totals[name].tokens += r.tokens;
         totals[name].ms += r.ms;
+        speed[name] = r.tokens / r.ms;
       }
+      if (speed.direct > 0) paired.push(speed.cortex / speed.direct);
     }
     const tps = (t: { tokens: number; ms: number }) => round((t.tokens / t.ms) * 1000, 1);
-    const ratio = round(tps(totals.cortex) / tps(totals.direct), 4);
+    const sorted = [...paired].sort((a, b) => a - b);
+    const ratio = round(sorted[Math.floor(sorted.length / 2)] ?? 0, 4);
+    const overall = round(tps(totals.cortex) / tps(totals.direct), 4);
     const report = {
       benchmark: "inference",
       date: new Date().toISOString(),
@@ -144,6 +107,7 @@ export const runInference = async (options: InferenceOptions): Promise<BenchResu
       direct: { ...totals.direct, tokens_per_s: tps(totals.direct) },
       cortex: { ...totals.cortex, tokens_per_s: tps(totals.cortex) },
       ratio,
+      ratio_of_totals: overall,
     };
     writeReport("inference", report);
     const t = table(
@@ -161,17 +125,16 @@ export const runInference = async (options: InferenceOptions): Promise<BenchResu
     return {
       name: "inference",
       title: "Real inference",
-      markdown: `The tiny GGUF model on the built-in llama.cpp harness (\`threads: 1\`), ${options.rounds} non-streaming requests of ${options.maxTokens} tokens each way, alternating; tokens/s over the whole request:\n\n${t.markdown}`,
+      markdown: `The tiny GGUF model on the built-in llama.cpp harness (\`threads: 1\`), ${options.rounds} non-streaming requests of ${options.maxTokens} tokens each way, alternating; tokens/s over the whole request. The budget compares the median of the ${paired.length} paired rounds (cortex ÷ direct, same prompt, back to back): ${round(ratio * 100, 1)} %.\n\n${t.markdown}`,
       budgets: [
         {
           budget: "tokens/s through cortex ≥ 98 % of direct",
-          measured: `${round(ratio * 100, 1)} % (${tps(totals.cortex)} vs ${tps(totals.direct)} tokens/s)`,
+          measured: `${round(ratio * 100, 1)} % (median of paired rounds; totals ${tps(totals.cortex)} vs ${tps(totals.direct)} tokens/s)`,
           pass: ratio >= 0.98,
         },
       ],
     };
   } finally {
-    await stopChild(worker.child);
     await stack.stop();
   }
 };

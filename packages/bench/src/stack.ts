@@ -156,9 +156,16 @@ export const processesMentioning = (text: string): { pid: number; cmdline: strin
   return found;
 };
 
-/** The port of the fake harness serving `modelId` in this stack (from its command line). */
-export const harnessPort = (stack: Stack, modelId: string): number => {
-  const file = join(stack.dir, "models", `${modelId}.json`);
+/**
+ * The port of the harness serving `modelId` in this stack, from its command line (`fileName`:
+ * its model file under models/, the fake harness's behaviour file by default).
+ */
+export const harnessPort = (
+  stack: Stack,
+  modelId: string,
+  fileName = `${modelId}.json`,
+): number => {
+  const file = join(stack.dir, "models", fileName);
   const worker = processesMentioning(file).find(
     (p) => !p.cmdline.includes("watchdog") && /--port \d+/.test(p.cmdline),
   );

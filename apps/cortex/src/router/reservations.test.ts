@@ -33,4 +33,19 @@ describe("Reservations", () => {
     reservations.markApplied("a");
     expect(reservations.live.reservedAtPoll?.has(replicaKey("a", "m"))).toBe(false);
   });
+
+  it("counts a request started while the poll was out as cortex's in that poll's answer", () => {
+    const reservations = new Reservations();
+    reservations.markSent("a");
+    // Sent after the poll left, answered by the neuron after it arrived: the neuron's report
+    // (in_flight 1) is this request.
+    const release = reservations.take("a", "m", 0);
+    reservations.markApplied("a");
+    release();
+    expect(reservations.live.reservedAtPoll?.get(replicaKey("a", "m"))).toBe(1);
+    expect(reservations.live.reserved?.get(replicaKey("a", "m")) ?? 0).toBe(0);
+    // Requests after the answer was applied are not part of it.
+    reservations.take("a", "m", 1);
+    expect(reservations.live.reservedAtPoll?.get(replicaKey("a", "m"))).toBe(1);
+  });
 });

@@ -29,6 +29,12 @@ export class Reservations {
     this.#reserved.set(key, (this.#reserved.get(key) ?? 0) + 1);
     this.#byModel.set(model, (this.#byModel.get(model) ?? 0) + 1);
     this.#lastUsedMs.set(key, nowMs);
+    // A request started while the node's poll is out may reach the neuron before it answers,
+    // and then be in the reported in_flight: it counts as cortex's in that answer too.
+    // (Counting only what was reserved when the poll left made such a request look like
+    // another client's until the next poll: a one-slot model sat "full" for a poll interval.)
+    const sent = this.#sent.get(node);
+    if (sent) sent.set(key, (sent.get(key) ?? 0) + 1);
     let released = false;
     return () => {
       if (released) return;
@@ -43,7 +49,10 @@ export class Reservations {
     };
   }
 
-  /** `/models` is being requested from `node`: remember what cortex has in flight there now. */
+  /**
+   * `/models` is being requested from `node`: remember what cortex has in flight there now,
+   * plus (see take) what it sends there until the answer is applied.
+   */
   markSent(node: string): void {
     const prefix = replicaKey(node, "");
     const counts = new Map<string, number>();
@@ -52,8 +61,9 @@ export class Reservations {
   }
 
   /**
-   * That answer is now in the snapshot: its in_flight counts include what cortex had in flight
-   * when it was requested, which routing subtracts to find the load that is not cortex's.
+   * That answer is now in the snapshot: its in_flight counts include at most what cortex had in
+   * flight there while it was being answered, which routing subtracts to find the load that is
+   * not cortex's (never below zero: overcounting cortex's share only delays a neuron's queue).
    */
   markApplied(node: string): void {
     const prefix = replicaKey(node, "");
