@@ -8,9 +8,9 @@ import {
   FleetSnapshot,
   type ModelProfile,
 } from "@cortex/protocol";
+import { createSseParser } from "@cortex/protocol/sse";
 import type { z } from "zod";
 import { CtlError } from "./ctl-error.js";
-import { createSseParser } from "./sse.js";
 
 // The admin API over Node's fetch. Every failure becomes a CtlError whose message an operator
 // can act on: the server's own message for an error answer, "cannot reach" for the network.

@@ -1,6 +1,6 @@
 import type { FleetEvent } from "@cortex/protocol";
+import { createSseParser, type SseMessage } from "@cortex/protocol/sse";
 import { authHeaders, failureOf } from "./client.js";
-import { createSseParser, type SseMessage } from "./sse-parser.js";
 
 // `GET /api/events` over fetch: EventSource cannot send the Authorization header. The reader
 // keeps the last event id and reconnects with Last-Event-ID, so cortex replays what was missed

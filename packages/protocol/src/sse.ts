@@ -1,6 +1,7 @@
-// A server-sent events parser over text chunks, as the SSE spec reads them: `data:` lines
-// are joined, `id:` is remembered, a blank line ends a message, `:` lines are comments
-// (cortex's heartbeats). Pure, so the stream reader stays a thin loop around it.
+// A server-sent events parser over decoded text chunks, as the SSE spec reads them: `data:`
+// lines are joined, `id:` is remembered for Last-Event-ID, a blank line ends a message and `:`
+// lines are comments (cortex's keep-alives). Pure and dependency-free, so cortexctl (Node) and the
+// dashboard (the browser) read cortex's streams with the same code.
 
 export type SseMessage =
   | { readonly kind: "message"; readonly id: string | null; readonly data: string }
@@ -31,7 +32,8 @@ export const createSseParser = (): SseParser => {
     let value = colon === -1 ? "" : text.slice(colon + 1);
     if (value.startsWith(" ")) value = value.slice(1);
     if (field === "data") data.push(value);
-    else if (field === "id") id = value;
+    // The spec ignores an id containing NUL; cortex never sends one.
+    else if (field === "id" && !value.includes("\0")) id = value;
     // `event:` and `retry:` carry nothing cortex uses.
   };
 
