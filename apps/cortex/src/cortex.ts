@@ -22,7 +22,13 @@ import { CortexMetrics, metricsHandler } from "./metrics/metrics.js";
 import { NeuronClient } from "./neurons/neuron-client.js";
 import { Dispatcher } from "./router/dispatcher.js";
 import { LoadCoordinator } from "./router/load-coordinator.js";
-import { LifecycleLog, openState, RequestLog, TrafficReader } from "./state/index.js";
+import {
+  LifecycleLog,
+  openState,
+  RequestLog,
+  RequestLogRetention,
+  TrafficReader,
+} from "./state/index.js";
 
 const VERSION = (
   JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as {
@@ -81,6 +87,11 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
   lifecycle.attach(store);
   const requestLog = new RequestLog(state.db, { log });
   const trafficReader = new TrafficReader(state, { log });
+  const retention = new RequestLogRetention(state.db, {
+    retentionDays: config.request_log_retention_days,
+    log,
+  });
+  retention.start();
 
   const clients = new Map(
     config.neurons.map((neuron) => [
@@ -261,6 +272,7 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
       await closed;
       clearTimeout(force);
       await catalogueWatcher.close().catch(() => {});
+      await retention.stop();
       await trafficReader.close();
       requestLog.close();
       lifecycle.close();

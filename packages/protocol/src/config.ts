@@ -76,6 +76,8 @@ export const CortexConfig = z
     listen: ListenAddress.default("0.0.0.0:31313"),
     catalogue: z.string().min(1).default("./catalogue"),
     data_dir: z.string().min(1).default("./data"),
+    /** Requests older than this many days leave the request log (hourly); 0 keeps them all. */
+    request_log_retention_days: NonNegativeInt.default(30),
     poll_interval_ms: PositiveInt.min(50).default(2000),
     /** `/discovery` is polled on start and then every this many milliseconds. */
     discovery_interval_ms: PositiveInt.min(50).default(60_000),

@@ -29,6 +29,7 @@ export {
   trafficSummaryQuery,
 } from "./queries.js";
 export { RequestLog, type RequestLogEntry, type RequestLogOptions } from "./request-log.js";
+export { pruneRequestLog, RequestLogRetention, type RetentionOptions } from "./retention.js";
 export {
   type ModelEventType,
   modelEvents,
