@@ -1,38 +1,17 @@
 import type { Device, NeuronModel } from "@cortex/protocol";
+import { gpuDevice, neuronModel } from "@cortex/testkit/fixtures";
 import { describe, expect, it } from "vitest";
 import { gpuUsage, segmentWidths } from "./gpu-segments.js";
 
-const device = (total: number, free: number, index = 0): Device => ({
-  index,
-  vendor: "NVIDIA",
-  name: "GPU",
-  vram_total_mb: total,
-  vram_free_mb: free,
-  utilization_pct: null,
-  temperature_c: null,
-  bus_id: null,
-  driver_version: null,
-});
+const device = (total: number, free: number, index = 0): Device =>
+  gpuDevice(index, total, free, { name: "GPU" });
 
 const model = (
   id: string,
   vram: number,
   devices: number[],
   status: NeuronModel["status"] = "loaded",
-) =>
-  ({
-    id,
-    harness: "llamacpp",
-    status,
-    devices,
-    vram_mb: vram,
-    in_flight: 0,
-    queued: 0,
-    max_concurrency: 4,
-    last_accessed: null,
-    loaded_at: null,
-    error: null,
-  }) satisfies NeuronModel;
+): NeuronModel => neuronModel(id, { vram_mb: vram, devices, status });
 
 describe("gpuUsage", () => {
   it.each([

@@ -1,21 +1,10 @@
 import type { FleetNode, FleetSnapshot, ModelProfile, NeuronModel } from "@cortex/protocol";
+import { neuronModel } from "@cortex/testkit/fixtures";
 import { describe, expect, it } from "vitest";
 import { modelRows } from "./model-rows.js";
 
-const resident = (id: string, fields: Partial<NeuronModel> = {}): NeuronModel => ({
-  id,
-  harness: "llamacpp",
-  status: "loaded",
-  devices: [0],
-  vram_mb: 1000,
-  in_flight: 0,
-  queued: 0,
-  max_concurrency: 4,
-  last_accessed: null,
-  loaded_at: null,
-  error: null,
-  ...fields,
-});
+const resident = (id: string, fields: Partial<NeuronModel> = {}): NeuronModel =>
+  neuronModel(id, { devices: [0], vram_mb: 1000, ...fields });
 
 const node = (name: string, models: NeuronModel[], healthy = true): FleetNode => ({
   name,
