@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ClientSignal } from "./client-signal.js";
+import { ClientSignal, unlessAborted } from "./client-signal.js";
 
 describe("ClientSignal", () => {
   it("runs every listener once, on the first abort, with the first reason", () => {
@@ -29,5 +29,28 @@ describe("ClientSignal", () => {
 
   it("does not throw before an abort", () => {
     expect(() => new ClientSignal().throwIfAborted()).not.toThrow();
+  });
+});
+
+describe("unlessAborted", () => {
+  it("settles with the promise while the signal stays quiet, and leaves no listener", async () => {
+    const signal = new ClientSignal();
+    expect(await unlessAborted(Promise.resolve(7), signal)).toBe(7);
+    await expect(unlessAborted(Promise.reject(new Error("no")), signal)).rejects.toThrow("no");
+    signal.abort(new Error("late"));
+  });
+
+  it("rejects with the reason when the signal aborts first, or already has", async () => {
+    const signal = new AbortController();
+    const waiting = unlessAborted(new Promise(() => {}), signal.signal);
+    signal.abort(new Error("gone"));
+    await expect(waiting).rejects.toThrow("gone");
+    // A real AbortSignal never calls a listener added after its abort: checked up front.
+    await expect(unlessAborted(new Promise(() => {}), signal.signal)).rejects.toThrow("gone");
+  });
+
+  it("is the promise itself without a signal", () => {
+    const promise = Promise.resolve(1);
+    expect(unlessAborted(promise, undefined)).toBe(promise);
   });
 });

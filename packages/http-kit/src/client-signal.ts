@@ -51,3 +51,29 @@ export class ClientSignal implements Abortable {
     for (const listener of listeners) listener();
   }
 }
+
+/**
+ * Settles with `promise` unless `signal` aborts first (then rejects with its reason, at once if
+ * it already has); without a signal, the promise itself.
+ */
+export const unlessAborted = <T>(
+  promise: Promise<T>,
+  signal: Abortable | undefined,
+): Promise<T> => {
+  if (!signal) return promise;
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(error);
+      },
+    );
+  });
+};

@@ -1,6 +1,6 @@
 export { ApiError, type Log } from "./api-error.js";
 export { bearerCheck, bearerOf, requireBearer, wrongToken } from "./auth.js";
-export { type Abortable, ClientSignal } from "./client-signal.js";
+export { type Abortable, ClientSignal, unlessAborted } from "./client-signal.js";
 export { errorHandler, notFound, parseBody, sendError } from "./errors.js";
 export {
   type FastHandler,

@@ -1,8 +1,8 @@
 import type { Catalogue } from "@cortex/catalogue";
-import type { Abortable } from "@cortex/http-kit";
+import { type Abortable, unlessAborted } from "@cortex/http-kit";
 import type { FleetSnapshot } from "@cortex/protocol";
 import { type Decision, resolve } from "@cortex/routing";
-import { CortexError, unlessAborted } from "../errors.js";
+import { CortexError } from "../errors.js";
 import type { FleetStore } from "../fleet/fleet-store.js";
 import { type AdmissionLimits, AdmissionQueue } from "./admission-queue.js";
 import type { LoadCoordinator } from "./load-coordinator.js";

@@ -1,4 +1,4 @@
-import type { Abortable } from "@cortex/http-kit";
+import { type Abortable, unlessAborted } from "@cortex/http-kit";
 import type { Device, LoadAnswer, LoadProgress, LoadRequest, NeuronModel } from "@cortex/protocol";
 import { NeuronError } from "../errors.js";
 import type { Harness } from "../harnesses/definitions.js";
@@ -76,26 +76,6 @@ const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
       { once: true },
     );
   });
-
-/** Waits for `promise` unless the caller gives up first. */
-const unlessAborted = <T>(promise: Promise<T>, signal: Abortable | undefined): Promise<T> => {
-  if (!signal) return promise;
-  signal.throwIfAborted();
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener("abort", onAbort);
-        resolve(value);
-      },
-      (error: unknown) => {
-        signal.removeEventListener("abort", onAbort);
-        reject(error);
-      },
-    );
-  });
-};
 
 /**
  * The lifecycle of every model on this node: load (single-flight per id, with evictions to make

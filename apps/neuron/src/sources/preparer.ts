@@ -1,5 +1,6 @@
 import { mkdir, realpath, stat } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
+import { unlessAborted } from "@cortex/http-kit";
 import type { LoadProgress } from "@cortex/protocol";
 import { NeuronError } from "../errors.js";
 import type { ProgressListener, SourcePreparer } from "../models/model-manager.js";
@@ -55,25 +56,6 @@ const tell = (listener: ProgressListener, progress: LoadProgress): void => {
   } catch {
     // A listener's failure is its own caller's problem; the bytes keep coming for the rest.
   }
-};
-
-/** Waits for `promise` unless the caller gives up first; giving up rejects with the signal's reason. */
-const unlessAborted = <T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> => {
-  if (!signal) return promise;
-  return new Promise<T>((resolvePromise, rejectPromise) => {
-    const onAbort = () => rejectPromise(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener("abort", onAbort);
-        resolvePromise(value);
-      },
-      (error: unknown) => {
-        signal.removeEventListener("abort", onAbort);
-        rejectPromise(error);
-      },
-    );
-  });
 };
 
 class LocalSourcePreparer implements LocalSources {
