@@ -6,14 +6,20 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { writeTinyModel } from "@cortex/harness-llamacpp";
 import { FleetSnapshot } from "@cortex/protocol";
-import { type FakeNeuron, gpuDevice, neuronModel, startFakeNeuron } from "@cortex/testkit";
+import {
+  type FakeNeuron,
+  gpuDevice,
+  neuronModel,
+  processesMentioning,
+  startFakeNeuron,
+  waitFor,
+} from "@cortex/testkit";
 import OpenAI from "openai";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
 import { type AppProcess, CORTEX_CLI, startApp, stopApp } from "./support/app-process.js";
 import { type NeuronProcess, startNeuron } from "./support/neuron-process.js";
-import { processesMentioning, waitFor } from "./support/processes.js";
 
 // The dashboard in headless Chromium against the built cortex and two built neurons on
 // loopback (plus one fake neuron from @cortex/testkit, which reports GPU utilization and

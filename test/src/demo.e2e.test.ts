@@ -7,9 +7,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { openAIProblems } from "@cortex/protocol/openai";
+import { processesMentioning, waitFor } from "@cortex/testkit";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { processesMentioning, waitFor } from "./support/processes.js";
 
 // The README's first command ends in `node scripts/demo.mjs` (after install and build): run it
 // as a person would, on free ports and a scratch data directory, and stop it with Ctrl-C.

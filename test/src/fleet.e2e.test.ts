@@ -4,12 +4,12 @@ import { join } from "node:path";
 import { writeTinyModel } from "@cortex/harness-llamacpp";
 import { FleetSnapshot, ModelsAnswer } from "@cortex/protocol";
 import { openAIProblems } from "@cortex/protocol/openai";
+import { processesMentioning, waitFor } from "@cortex/testkit";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
 import { type AppProcess, CORTEX_CLI, startApp, stopApp } from "./support/app-process.js";
 import { type NeuronProcess, startNeuron } from "./support/neuron-process.js";
-import { processesMentioning, waitFor } from "./support/processes.js";
 
 // The built cortex and two built neurons as processes on loopback, serving the tiny model
 // through the real llama.cpp harness, driven with the official openai client.

@@ -4,11 +4,10 @@ import { join } from "node:path";
 import { writeTinyModel } from "@cortex/harness-llamacpp";
 import { ModelsAnswer, type NeuronModel } from "@cortex/protocol";
 import { openAIProblems } from "@cortex/protocol/openai";
-import { FAKE_HARNESS_ENTRY } from "@cortex/testkit";
+import { FAKE_HARNESS_ENTRY, processesMentioning, waitFor } from "@cortex/testkit";
 import OpenAI from "openai";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { type NeuronProcess, startNeuron } from "./support/neuron-process.js";
-import { processesMentioning, waitFor } from "./support/processes.js";
 
 // The built neuron as an operator runs it, serving the tiny model through the real llama.cpp
 // harness: load, infer, idle unload, lazy reload, a harness killed with -9, and shutdowns that

@@ -1,5 +1,6 @@
 import { join } from "node:path";
-import { API_KEY, loadsOf, processesMentioning, startStack } from "./stack.js";
+import { processesMentioning } from "@cortex/testkit";
+import { API_KEY, loadsOf, startStack } from "./stack.js";
 import { type BenchResult, now, print, round, spread, table, writeReport } from "./support.js";
 
 export interface ColdLoadOptions {

@@ -2,6 +2,7 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { waitFor } from "@cortex/testkit";
 import { stringify } from "yaml";
 import { ADMIN_TOKEN, API_KEY, NEURON_TOKEN } from "./stack.js";
 import {
@@ -17,7 +18,6 @@ import {
   startApp,
   stopChild,
   table,
-  waitFor,
   writeReport,
 } from "./support.js";
 

@@ -1,17 +1,9 @@
-import { readdirSync, readFileSync } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { FAKE_HARNESS_ENTRY } from "@cortex/testkit";
+import { FAKE_HARNESS_ENTRY, processesMentioning, waitFor } from "@cortex/testkit";
 import { stringify } from "yaml";
-import {
-  type AppProcess,
-  CORTEX_CLI,
-  NEURON_CLI,
-  startApp,
-  stopChild,
-  waitFor,
-} from "./support.js";
+import { type AppProcess, CORTEX_CLI, NEURON_CLI, startApp, stopChild } from "./support.js";
 
 export const API_KEY = "sk-bench";
 export const ADMIN_TOKEN = "admin-bench";
@@ -138,22 +130,6 @@ export const startStack = async (
     await stop();
     throw error;
   }
-};
-
-/** Live processes whose command line contains `text` (Linux /proc). */
-export const processesMentioning = (text: string): { pid: number; cmdline: string }[] => {
-  const found: { pid: number; cmdline: string }[] = [];
-  for (const name of readdirSync("/proc")) {
-    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
-    try {
-      const cmdline = readFileSync(`/proc/${name}/cmdline`, "utf8").replaceAll("\0", " ");
-      const state = readFileSync(`/proc/${name}/stat`, "utf8").split(") ").at(1)?.[0];
-      if (state !== "Z" && cmdline.includes(text)) found.push({ pid: Number(name), cmdline });
-    } catch {
-      // The process ended while we looked.
-    }
-  }
-  return found;
 };
 
 /**

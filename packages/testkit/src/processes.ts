@@ -1,5 +1,7 @@
 import { readdirSync, readFileSync } from "node:fs";
 
+// Process helpers for tests and benchmarks that start the built apps as real processes.
+
 /** Live processes whose command line contains `text` (Linux /proc), as `{pid, cmdline}`. */
 export const processesMentioning = (text: string): { pid: number; cmdline: string }[] => {
   const found: { pid: number; cmdline: string }[] = [];
