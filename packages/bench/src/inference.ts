@@ -60,7 +60,8 @@ export const runInference = async (options: InferenceOptions): Promise<BenchResu
         headers: { authorization: `Bearer ${API_KEY}` } as Record<string, string>,
       },
     };
-    const ask = async (name: keyof typeof targets, prompt: string) => {
+    type Name = keyof typeof targets;
+    const ask = async (name: Name, prompt: string, stream: boolean) => {
       const start = now();
       const res = await fetch(targets[name].url, {
         method: "POST",
@@ -70,69 +71,83 @@ export const runInference = async (options: InferenceOptions): Promise<BenchResu
           messages: [{ role: "user", content: prompt }],
           max_tokens: options.maxTokens,
           temperature: 0,
+          ...(stream ? { stream: true, stream_options: { include_usage: true } } : {}),
         }),
       });
-      const answer = (await res.json()) as { usage?: { completion_tokens?: number } };
+      const text = await res.text();
       const ms = now() - start;
-      if (res.status !== 200) throw new Error(`${name}: ${res.status} ${JSON.stringify(answer)}`);
-      return { tokens: answer.usage?.completion_tokens ?? 0, ms };
+      if (res.status !== 200) throw new Error(`${name}: ${res.status} ${text}`);
+      // The usage object is the last one in a JSON answer and in a stream's final chunk alike.
+      const usage = /"completion_tokens":(\d+)/g;
+      let tokens = 0;
+      for (const match of text.matchAll(usage)) tokens = Number(match[1]);
+      return { tokens, ms };
     };
-    await ask("direct", "warm up");
-    const totals = { direct: { tokens: 0, ms: 0 }, cortex: { tokens: 0, ms: 0 } };
-    // Each round's own ratio: the two llama.cpp processes drift apart by a few per cent over a
-    // run on a shared machine, and a median of paired rounds shrugs that off.
-    const paired: number[] = [];
-    for (let round_ = 0; round_ < options.rounds; round_ += 1) {
-      const prompt = PROMPTS[round_ % PROMPTS.length] ?? "Hello";
-      // Alternate which goes first, so neither always runs on a warmer cache.
-      const order =
-        round_ % 2 === 0 ? (["direct", "cortex"] as const) : (["cortex", "direct"] as const);
-      const speed = { direct: 0, cortex: 0 };
-      for (const name of order) {
-        const r = await ask(name, prompt);
-        totals[name].tokens += r.tokens;
-        totals[name].ms += r.ms;
-        speed[name] = r.tokens / r.ms;
+    await ask("direct", "warm up", false);
+
+    /** One mode: alternating rounds, totals per target and the median of paired ratios. */
+    const measure = async (stream: boolean) => {
+      const totals = { direct: { tokens: 0, ms: 0 }, cortex: { tokens: 0, ms: 0 } };
+      // Each round's own ratio: the machine's speed drifts by a few per cent over a run, and a
+      // median of paired rounds shrugs that off.
+      const paired: number[] = [];
+      for (let round_ = 0; round_ < options.rounds; round_ += 1) {
+        const prompt = PROMPTS[round_ % PROMPTS.length] ?? "Hello";
+        // Alternate which goes first, so neither always runs on a warmer cache.
+        const order =
+          round_ % 2 === 0 ? (["direct", "cortex"] as const) : (["cortex", "direct"] as const);
+        const speed = { direct: 0, cortex: 0 };
+        for (const name of order) {
+          const r = await ask(name, prompt, stream);
+          totals[name].tokens += r.tokens;
+          totals[name].ms += r.ms;
+          speed[name] = r.tokens / r.ms;
+        }
+        if (speed.direct > 0) paired.push(speed.cortex / speed.direct);
       }
-      if (speed.direct > 0) paired.push(speed.cortex / speed.direct);
-    }
+      const sorted = [...paired].sort((a, b) => a - b);
+      return { totals, ratio: round(sorted[Math.floor(sorted.length / 2)] ?? 0, 4) };
+    };
     const tps = (t: { tokens: number; ms: number }) => round((t.tokens / t.ms) * 1000, 1);
-    const sorted = [...paired].sort((a, b) => a - b);
-    const ratio = round(sorted[Math.floor(sorted.length / 2)] ?? 0, 4);
-    const overall = round(tps(totals.cortex) / tps(totals.direct), 4);
-    const report = {
+    const modes = [
+      { mode: "json", ...(await measure(false)) },
+      { mode: "stream", ...(await measure(true)) },
+    ];
+    writeReport("inference", {
       benchmark: "inference",
       date: new Date().toISOString(),
       options,
-      direct: { ...totals.direct, tokens_per_s: tps(totals.direct) },
-      cortex: { ...totals.cortex, tokens_per_s: tps(totals.cortex) },
-      ratio,
-      ratio_of_totals: overall,
-    };
-    writeReport("inference", report);
+      modes: modes.map(({ mode, totals, ratio }) => ({
+        mode,
+        direct: { ...totals.direct, tokens_per_s: tps(totals.direct) },
+        cortex: { ...totals.cortex, tokens_per_s: tps(totals.cortex) },
+        ratio,
+      })),
+    });
     const t = table(
-      ["target", "requests", "tokens", "seconds", "tokens/s", "vs direct"],
-      (["direct", "cortex"] as const).map((n) => [
-        n,
-        options.rounds,
-        totals[n].tokens,
-        round(totals[n].ms / 1000, 2),
-        tps(totals[n]),
-        round(tps(totals[n]) / tps(totals.direct), 4),
-      ]),
+      ["answer", "target", "requests", "tokens", "seconds", "tokens/s", "paired median vs direct"],
+      modes.flatMap(({ mode, totals, ratio }) =>
+        (["direct", "cortex"] as const).map((n) => [
+          mode,
+          n,
+          options.rounds,
+          totals[n].tokens,
+          round(totals[n].ms / 1000, 2),
+          tps(totals[n]),
+          n === "direct" ? 1 : ratio,
+        ]),
+      ),
     );
     print("Real inference (tiny model, 1 thread, greedy)", t.text);
     return {
       name: "inference",
       title: "Real inference",
-      markdown: `The tiny GGUF model on the built-in llama.cpp harness (\`threads: 1\`), ${options.rounds} non-streaming requests of ${options.maxTokens} tokens each way, alternating; tokens/s over the whole request. The budget compares the median of the ${paired.length} paired rounds (cortex ÷ direct, same prompt, back to back): ${round(ratio * 100, 1)} %.\n\n${t.markdown}`,
-      budgets: [
-        {
-          budget: "tokens/s through cortex ≥ 98 % of direct",
-          measured: `${round(ratio * 100, 1)} % (median of paired rounds; totals ${tps(totals.cortex)} vs ${tps(totals.direct)} tokens/s)`,
-          pass: ratio >= 0.98,
-        },
-      ],
+      markdown: `The tiny GGUF model on the built-in llama.cpp harness (\`threads: 1\`), ${options.rounds} requests of ${options.maxTokens} tokens each way and each kind of answer (one JSON body, or a token stream), alternating cortex and the same harness process called directly; tokens/s over the whole request. The budget compares the median of the paired rounds (cortex ÷ direct, same prompt, back to back).\n\n${t.markdown}`,
+      budgets: modes.map(({ mode, totals, ratio }) => ({
+        budget: `tokens/s through cortex ≥ 98 % of direct (${mode === "json" ? "JSON answers" : "streamed answers"})`,
+        measured: `${round(ratio * 100, 1)} % (median of paired rounds; totals ${tps(totals.cortex)} vs ${tps(totals.direct)} tokens/s)`,
+        pass: ratio >= 0.98,
+      })),
     };
   } finally {
     await stack.stop();

@@ -69,7 +69,7 @@ describe("the benchmark suite in smoke mode", () => {
     ["proxy-overhead", ["sequential_ms", "sequential_added_ms", "streams_ms", "load"]],
     ["cold-load", ["requests", "loads", "successes", "latency_ms"]],
     ["memory", ["samples", "idle", "after", "second_half_growth_mib"]],
-    ["inference", ["direct", "cortex", "ratio"]],
+    ["inference", ["options", "modes"]],
     ["fleet-scale", ["cortex_cpu_share_of_core", "snapshot_age_ms", "dead_neuron"]],
   ])("writes %s.json with its keys", (name, keys) => {
     const json = report(name);
@@ -87,6 +87,10 @@ describe("the benchmark suite in smoke mode", () => {
       "inference",
       "fleet-scale",
     ]);
+    const modes = report("inference").modes as { mode: string }[];
+    expect(modes.map((m) => m.mode)).toEqual(["json", "stream"]);
+    for (const mode of modes)
+      for (const key of ["direct", "cortex", "ratio"]) expect(mode).toHaveProperty(key);
     const budgets = summary.budgets as { budget: string; pass: boolean }[];
     expect(budgets.length).toBeGreaterThan(5);
     for (const budget of budgets) expect(typeof budget.pass).toBe("boolean");
