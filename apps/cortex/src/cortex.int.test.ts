@@ -400,9 +400,10 @@ describe("bad input and auth", () => {
 
   it("refuses a wrong client key on /v1 and a wrong admin token on /api", async () => {
     const c = await fleet([{ name: "a", devices: [gpu(0, 24_000)] }]);
-    expect((await post(c, "/v1/chat/completions", { model: "chat-small" }, "wrong")).status).toBe(
-      401,
-    );
+    const refused = await post(c, "/v1/chat/completions", { model: "chat-small" }, "wrong");
+    expect(refused.status).toBe(401);
+    // A refusal carries its request id like every answer.
+    expect(refused.headers.get("x-request-id")).toBeTruthy();
     expect((await fetch(`${c.url}/v1/models`)).status).toBe(401);
     expect(
       (await fetch(`${c.url}/api/fleet`, { headers: { authorization: `Bearer ${KEY}` } })).status,

@@ -157,11 +157,12 @@ export const openAIRoutes = (options: OpenAIRoutesOptions): OpenAIRoutes => {
   const authorized = bearerCheck(options.apiKeys);
   const bodyLimit = options.bodyLimitBytes ?? BODY_LIMIT_BYTES;
   const inference = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    // Every answer carries its id, a refusal too.
+    const requestId = assignRequestId(req, res);
     // Before anything is recorded: unauthenticated clients do not write to the request log.
     if (!authorized(req.headers.authorization)) throw wrongToken();
     const started = performance.now();
     const at = Date.now();
-    const requestId = assignRequestId(req, res);
     const path = pathOf(req.url);
     let parsed: Parsed | undefined;
     let lease: Lease | undefined;
