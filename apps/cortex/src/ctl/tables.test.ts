@@ -1,5 +1,5 @@
 import type { Device, FleetNode, FleetSnapshot, ModelProfile, NeuronModel } from "@cortex/protocol";
-import { neuronModel } from "@cortex/testkit";
+import { gpuDevice, neuronModel } from "@cortex/testkit";
 import { describe, expect, it } from "vitest";
 import { errorMessageOf } from "./client.js";
 import {
@@ -20,17 +20,8 @@ import {
 
 const NOW = Date.parse("2026-01-01T12:00:00Z");
 
-const device = (index: number, total: number, free: number): Device => ({
-  index,
-  vendor: "NVIDIA",
-  name: "RTX 4090",
-  vram_total_mb: total,
-  vram_free_mb: free,
-  utilization_pct: 37.4,
-  temperature_c: 61,
-  bus_id: null,
-  driver_version: null,
-});
+const device = (index: number, total: number, free: number): Device =>
+  gpuDevice(index, total, free, { name: "RTX 4090", utilization_pct: 37.4, temperature_c: 61 });
 
 const model = (id: string, fields: Partial<NeuronModel> = {}): NeuronModel =>
   neuronModel(id, { devices: [0], vram_mb: 6144, in_flight: 1, ...fields });

@@ -1,5 +1,5 @@
 import type { DiscoveryAnswer, NeuronModel, NeuronTarget } from "@cortex/protocol";
-import { type FakeNeuron, neuronModel, startFakeNeuron } from "@cortex/testkit";
+import { type FakeNeuron, gpuDevice, neuronModel, startFakeNeuron } from "@cortex/testkit";
 import { afterEach, describe, expect, it } from "vitest";
 import { silentLog } from "../log.js";
 import { NeuronClient } from "../neurons/neuron-client.js";
@@ -24,19 +24,7 @@ const fleet = async (names: readonly string[]) => {
       name,
       token: TOKEN,
       models: [model(`${name}-m`)],
-      devices: [
-        {
-          index: 0,
-          vendor: "NVIDIA",
-          name: "GPU",
-          vram_total_mb: 24_000,
-          vram_free_mb: 24_000,
-          utilization_pct: null,
-          temperature_c: null,
-          bus_id: null,
-          driver_version: null,
-        },
-      ],
+      devices: [gpuDevice(0, 24_000, 24_000, { name: "GPU" })],
     });
     closers.push(() => neuron.close());
     neurons.set(name, neuron);

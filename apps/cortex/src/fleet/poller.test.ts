@@ -1,5 +1,5 @@
 import type { DiscoveryAnswer, ModelsAnswer, NeuronModel, NeuronTarget } from "@cortex/protocol";
-import { neuronModel } from "@cortex/testkit";
+import { gpuDevice, neuronModel } from "@cortex/testkit";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { silentLog } from "../log.js";
 import { FleetStore } from "./fleet-store.js";
@@ -13,19 +13,7 @@ const model = (id: string, overrides: Partial<NeuronModel> = {}): NeuronModel =>
 
 const discoveryOf = (name: string): DiscoveryAnswer => ({
   node: { name, hostname: name, os: "Linux", kernel: "6", cpu: "x", memory_mb: 1024 },
-  devices: [
-    {
-      index: 0,
-      vendor: "NVIDIA",
-      name: "GPU",
-      vram_total_mb: 24_000,
-      vram_free_mb: 20_000,
-      utilization_pct: 0,
-      temperature_c: null,
-      bus_id: null,
-      driver_version: null,
-    },
-  ],
+  devices: [gpuDevice(0, 24_000, 20_000, { name: "GPU", utilization_pct: 0 })],
   harnesses: [{ name: "llamacpp", kind: "builtin" }],
 });
 

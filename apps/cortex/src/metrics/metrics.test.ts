@@ -1,7 +1,7 @@
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Device, FleetNode, NeuronModel } from "@cortex/protocol";
-import { neuronModel } from "@cortex/testkit";
+import { gpuDevice, neuronModel } from "@cortex/testkit";
 import express from "express";
 import { afterEach, describe, expect, it } from "vitest";
 import { FleetStore } from "../fleet/fleet-store.js";
@@ -12,17 +12,8 @@ const targets = [
   { name: "gpu-b", url: "http://gpu-b.lan:13131", token: "" },
 ];
 
-const device = (index: number, total: number, free: number): Device => ({
-  index,
-  vendor: "NVIDIA",
-  name: "Test GPU",
-  vram_total_mb: total,
-  vram_free_mb: free,
-  utilization_pct: null,
-  temperature_c: null,
-  bus_id: null,
-  driver_version: null,
-});
+const device = (index: number, total: number, free: number): Device =>
+  gpuDevice(index, total, free);
 
 const model = (id: string, status: NeuronModel["status"]): NeuronModel =>
   neuronModel(id, { status, devices: [0], vram_mb: 1000 });

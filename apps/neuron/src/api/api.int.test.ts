@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { listen } from "@cortex/http-kit";
 import { type DiscoveryAnswer, ModelsAnswer } from "@cortex/protocol";
 import { openAIProblems } from "@cortex/protocol/openai";
-import { FAKE_HARNESS_ENTRY } from "@cortex/testkit";
+import { FAKE_HARNESS_ENTRY, gpuDevice } from "@cortex/testkit";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { defineHarness, type Harness } from "../harnesses/definitions.js";
@@ -29,19 +29,7 @@ const discovery: DiscoveryAnswer = {
     cpu: "test",
     memory_mb: 1024,
   },
-  devices: [
-    {
-      index: 0,
-      vendor: "NVIDIA",
-      name: "Test",
-      vram_total_mb: 24_000,
-      vram_free_mb: 24_000,
-      utilization_pct: null,
-      temperature_c: null,
-      bus_id: null,
-      driver_version: null,
-    },
-  ],
+  devices: [gpuDevice(0, 24_000, 24_000, { name: "Test" })],
   harnesses: [{ name: "fake", kind: "template" }],
 };
 

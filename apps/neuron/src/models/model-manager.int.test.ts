@@ -2,7 +2,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Device, LoadRequest } from "@cortex/protocol";
-import { FAKE_HARNESS_ENTRY, type FakeBehaviourInput } from "@cortex/testkit";
+import { FAKE_HARNESS_ENTRY, type FakeBehaviourInput, gpuDevice } from "@cortex/testkit";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { defineHarness, type Harness } from "../harnesses/definitions.js";
 import { freeLoopbackPort, probeReady } from "../supervisor/net.js";
@@ -18,17 +18,7 @@ import { type Log, type ManagerSettings, ModelManager } from "./model-manager.js
 
 const silent: Log = { info: () => {}, warn: () => {}, error: () => {} };
 
-const gpu = (index: number, total: number, free = total): Device => ({
-  index,
-  vendor: "NVIDIA",
-  name: "Test GPU",
-  vram_total_mb: total,
-  vram_free_mb: free,
-  utilization_pct: null,
-  temperature_c: null,
-  bus_id: null,
-  driver_version: null,
-});
+const gpu = (index: number, total: number, free = total): Device => gpuDevice(index, total, free);
 
 const alive = (pid: number): boolean => {
   try {
