@@ -4,7 +4,6 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { writeTinyModel } from "@cortex/harness-llamacpp";
 import { FleetSnapshot } from "@cortex/protocol";
 import {
   type FakeNeuron,
@@ -19,7 +18,7 @@ import { type Browser, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
 import { type AppProcess, CORTEX_CLI, startApp, stopApp } from "./support/app-process.js";
-import { type NeuronProcess, startNeuron } from "./support/neuron-process.js";
+import { type NeuronProcess, startTinyNeuron } from "./support/neuron-process.js";
 
 // The dashboard in headless Chromium against the built cortex and two built neurons on
 // loopback (plus one fake neuron from @cortex/testkit, which reports GPU utilization and
@@ -103,20 +102,7 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "dashboard-e2e-"));
   await mkdir(join(dir, "catalogue"));
   await writeFile(join(dir, "catalogue", "models.yaml"), stringify(CATALOGUE));
-  for (const spec of NODES) {
-    const models = join(dir, spec.name, "models");
-    await writeTinyModel(join(models, "tiny.gguf"), { seed: 1 });
-    neurons.push(
-      await startNeuron(dir, {
-        name: spec.name,
-        token: NEURON_TOKEN,
-        models_dir: models,
-        state_dir: join(dir, spec.name, "state"),
-        devices: spec.devices,
-        stop_grace_ms: 2000,
-      }),
-    );
-  }
+  for (const spec of NODES) neurons.push(await startTinyNeuron(dir, spec, NEURON_TOKEN));
   // An 80 GB pair running a 70B model across both GPUs, with 2.3 GB of other use on each.
   const H100 = 81_559;
   fake = await startFakeNeuron({

@@ -1,7 +1,6 @@
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { writeTinyModel } from "@cortex/harness-llamacpp";
 import { FleetSnapshot, ModelsAnswer } from "@cortex/protocol";
 import { openAIProblems } from "@cortex/protocol/openai";
 import { processesMentioning, waitFor } from "@cortex/testkit";
@@ -9,7 +8,7 @@ import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
 import { type AppProcess, CORTEX_CLI, startApp, stopApp } from "./support/app-process.js";
-import { type NeuronProcess, startNeuron } from "./support/neuron-process.js";
+import { type NeuronProcess, startTinyNeuron } from "./support/neuron-process.js";
 
 // The built cortex and two built neurons as processes on loopback, serving the tiny model
 // through the real llama.cpp harness, driven with the official openai client.
@@ -125,21 +124,8 @@ beforeAll(async () => {
     { name: "big", devices: [{ vram_total_mb: 24_576 }, { vram_total_mb: 24_576 }] },
     { name: "small", devices: [{ vram_total_mb: 8192 }] },
   ];
-  for (const spec of specs) {
-    const models = join(dir, spec.name, "models");
-    await writeTinyModel(join(models, "tiny.gguf"), { seed: 1 });
-    await writeTinyModel(join(models, "tiny-embed.gguf"), { seed: 2, variant: "embedding" });
-    neurons.push(
-      await startNeuron(dir, {
-        name: spec.name,
-        token: NEURON_TOKEN,
-        models_dir: models,
-        state_dir: join(dir, spec.name, "state"),
-        devices: spec.devices,
-        stop_grace_ms: 2000,
-      }),
-    );
-  }
+  for (const spec of specs)
+    neurons.push(await startTinyNeuron(dir, spec, NEURON_TOKEN, { embedding: true }));
   cortex = await startApp({
     cli: CORTEX_CLI,
     dir,

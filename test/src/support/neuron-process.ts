@@ -1,3 +1,5 @@
+import { join } from "node:path";
+import { writeTinyModel } from "@cortex/harness-llamacpp";
 import { type AppProcess, NEURON_CLI, startApp } from "./app-process.js";
 
 export type NeuronProcess = AppProcess & { readonly token: string };
@@ -18,4 +20,34 @@ export const startNeuron = async (
     env: { NEURON_LOG_LEVEL: "info", ...env },
   });
   return { ...app, token };
+};
+
+/** One node of a test fleet: its name and the GPUs its neuron.yaml declares. */
+export interface FleetNodeSpec {
+  readonly name: string;
+  readonly devices: readonly { readonly vram_total_mb: number }[];
+}
+
+/**
+ * A neuron serving the tiny model (and, with `embedding`, its embedding variant) from
+ * `dir/<name>/models`, its state in `dir/<name>/state`, with the declared GPUs.
+ */
+export const startTinyNeuron = async (
+  dir: string,
+  spec: FleetNodeSpec,
+  token: string,
+  options: { embedding?: boolean } = {},
+): Promise<NeuronProcess> => {
+  const models = join(dir, spec.name, "models");
+  await writeTinyModel(join(models, "tiny.gguf"), { seed: 1 });
+  if (options.embedding)
+    await writeTinyModel(join(models, "tiny-embed.gguf"), { seed: 2, variant: "embedding" });
+  return startNeuron(dir, {
+    name: spec.name,
+    token,
+    models_dir: models,
+    state_dir: join(dir, spec.name, "state"),
+    devices: spec.devices,
+    stop_grace_ms: 2000,
+  });
 };
