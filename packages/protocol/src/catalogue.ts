@@ -6,6 +6,7 @@ import {
   NodeName,
   NonNegativeInt,
   PositiveInt,
+  TimerSeconds,
 } from "./common.js";
 
 export const Capability = z.enum(["chat", "completions", "embeddings"]);
@@ -46,7 +47,7 @@ const ModelProfileFields = z.strictObject({
   pinned_on: z.array(NodeName).default([]),
   residency_priority: z.int().min(0).max(1_000_000).default(0),
   max_concurrency: PositiveInt.max(1024).default(4),
-  idle_ttl_s: NonNegativeInt.optional(),
+  idle_ttl_s: TimerSeconds.optional(),
   context_length: PositiveInt.optional(),
   capabilities: z.array(Capability).min(1).default(["chat", "completions"]),
   args: HarnessArgs.default({}),

@@ -35,6 +35,28 @@ export const IsoTime = z.iso.datetime({ offset: true });
 export const NonNegativeInt = z.int().nonnegative();
 export const PositiveInt = z.int().positive();
 
+/**
+ * The longest delay a Node.js timer holds (2^31 - 1 ms, about 24.8 days): a longer one fires
+ * after 1 ms instead, so every duration that ends up in a timer is bounded by it.
+ */
+export const MAX_TIMER_MS = 2_147_483_647;
+
+/** Milliseconds that become a timer: 1 ms up to MAX_TIMER_MS. */
+export const TimerMs = PositiveInt.max(
+  MAX_TIMER_MS,
+  "must be at most 2147483647 ms (about 24.8 days): a longer timer fires at once",
+);
+/** Like TimerMs, where 0 means "none" or "at once". */
+export const TimerMsOrZero = NonNegativeInt.max(
+  MAX_TIMER_MS,
+  "must be at most 2147483647 ms (about 24.8 days): a longer timer fires at once",
+);
+/** Seconds that become a timer: 0 up to MAX_TIMER_MS / 1000 (2,147,483 s, about 24.8 days). */
+export const TimerSeconds = NonNegativeInt.max(
+  Math.floor(MAX_TIMER_MS / 1000),
+  "must be at most 2147483 s (about 24.8 days): a longer timer fires at once",
+);
+
 /** `host:port`, `[v6]:port` or `:port`; the port may be 0 to let the OS pick (tests). */
 export const ListenAddress = z
   .string()

@@ -6,6 +6,9 @@ import {
   NodeName,
   NonNegativeInt,
   PositiveInt,
+  TimerMs,
+  TimerMsOrZero,
+  TimerSeconds,
 } from "./common.js";
 import { HarnessKind, LoadRequest } from "./neuron.js";
 
@@ -20,14 +23,38 @@ export const HarnessConfig = z.strictObject({
   command: z.union([z.string().min(1), z.array(z.string()).min(1)]).optional(),
   /** Path polled until it answers 2xx. */
   ready_path: z.string().startsWith("/").optional(),
-  /** Extra environment for the harness process. */
+  /**
+   * Environment for the harness process. It gets only this, the variables named in
+   * `inherit_env`, a few of the system's (PATH, HOME, locale, TMPDIR, ...) and the GPU selection:
+   * never the neuron's token or the rest of its environment.
+   */
   env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.string()).optional(),
+  /** Variables of the neuron's own environment the harness gets too (e.g. `HF_TOKEN` for vLLM). */
+  inherit_env: z
+    .array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/))
+    .max(256)
+    .optional(),
   /** For templates: catalogue `args` the harness accepts, each mapped to its command-line flag. */
   options: z
     .record(
       z.string().regex(/^[a-z][a-z0-9_-]{0,63}$/),
       z.string().regex(/^--?[A-Za-z0-9][A-Za-z0-9_-]*$/, "must be a flag like --name"),
     )
+    .optional(),
+  /**
+   * Whether a load may ask this harness for `trust_remote_code` (vLLM runs the repository's
+   * Python then): `true` for any source, or the `hf:` repositories (`owner/repo`) allowed.
+   * Only neuron.yaml can allow it; a load request asking for it otherwise is refused.
+   */
+  trust_remote_code: z
+    .union([
+      z.boolean(),
+      z.array(
+        z
+          .string()
+          .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*\/[A-Za-z0-9][A-Za-z0-9._-]*$/, "must be owner/repo"),
+      ),
+    ])
     .optional(),
 });
 export type HarnessConfig = z.infer<typeof HarnessConfig>;
@@ -43,12 +70,37 @@ export const DeviceOverride = z.strictObject({
 });
 export type DeviceOverride = z.output<typeof DeviceOverride>;
 
+/**
+ * What both servers take to bound what clients can hold: bodies, buffered bytes, connections,
+ * stalled readers, and how long a stop may take.
+ */
+const ServerLimits = {
+  /**
+   * Listening on a non-loopback address without authentication is refused at start unless
+   * this is true (then a warning is logged).
+   */
+  allow_unauthenticated: z.boolean().default(false),
+  /** The largest inference request body, in MiB (413 beyond it). */
+  max_body_mb: PositiveInt.max(1024).default(20),
+  /**
+   * Request bodies held by all requests together, in MiB; a request that would pass it is
+   * answered 503 before its body is read. Default: 1/16 of the machine's memory, 64 to 1024.
+   */
+  max_buffered_mb: PositiveInt.max(1_048_576).optional(),
+  /** Open client connections; one more is answered 503 and closed. */
+  max_connections: PositiveInt.max(1_000_000).default(10_000),
+  /** A response whose client accepted no bytes for this long is ended and its slot freed. */
+  client_stall_timeout_ms: TimerMs.default(30_000),
+  /** After SIGTERM, in-flight requests get this long before they are cut. */
+  shutdown_grace_ms: TimerMsOrZero.default(10_000),
+};
+
 export const NeuronConfig = z.strictObject({
   name: NodeName,
   listen: ListenAddress.default("0.0.0.0:13131"),
   token: z.string().default(""),
   models_dir: z.string().min(1).default("./data/models"),
-  default_idle_ttl_s: NonNegativeInt.default(900),
+  default_idle_ttl_s: TimerSeconds.default(900),
   harnesses: z.record(HarnessName, HarnessConfig).default({ llamacpp: {} }),
   devices: z.array(DeviceOverride).default([]),
   hf_endpoint: HttpUrl.default("https://huggingface.co"),
@@ -57,9 +109,10 @@ export const NeuronConfig = z.strictObject({
   state_dir: z.string().min(1).default("./data/state"),
   /** Requests that may wait per model beyond its `max_concurrency` running ones. */
   queue_max: NonNegativeInt.default(256),
-  queue_timeout_ms: PositiveInt.default(60_000),
+  queue_timeout_ms: TimerMs.default(60_000),
   /** How long a stopping harness gets between SIGTERM and SIGKILL. */
-  stop_grace_ms: NonNegativeInt.default(10_000),
+  stop_grace_ms: TimerMsOrZero.default(10_000),
+  ...ServerLimits,
 });
 export type NeuronConfig = z.output<typeof NeuronConfig>;
 export type NeuronConfigInput = z.input<typeof NeuronConfig>;
@@ -77,20 +130,21 @@ export const CortexConfig = z
     catalogue: z.string().min(1).default("./catalogue"),
     data_dir: z.string().min(1).default("./data"),
     /** Requests older than this many days leave the request log (hourly); 0 keeps them all. */
-    request_log_retention_days: NonNegativeInt.default(30),
-    poll_interval_ms: PositiveInt.min(50).default(2000),
+    request_log_retention_days: NonNegativeInt.max(36_500).default(30),
+    poll_interval_ms: TimerMs.min(50).default(2000),
     /** `/discovery` is polled on start and then every this many milliseconds. */
-    discovery_interval_ms: PositiveInt.min(50).default(60_000),
-    poll_timeout_ms: PositiveInt.default(1500),
+    discovery_interval_ms: TimerMs.min(50).default(60_000),
+    poll_timeout_ms: TimerMs.default(1500),
     poll_concurrency: PositiveInt.default(64),
     unhealthy_after_failures: PositiveInt.default(3),
     api_keys: z.array(z.string().min(1)).default([]),
     admin_token: z.string().default(""),
-    load_timeout_ms: PositiveInt.default(600_000),
-    stream_idle_timeout_ms: PositiveInt.default(120_000),
+    load_timeout_ms: TimerMs.default(600_000),
+    stream_idle_timeout_ms: TimerMs.default(120_000),
     queue_max: NonNegativeInt.default(256),
-    queue_timeout_ms: PositiveInt.default(60_000),
+    queue_timeout_ms: TimerMs.default(60_000),
     neurons: z.array(NeuronTarget).default([]),
+    ...ServerLimits,
   })
   .superRefine((config, ctx) => {
     const seen = new Set<string>();

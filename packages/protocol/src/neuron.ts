@@ -1,6 +1,14 @@
 import { z } from "zod";
 import { HarnessArgs } from "./catalogue.js";
-import { HarnessName, IsoTime, ModelId, NodeName, NonNegativeInt, PositiveInt } from "./common.js";
+import {
+  HarnessName,
+  IsoTime,
+  ModelId,
+  NodeName,
+  NonNegativeInt,
+  PositiveInt,
+  TimerSeconds,
+} from "./common.js";
 
 // Answers are parsed leniently (unknown fields are dropped) so a newer neuron can talk to an
 // older cortex; requests and config are strict, so a typo is an error rather than a no-op.
@@ -98,7 +106,7 @@ export const LoadRequest = z.strictObject({
   tensor_parallel: PositiveInt.optional(),
   vram_mb: NonNegativeInt.optional(),
   max_concurrency: PositiveInt.max(1024).optional(),
-  idle_ttl_s: NonNegativeInt.optional(),
+  idle_ttl_s: TimerSeconds.optional(),
   context_length: PositiveInt.optional(),
   args: HarnessArgs.optional(),
   /** Residents of equal or lower priority may be evicted to make room (default 0). */
