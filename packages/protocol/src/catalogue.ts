@@ -5,6 +5,7 @@ import {
   ModelId,
   NodeName,
   NonNegativeInt,
+  ownRecord,
   PositiveInt,
   TimerSeconds,
 } from "./common.js";
@@ -19,7 +20,7 @@ export const HarnessArgValue = z.union([
   z.boolean(),
   z.array(z.union([z.string(), z.number()])),
 ]);
-export const HarnessArgs = z.record(
+export const HarnessArgs = ownRecord(
   z
     .string()
     .regex(/^[a-z][a-z0-9_-]{0,63}$/, "option names are lowercase snake_case or kebab-case"),
@@ -31,7 +32,10 @@ const ModelProfileFields = z.strictObject({
   id: ModelId,
   aliases: z.array(ModelAlias).default([]),
   harness: HarnessName,
-  source: z.string().min(1, "must name a path, file://, https:// or hf: source"),
+  source: z
+    .string()
+    .min(1, "must name a path, file://, https:// or hf: source")
+    .max(4096, "must be at most 4096 characters"),
   quant: z.string().min(1).optional(),
   /**
    * Where the model computes. `gpu` (default) needs `min_devices` GPUs; `cpu` needs none

@@ -82,3 +82,23 @@ export const parseListen = (value: string): ParsedListen => {
 };
 
 export const HttpUrl = z.url({ protocol: /^https?$/, error: "must be an http:// or https:// URL" });
+
+/**
+ * A record whose keys come from a request or a file: like `z.record`, but a `__proto__` key
+ * (which JSON.parse makes an own property, and `z.record` would silently drop) is an error
+ * rather than a key that vanishes.
+ */
+export const ownRecord = <K extends z.core.$ZodRecordKey, V extends z.ZodType>(key: K, value: V) =>
+  z.preprocess(
+    (input, ctx) => {
+      if (typeof input === "object" && input !== null && Object.hasOwn(input, "__proto__"))
+        ctx.addIssue({
+          code: "custom",
+          message: '"__proto__" is not an accepted name',
+          path: ["__proto__"],
+          input,
+        });
+      return input;
+    },
+    z.record(key, value),
+  );

@@ -5,6 +5,7 @@ import {
   ListenAddress,
   NodeName,
   NonNegativeInt,
+  ownRecord,
   PositiveInt,
   TimerMs,
   TimerMsOrZero,
@@ -28,19 +29,17 @@ export const HarnessConfig = z.strictObject({
    * `inherit_env`, a few of the system's (PATH, HOME, locale, TMPDIR, ...) and the GPU selection:
    * never the neuron's token or the rest of its environment.
    */
-  env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.string()).optional(),
+  env: ownRecord(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.string()).optional(),
   /** Variables of the neuron's own environment the harness gets too (e.g. `HF_TOKEN` for vLLM). */
   inherit_env: z
     .array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/))
     .max(256)
     .optional(),
   /** For templates: catalogue `args` the harness accepts, each mapped to its command-line flag. */
-  options: z
-    .record(
-      z.string().regex(/^[a-z][a-z0-9_-]{0,63}$/),
-      z.string().regex(/^--?[A-Za-z0-9][A-Za-z0-9_-]*$/, "must be a flag like --name"),
-    )
-    .optional(),
+  options: ownRecord(
+    z.string().regex(/^[a-z][a-z0-9_-]{0,63}$/),
+    z.string().regex(/^--?[A-Za-z0-9][A-Za-z0-9_-]*$/, "must be a flag like --name"),
+  ).optional(),
   /**
    * Whether a load may ask this harness for `trust_remote_code` (vLLM runs the repository's
    * Python then): `true` for any source, or the `hf:` repositories (`owner/repo`) allowed.
@@ -95,13 +94,22 @@ const ServerLimits = {
   shutdown_grace_ms: TimerMsOrZero.default(10_000),
 };
 
+/**
+ * A bearer token or key: a client sends it in a header, whose value is trimmed, so one with
+ * whitespace at either end could never match. Empty means none.
+ */
+const Secret = z
+  .string()
+  .max(4096)
+  .refine((value) => value === value.trim(), "must not start or end with whitespace");
+
 export const NeuronConfig = z.strictObject({
   name: NodeName,
   listen: ListenAddress.default("0.0.0.0:13131"),
-  token: z.string().default(""),
+  token: Secret.default(""),
   models_dir: z.string().min(1).default("./data/models"),
   default_idle_ttl_s: TimerSeconds.default(900),
-  harnesses: z.record(HarnessName, HarnessConfig).default({ llamacpp: {} }),
+  harnesses: ownRecord(HarnessName, HarnessConfig).default({ llamacpp: {} }),
   devices: z.array(DeviceOverride).default([]),
   hf_endpoint: HttpUrl.default("https://huggingface.co"),
   preload: z.array(LoadRequest).default([]),
@@ -120,7 +128,7 @@ export type NeuronConfigInput = z.input<typeof NeuronConfig>;
 export const NeuronTarget = z.strictObject({
   name: NodeName,
   url: HttpUrl,
-  token: z.string().default(""),
+  token: Secret.default(""),
 });
 export type NeuronTarget = z.output<typeof NeuronTarget>;
 
@@ -137,8 +145,8 @@ export const CortexConfig = z
     poll_timeout_ms: TimerMs.default(1500),
     poll_concurrency: PositiveInt.default(64),
     unhealthy_after_failures: PositiveInt.default(3),
-    api_keys: z.array(z.string().min(1)).default([]),
-    admin_token: z.string().default(""),
+    api_keys: z.array(Secret.min(1)).default([]),
+    admin_token: Secret.default(""),
     load_timeout_ms: TimerMs.default(600_000),
     stream_idle_timeout_ms: TimerMs.default(120_000),
     queue_max: NonNegativeInt.default(256),

@@ -97,7 +97,7 @@ export type ModelsAnswer = z.infer<typeof ModelsAnswer>;
 export const LoadRequest = z.strictObject({
   model_id: ModelId,
   harness: HarnessName,
-  source: z.string().min(1),
+  source: z.string().min(1).max(4096, "must be at most 4096 characters"),
   quant: z.string().min(1).optional(),
   devices: z
     .array(NonNegativeInt)
