@@ -4,12 +4,22 @@ import type { ErrorRequestHandler, RequestHandler } from "express";
 import type { z } from "zod";
 import { ApiError, type Log } from "./api-error.js";
 
+/** The longest message an error envelope carries: messages may quote what a client sent. */
+export const MAX_ERROR_MESSAGE_CHARS = 4096;
+
+const boundedMessage = (message: string): string =>
+  message.length <= MAX_ERROR_MESSAGE_CHARS
+    ? message
+    : `${message.slice(0, MAX_ERROR_MESSAGE_CHARS - 40)} […${message.length - MAX_ERROR_MESSAGE_CHARS + 40} characters cut]`;
+
 /**
  * Writes `error` as the OpenAI envelope with its status (and Retry-After when transient). Plain
  * `node:http` responses and express's alike: the inference fast path has no express.
  */
 export const sendError = (res: ServerResponse, error: ApiError): void => {
-  const body = JSON.stringify(errorEnvelope(error.code, error.message, error.param));
+  const body = JSON.stringify(
+    errorEnvelope(error.code, boundedMessage(error.message), error.param),
+  );
   if (error.retryAfterS !== null) res.setHeader("Retry-After", String(error.retryAfterS));
   res.statusCode = ERROR_CODES[error.code].status;
   res.setHeader("Content-Type", "application/json; charset=utf-8");
@@ -76,6 +86,12 @@ export const errorHandler =
         );
       }
     }
+    // The router could not decode a path parameter (`/models/%ZZ/logs`): the client's fault.
+    if (error instanceof URIError)
+      return sendError(
+        res,
+        new ApiError("invalid_request_error", "the path is not valid percent-encoding"),
+      );
     log.error({ err: error, method: req.method, path: req.path }, "unexpected error");
     sendError(res, new ApiError("internal_error", "internal error"));
   };

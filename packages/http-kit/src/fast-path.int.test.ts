@@ -3,14 +3,13 @@ import { type IncomingMessage, request, type Server } from "node:http";
 import { type AddressInfo, connect } from "node:net";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { ApiError } from "./api-error.js";
+import { readBody } from "./body.js";
 import {
   type FastHandler,
   failRequest,
   isInference,
-  jsonObjectOf,
   listen,
   pathOf,
-  readBody,
   withFastPath,
 } from "./fast-path.js";
 
@@ -153,48 +152,6 @@ describe("isInference", () => {
     ["POST", undefined, false],
   ])("%s %s → %s", (method, url, expected) => {
     expect(isInference(message(method, url))).toBe(expected);
-  });
-});
-
-describe("jsonObjectOf", () => {
-  it.each([
-    ['{"model":"m","n":1}', { model: "m", n: 1 }],
-    ["{}", {}],
-    ['  \n{"model":"m"}\n  ', { model: "m" }],
-    ['{"nested":{"a":[1,{"b":null}]}}', { nested: { a: [1, { b: null }] } }],
-    ['{"text":"héllo ☃"}', { text: "héllo ☃" }],
-  ])("reads %s", (body, expected) => {
-    expect(jsonObjectOf(Buffer.from(body))).toEqual(expected);
-  });
-
-  it.each([
-    ["", "the request body must be a JSON object with a model"],
-    ["[]", "the request body must be a JSON object"],
-    ['[{"model":"m"}]', "the request body must be a JSON object"],
-    ["null", "the request body must be a JSON object"],
-    ['"model"', "the request body must be a JSON object"],
-    ["42", "the request body must be a JSON object"],
-    ["true", "the request body must be a JSON object"],
-    ["{oops", "the request body is not valid JSON"],
-    ['{"model":"m"', "the request body is not valid JSON"],
-    ['{"a":1}{"b":2}', "the request body is not valid JSON"],
-    ["   ", "the request body is not valid JSON"],
-    ["model=m", "the request body is not valid JSON"],
-  ])("refuses %j with 400", (body, message) => {
-    let caught: unknown;
-    try {
-      jsonObjectOf(Buffer.from(body));
-    } catch (error) {
-      caught = error;
-    }
-    expect(caught).toBeInstanceOf(ApiError);
-    expect(caught).toMatchObject({ code: "invalid_request_error", message });
-  });
-
-  it("refuses bytes that are not UTF-8 JSON", () => {
-    expect(() => jsonObjectOf(Buffer.from([0x7b, 0xff, 0xfe, 0x7d]))).toThrow(
-      "the request body is not valid JSON",
-    );
   });
 });
 

@@ -5,6 +5,7 @@ import {
   type Server,
   type ServerResponse,
 } from "node:http";
+import type { Socket } from "node:net";
 import { ApiError, type Log } from "./api-error.js";
 import { sendError } from "./errors.js";
 
@@ -59,99 +60,53 @@ export const withFastPath = (
   };
 };
 
-/**
- * The whole request body, refused past `limitBytes` (413) or when it is compressed (400: the
- * body is forwarded as sent, and an upstream model server need not inflate it).
- */
-export const readBody = (req: IncomingMessage, limitBytes: number): Promise<Buffer> => {
-  const encoding = req.headers["content-encoding"];
-  if (encoding !== undefined && encoding !== "identity")
-    return Promise.reject(
-      new ApiError(
-        "invalid_request_error",
-        `content-encoding ${encoding} is not supported: send the body uncompressed`,
-      ),
-    );
-  // Too late to read: the body was consumed, or the client is gone.
-  if (req.readableEnded || req.destroyed)
-    return Promise.reject(
-      new ApiError("invalid_request_error", "the request body could not be read"),
-    );
-  const declared = Number(req.headers["content-length"]);
-  if (declared > limitBytes) return Promise.reject(tooLarge(limitBytes));
-  return new Promise<Buffer>((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const cleanup = () => {
-      req.off("data", onData);
-      req.off("end", onEnd);
-      req.off("error", onError);
-      req.off("close", onClose);
-    };
-    const onData = (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limitBytes) {
-        cleanup();
-        // The rest is read and thrown away by node:http once the answer is sent.
-        reject(tooLarge(limitBytes));
-        return;
-      }
-      chunks.push(chunk);
-    };
-    const onEnd = () => {
-      cleanup();
-      resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size));
-    };
-    const onError = (error: Error) => {
-      cleanup();
-      reject(
-        new ApiError("invalid_request_error", "the request body could not be read", {
-          cause: error,
-        }),
-      );
-    };
-    const onClose = () => {
-      if (req.complete) return;
-      cleanup();
-      reject(new ApiError("invalid_request_error", "the client went away while sending the body"));
-    };
-    req.on("data", onData);
-    req.on("end", onEnd);
-    req.on("error", onError);
-    req.on("close", onClose);
-  });
-};
+export interface ListenOptions {
+  /**
+   * Open client connections beyond which a request is answered 503 `overloaded` and its
+   * connection closed; twice as many are dropped by the kernel-facing listener unanswered.
+   */
+  readonly maxConnections?: number;
+}
 
-const tooLarge = (limitBytes: number): ApiError =>
-  new ApiError(
-    "payload_too_large",
-    `the request body is larger than ${
-      limitBytes >= 2 ** 20 ? `${Math.round(limitBytes / 2 ** 20)} MiB` : `${limitBytes} bytes`
-    }`,
-  );
-
-/** The JSON object a body holds: 400 when it is empty, not JSON, or not an object. */
-export const jsonObjectOf = (body: Buffer): Record<string, unknown> => {
-  if (body.length === 0)
-    throw new ApiError(
-      "invalid_request_error",
-      "the request body must be a JSON object with a model",
-    );
-  let json: unknown;
-  try {
-    json = JSON.parse(body.toString("utf8"));
-  } catch {
-    throw new ApiError("invalid_request_error", "the request body is not valid JSON");
-  }
-  if (typeof json !== "object" || json === null || Array.isArray(json))
-    throw new ApiError("invalid_request_error", "the request body must be a JSON object");
-  return json as Record<string, unknown>;
-};
+/** How long a connection over the limit may stay open without sending its request. */
+const OVER_LIMIT_IDLE_MS = 5000;
 
 /** Starts a server for `listener` on `host:port`; resolves once it listens. */
-export const listen = (listener: RequestListener, port: number, host: string): Promise<Server> =>
+export const listen = (
+  listener: RequestListener,
+  port: number,
+  host: string,
+  options: ListenOptions = {},
+): Promise<Server> =>
   new Promise((resolve, reject) => {
-    const server = createServer(listener);
+    const max = options.maxConnections;
+    let server: Server;
+    if (max === undefined) server = createServer(listener);
+    else {
+      const overLimit = new WeakSet<Socket>();
+      let open = 0;
+      server = createServer((req, res) => {
+        if (!overLimit.has(req.socket)) return listener(req, res);
+        res.shouldKeepAlive = false;
+        sendError(
+          res,
+          new ApiError("overloaded", "the server has too many open connections; retry shortly", {
+            retryAfterS: 1,
+          }),
+        );
+      });
+      server.maxConnections = max * 2;
+      server.on("connection", (socket: Socket) => {
+        open += 1;
+        socket.once("close", () => {
+          open -= 1;
+        });
+        if (open > max) {
+          overLimit.add(socket);
+          socket.setTimeout(OVER_LIMIT_IDLE_MS, () => socket.destroy());
+        }
+      });
+    }
     server.once("error", reject);
     server.listen(port, host, () => {
       server.off("error", reject);

@@ -12,7 +12,8 @@ import {
   requireBearer,
 } from "./index.js";
 
-const silent = { info: () => {}, warn: () => {}, error: () => {} };
+const errors: unknown[] = [];
+const silent = { info: () => {}, warn: () => {}, error: (object: object) => errors.push(object) };
 const servers: Server[] = [];
 afterEach(async () => {
   for (const server of servers.splice(0)) {
@@ -29,6 +30,9 @@ const serve = async (tokens: string | string[]) => {
   });
   app.get("/busy", () => {
     throw new ApiError("overloaded", "too busy", { retryAfterS: 3 });
+  });
+  app.get("/models/:id/logs", (req, res) => {
+    res.json({ id: req.params.id });
   });
   app.get("/bug", () => {
     throw new Error("secret internals");
@@ -86,6 +90,34 @@ describe("http-kit", () => {
     expect(error.param).toBe("n");
     expect((await post("{oops")).status).toBe(400);
     expect(await (await post(JSON.stringify({ n: 2 }))).json()).toEqual({ n: 2 });
+  });
+
+  it("never echoes more than 4096 characters of what a client sent in an error", async () => {
+    const call = await serve([]);
+    const key = "k".repeat(60_000);
+    const answer = await call("/echo", {
+      method: "POST",
+      body: JSON.stringify({ n: 1, [key]: 1 }),
+      headers: { "content-type": "application/json" },
+    });
+    expect(answer.status).toBe(400);
+    const { error } = (await answer.json()) as { error: { message: string } };
+    expect(error.message.length).toBeLessThanOrEqual(4096);
+    expect(error.message).toContain("characters cut");
+  });
+
+  it("answers a path parameter that is not valid percent-encoding with 400, not a logged 500", async () => {
+    const call = await serve([]);
+    errors.length = 0;
+    for (const path of ["/models/%ZZ/logs", "/models/%E0%A4%A/logs", "/models/%/logs"]) {
+      const answer = await call(path);
+      expect(answer.status).toBe(400);
+      expect(await answer.json()).toMatchObject({
+        error: { code: "invalid_request_error", message: "the path is not valid percent-encoding" },
+      });
+    }
+    expect(errors).toEqual([]);
+    expect(await (await call("/models/a%20b/logs")).json()).toEqual({ id: "a b" });
   });
 
   it("streams named server-sent events", async () => {

@@ -201,7 +201,47 @@ export interface PipeOptions {
    * usual case) leaves in the same write as the headers.
    */
   readonly flushHeaders?: boolean;
+  /**
+   * A client that accepts none of the bytes waiting for it for this long is cut (`res` is
+   * destroyed, which aborts the caller's upstream request and frees its slot). 0: never.
+   */
+  readonly stallTimeoutMs?: number;
 }
+
+/**
+ * Watches `res` for a client that stopped reading: armed when a write has to wait, it cuts the
+ * response once no waiting byte has been accepted for `ms` (a client that reads slowly, but
+ * reads, keeps it). Returns the function that arms it.
+ */
+export const stallGuard = (res: ServerResponse, ms: number): (() => void) => {
+  if (!(ms > 0)) return () => {};
+  let timer: NodeJS.Timeout | undefined;
+  let waiting = 0;
+  const disarm = () => {
+    if (timer) clearTimeout(timer);
+    timer = undefined;
+  };
+  const check = () => {
+    timer = undefined;
+    if (res.writableFinished || res.destroyed) return;
+    const now = res.writableLength;
+    if (now === 0) return;
+    if (now < waiting) {
+      waiting = now;
+      timer = setTimeout(check, ms);
+      return;
+    }
+    res.destroy();
+  };
+  res.on("drain", disarm);
+  res.once("finish", disarm);
+  res.once("close", disarm);
+  return () => {
+    if (timer || res.writableFinished || res.destroyed) return;
+    waiting = res.writableLength;
+    timer = setTimeout(check, ms);
+  };
+};
 
 /**
  * Copies the answer's body into `res` with backpressure (a slow client pauses the upstream
@@ -218,6 +258,7 @@ export const pipeBody = (
     let ended = false;
     let wrote = false;
     const onDrain = () => response.resume();
+    const stalling = stallGuard(res, options.discard ? 0 : (options.stallTimeoutMs ?? 0));
     if (options.flushHeaders && !options.discard)
       setImmediate(() => {
         if (!wrote && !res.writableEnded && !res.destroyed) res.flushHeaders();
@@ -229,12 +270,18 @@ export const pipeBody = (
       if (!res.write(chunk)) {
         response.pause();
         res.once("drain", onDrain);
+        stalling();
       }
     });
     response.on("end", () => {
       ended = true;
       res.off("drain", onDrain);
-      if (!options.discard) res.end();
+      if (!options.discard) {
+        res.end();
+        // What the client has not taken yet still has to go: a client that takes none of
+        // it is cut, or its connection would stay open (the slot is freed already).
+        if (!res.writableFinished) stalling();
+      }
       resolve(true);
     });
     // An aborted answer emits "error" (ECONNRESET "aborted"); "close" follows every ending.

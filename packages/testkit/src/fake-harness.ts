@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import { parseArgs } from "node:util";
 import { z } from "zod";
+import { paddingOf, writeAndWait } from "./backpressure.js";
 import { completionAnswer, embeddingAnswer, streamChunk } from "./fake-answers.js";
 
 // A fake OpenAI-compatible model server for neuron tests and benchmarks. It is started the way
@@ -23,6 +24,8 @@ export const FakeBehaviour = z.strictObject({
   latency_ms: z.int().nonnegative().default(0),
   /** Chunks in a streamed answer. */
   stream_chunks: z.int().positive().default(5),
+  /** Padding (an SSE comment of this many bytes) before each chunk, to make streams heavy. */
+  stream_padding_bytes: z.int().nonnegative().default(0),
   /** Text printed to stdout at start, for log tests. */
   banner: z.string().default("fake harness starting"),
 });
@@ -110,7 +113,10 @@ export const startFakeHarness = async (options: FakeHarnessOptions) => {
       if (i > 0) await sleep(behaviour.latency_ms);
       const last = i === behaviour.stream_chunks - 1;
       const chunk = streamChunk(chat, id, created, model, i, last);
-      res.write(`data: ${JSON.stringify(chunk)}\n\n`);
+      await writeAndWait(
+        res,
+        `${paddingOf(behaviour.stream_padding_bytes)}data: ${JSON.stringify(chunk)}\n\n`,
+      );
     }
     if (!closed) res.end("data: [DONE]\n\n");
   });

@@ -19,6 +19,7 @@ import {
   type NeuronModel,
   UnloadRequest,
 } from "@cortex/protocol";
+import { paddingOf, writeAndWait } from "./backpressure.js";
 import { completionAnswer, embeddingAnswer, streamChunk } from "./fake-answers.js";
 
 // A fake neuron for cortex tests and benchmarks: the neuron HTTP API of DESIGN.md on loopback,
@@ -39,6 +40,8 @@ export interface FakeNeuronOptions {
   readonly latencyMs?: number;
   /** Chunks in a streamed inference answer. */
   readonly streamChunks?: number;
+  /** Padding (an SSE comment of this many bytes) before each chunk, to make streams heavy. */
+  readonly streamPaddingBytes?: number;
   /** Host in the URLs it reports (`/models/{id}/endpoint`, load answers); default `localhost`. */
   readonly endpointHost?: string;
 }
@@ -144,6 +147,7 @@ export const startFakeNeuron = async (options: FakeNeuronOptions): Promise<FakeN
   const harnesses = [...(options.harnesses ?? DEFAULT_HARNESSES)];
   const endpointHost = options.endpointHost ?? "localhost";
   const streamChunks = options.streamChunks ?? 5;
+  const padding = paddingOf(options.streamPaddingBytes);
   let latencyMs = options.latencyMs ?? 0;
   let loadDelayMs = options.loadDelayMs ?? 0;
   const startedAt = Date.now();
@@ -437,7 +441,7 @@ export const startFakeNeuron = async (options: FakeNeuronOptions): Promise<FakeN
       if (gone) return;
       const last = i === streamChunks - 1;
       const chunk = streamChunk(chat, id, created, model, i, last);
-      res.write(`data: ${JSON.stringify(chunk)}\n\n`);
+      await writeAndWait(res, `${padding}data: ${JSON.stringify(chunk)}\n\n`);
     }
     if (!gone) res.end("data: [DONE]\n\n");
   };

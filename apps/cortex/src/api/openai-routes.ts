@@ -3,13 +3,16 @@ import type { Catalogue } from "@cortex/catalogue";
 import { resolveModelName } from "@cortex/catalogue";
 import {
   ApiError,
+  type BodyBudget,
   bearerCheck,
   ClientSignal,
   type FastHandler,
-  jsonObjectOf,
+  type InferenceFields,
+  inferenceFields,
   pathOf,
   readBody,
   requireBearer,
+  withModel,
   wrongToken,
 } from "@cortex/http-kit";
 import {
@@ -61,36 +64,17 @@ export interface OpenAIRoutesOptions {
   readonly loadTimeoutMs: number;
   readonly record: (record: RequestRecord) => void;
   readonly startedS: number;
-  /** The largest request body accepted (413 beyond it); 50 MiB by default. */
+  /** The largest request body accepted (413 beyond it); 20 MiB by default, as the neuron's. */
   readonly bodyLimitBytes?: number;
+  /** Bytes of bodies all requests may hold together (503 beyond it); unbounded when absent. */
+  readonly bodyBudget?: BodyBudget;
+  /** A client that accepts no bytes of its answer for this long is cut (and its slot freed). */
+  readonly clientStallTimeoutMs?: number;
   /** The fleet's events, for cold-load progress in streaming clients' keep-alive comments. */
   readonly subscribe?: (listener: (event: FleetEvent) => void) => () => void;
   /** How often a waiting streaming client gets a keep-alive comment. */
   readonly feedbackEveryMs?: number;
 }
-
-interface Parsed {
-  readonly model: string;
-  readonly json: Record<string, unknown>;
-  readonly stream: boolean;
-}
-
-/** Reads `model` (and `stream`) from a raw JSON body; the body itself is forwarded as sent. */
-const parseInference = (body: Buffer): Parsed => {
-  const json = jsonObjectOf(body);
-  const { model, stream } = json as { model?: unknown; stream?: unknown };
-  if (model === undefined || model === null || model === "")
-    throw new CortexError(
-      "missing_model",
-      "the request body has no model: say which model should answer",
-      {
-        param: "model",
-      },
-    );
-  if (typeof model !== "string")
-    throw new CortexError("invalid_request_error", "model must be a string", { param: "model" });
-  return { model, json, stream: stream === true };
-};
 
 /** What a path needs for checkPath's closer look: an escape, a backslash, a dot segment. */
 const SUSPECT_PATH = /%|\\|(?:^|\/)\.\.?(?:\/|$)/;
@@ -120,8 +104,8 @@ const checkPath = (path: string): void => {
 /** Tries other replicas this many times when a neuron refuses the connection. */
 const CONNECT_RETRIES = 2;
 
-/** The largest request body cortex accepts, unless the options say otherwise. */
-const BODY_LIMIT_BYTES = 50 * 2 ** 20;
+/** The largest request body cortex accepts, unless the options say otherwise (the neuron's). */
+const BODY_LIMIT_BYTES = 20 * 2 ** 20;
 
 export interface OpenAIRoutes {
   /** `GET /v1/models` (and the token check for every other `/v1` path), for the express app. */
@@ -164,7 +148,7 @@ export const openAIRoutes = (options: OpenAIRoutesOptions): OpenAIRoutes => {
     const started = performance.now();
     const at = Date.now();
     const path = pathOf(req.url);
-    let parsed: Parsed | undefined;
+    let parsed: InferenceFields | undefined;
     let lease: Lease | undefined;
     let feedback: WaitFeedback | undefined;
     // Aborted when the client goes away: waiting and the neuron request both end then.
@@ -190,8 +174,9 @@ export const openAIRoutes = (options: OpenAIRoutesOptions): OpenAIRoutes => {
       });
     try {
       checkPath(path);
-      const body = await readBody(req, bodyLimit);
-      parsed = parseInference(body);
+      // Charged to the budget until the answer closes, waiting for a slot included.
+      let body = await readBody(req, bodyLimit, options.bodyBudget?.charge(res));
+      parsed = inferenceFields(body);
       const requested = parsed.model;
       // Streams that wait (cold load, admission queue, lazy reload) get keep-alive comments.
       if (parsed.stream)
@@ -199,20 +184,26 @@ export const openAIRoutes = (options: OpenAIRoutesOptions): OpenAIRoutes => {
       const excluded = new Set<string>();
       for (let attempt = 0; ; attempt += 1) {
         lease = await options.dispatcher.acquire(parsed.model, gone, excluded);
+        // An alias becomes the model's id in the body; every other byte goes as sent. The
+        // rewritten body replaces the original (a retry sends the same).
+        if (lease.model !== parsed.model) {
+          body = withModel(body, parsed.modelSpan, lease.model);
+          const start: number = parsed.modelSpan.start;
+          const end: number = start + Buffer.byteLength(JSON.stringify(lease.model));
+          parsed = { ...parsed, model: lease.model, modelSpan: { start, end } };
+        }
         try {
           const result = await forward(res, {
             baseUrl: lease.url,
             path,
-            body:
-              lease.model === parsed.model
-                ? body
-                : JSON.stringify({ ...parsed.json, model: lease.model }),
+            body,
             token: options.tokenOf(lease.node),
             requestId,
             accept: req.headers.accept,
             // An unloaded model answers only once its neuron has reloaded it.
             idleTimeoutMs: lease.coldStart ? options.loadTimeoutMs : options.streamIdleTimeoutMs,
             signal: gone,
+            stallTimeoutMs: options.clientStallTimeoutMs ?? 0,
             onResponse: () => feedback?.stop(),
           });
           record(result.aborted ? 499 : result.broken ? 502 : result.status, {

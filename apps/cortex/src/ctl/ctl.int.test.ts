@@ -229,6 +229,12 @@ describe("cortexctl", () => {
     expect(run.stderr.trim()).toBe(`cortexctl: cannot reach cortex at ${url} (ECONNREFUSED)`);
   });
 
+  it("refuses --seconds longer than a timer holds instead of returning at once", async () => {
+    const run = await ctl(["events", "--seconds", "3000000"]);
+    expect(run.code).not.toBe(0);
+    expect(run.stderr).toContain("--seconds must be a number of seconds from 0 to 2147483");
+  });
+
   it("bad usage exits 2", async () => {
     const run = await ctl(["load"]);
     expect(run.code).toBe(2);

@@ -80,6 +80,8 @@ export interface ForwardOptions {
   /** No byte for this long (before or during the answer) fails the request; never a total limit. */
   readonly idleTimeoutMs: number;
   readonly signal: Abortable;
+  /** A client that accepts no bytes of the answer for this long is cut (0: never). */
+  readonly stallTimeoutMs?: number;
   /** Called when the neuron's answer starts, before anything of it is written. */
   readonly onResponse?: () => void;
 }
@@ -200,6 +202,7 @@ export const forward = async (
   const complete = await pipeBody(response, res, {
     discard: relayError,
     flushHeaders,
+    stallTimeoutMs: options.stallTimeoutMs ?? 0,
     onChunk: (chunk) => {
       if (firstByteMs === null) firstByteMs = performance.now() - started;
       tail.push(chunk);

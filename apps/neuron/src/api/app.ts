@@ -3,7 +3,7 @@ import { errorHandler, isInference, notFound, requireBearer, withFastPath } from
 import type { DiscoveryAnswer } from "@cortex/protocol";
 import express from "express";
 import type { Log, ModelManager } from "../models/model-manager.js";
-import { inferenceHandler } from "./inference.js";
+import { type InferenceLimits, inferenceHandler } from "./inference.js";
 import { modelsRoutes } from "./models-routes.js";
 
 export interface AppDeps {
@@ -15,6 +15,8 @@ export interface AppDeps {
   readonly discovery: () => DiscoveryAnswer;
   readonly status: () => "ok" | "starting" | "stopping";
   readonly log: Log;
+  /** Bounds on inference requests (body size, buffered bodies, stalled clients). */
+  readonly limits?: InferenceLimits;
 }
 
 /**
@@ -41,5 +43,10 @@ export const createNeuronApp = (deps: AppDeps): RequestListener => {
   app.use(modelsRoutes(deps.manager, () => deps.selfUrl));
   app.use(notFound);
   app.use(errorHandler(deps.log));
-  return withFastPath(isInference, inferenceHandler(deps.manager, deps.token), app, deps.log);
+  return withFastPath(
+    isInference,
+    inferenceHandler(deps.manager, deps.token, deps.limits),
+    app,
+    deps.log,
+  );
 };

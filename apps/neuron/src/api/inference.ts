@@ -1,31 +1,31 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import {
+  type BodyBudget,
   bearerCheck,
   ClientSignal,
   type FastHandler,
-  jsonObjectOf,
+  inferenceFields,
   pathOf,
   readBody,
   wrongToken,
 } from "@cortex/http-kit";
-import { NeuronError } from "../errors.js";
 import type { ModelManager } from "../models/model-manager.js";
 import { forward } from "../proxy/forward.js";
 
-/** The largest request body the neuron accepts. */
-const BODY_LIMIT_BYTES = 20 * 2 ** 20;
+/** What bounds one inference request: its body, all bodies together, a client that stops reading. */
+export interface InferenceLimits {
+  /** The largest request body accepted (413 beyond it). */
+  readonly bodyLimitBytes: number;
+  /** Bytes of bodies all requests may hold together (503 beyond it). */
+  readonly bodyBudget?: BodyBudget;
+  /** A client that accepts no bytes of its answer for this long is cut and its slot freed. */
+  readonly clientStallTimeoutMs: number;
+}
 
-/** Reads `model` from a raw JSON body without re-serialising what is forwarded. */
-const modelIn = (body: Buffer): string => {
-  const model = jsonObjectOf(body).model;
-  if (typeof model !== "string" || model === "") {
-    throw new NeuronError(
-      "missing_model",
-      "the request body has no model: say which model should answer",
-      { param: "model" },
-    );
-  }
-  return model;
+/** The neuron's limits unless neuron.yaml says otherwise. */
+export const DEFAULT_INFERENCE_LIMITS: InferenceLimits = {
+  bodyLimitBytes: 20 * 2 ** 20,
+  clientStallTimeoutMs: 30_000,
 };
 
 /**
@@ -33,12 +33,17 @@ const modelIn = (body: Buffer): string => {
  * for byte, through its admission queue, and the answer streams back. A client that leaves
  * aborts the upstream request, which frees the slot.
  */
-export const inferenceHandler = (manager: ModelManager, token: string): FastHandler => {
+export const inferenceHandler = (
+  manager: ModelManager,
+  token: string,
+  limits: InferenceLimits = DEFAULT_INFERENCE_LIMITS,
+): FastHandler => {
   const authorized = bearerCheck(token);
   return async (req: IncomingMessage, res: ServerResponse) => {
     if (!authorized(req.headers.authorization)) throw wrongToken();
-    const body = await readBody(req, BODY_LIMIT_BYTES);
-    const model = modelIn(body);
+    // Charged to the budget until the answer closes, waiting in the admission queue included.
+    const body = await readBody(req, limits.bodyLimitBytes, limits.bodyBudget?.charge(res));
+    const { model } = inferenceFields(body);
     const path = pathOf(req.url);
     const gone = new ClientSignal();
     const onClose = () => {
@@ -46,7 +51,9 @@ export const inferenceHandler = (manager: ModelManager, token: string): FastHand
     };
     res.on("close", onClose);
     try {
-      await manager.run(model, gone, (baseUrl) => forward(baseUrl, path, body, res, gone));
+      await manager.run(model, gone, (baseUrl) =>
+        forward(baseUrl, path, body, res, gone, limits.clientStallTimeoutMs),
+      );
     } catch (error) {
       if (gone.aborted) return;
       throw error;

@@ -32,6 +32,7 @@ export const forward = async (
   body: Buffer,
   res: ServerResponse,
   signal: Abortable,
+  stallTimeoutMs = 0,
 ): Promise<void> => {
   let response: IncomingMessage;
   try {
@@ -58,6 +59,7 @@ export const forward = async (
   // A stream's headers go out at once; a sized body carries them with its first bytes.
   const complete = await pipeBody(response, res, {
     flushHeaders: response.headers["content-length"] === undefined,
+    stallTimeoutMs,
   });
   // Bytes already reached the client: the only honest signal left is a cut connection.
   if (!complete && !signal.aborted) res.destroy();

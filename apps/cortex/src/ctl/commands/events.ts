@@ -20,8 +20,11 @@ export const eventsCommand = async (
   stop: AbortSignal,
 ): Promise<void> => {
   const seconds = Number(options.seconds ?? "1");
-  if (!Number.isFinite(seconds) || seconds < 0)
-    throw new CtlError(`--seconds must be a number of seconds >= 0, got "${options.seconds}"`);
+  // A timer holds at most 2^31-1 ms; a longer one would fire at once.
+  if (!Number.isFinite(seconds) || seconds < 0 || seconds > 2_147_483)
+    throw new CtlError(
+      `--seconds must be a number of seconds from 0 to 2147483 (use --follow to listen until Ctrl-C), got "${options.seconds}"`,
+    );
   const since = options.since === undefined ? undefined : parseSince(options.since, context.now());
   if (options.since !== undefined && since === undefined)
     throw new CtlError(
