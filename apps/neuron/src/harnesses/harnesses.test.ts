@@ -94,15 +94,17 @@ describe("built-in llama.cpp harness", () => {
     [{ exec: "/bin/sh" }, 'harness "llamacpp" has no option "exec"'],
     [{ flash_attention: "yes" }, "must be a bool"],
   ])("rejects args %j", (args, message) => {
-    expect(define("llamacpp").check(spec({ args }))).toEqual([expect.stringContaining(message)]);
+    expect(define("llamacpp").check(spec({ args }))).toEqual([
+      { param: "args", message: expect.stringContaining(message) },
+    ]);
   });
 
   it("refuses what its worker would refuse, before anything is evicted", () => {
     expect(define("llamacpp").check(spec({ max_concurrency: 300 }))).toEqual([
-      expect.stringContaining("at most 256"),
+      { param: "max_concurrency", message: expect.stringContaining("at most 256") },
     ]);
     expect(define("llamacpp").check(spec({ context_length: 16 }))).toEqual([
-      expect.stringContaining("64 to 1048576"),
+      { param: "context_length", message: expect.stringContaining("64 to 1048576") },
     ]);
   });
 });
@@ -206,7 +208,7 @@ describe("template harnesses", () => {
 
   it("refuses options it did not declare", () => {
     expect(define("my-engine", config).check(spec({ args: { dtype: "bf16" } }))).toEqual([
-      expect.stringContaining('has no option "dtype"'),
+      { param: "args", message: expect.stringContaining('has no option "dtype"') },
     ]);
   });
 

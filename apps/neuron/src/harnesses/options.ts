@@ -3,6 +3,9 @@ import type { HarnessArgs } from "@cortex/protocol";
 // Catalogue `args` become command-line flags only through a table of options the harness
 // declares; anything else is refused. Values are checked by type and passed as separate argv
 // elements, so nothing in a catalogue or a request can become a shell string.
+//
+// The table is a Map, never a plain object: a name from a request (`constructor`, `__proto__`,
+// `toString`) must not find what Object.prototype carries and pass as a declared option.
 
 /** `any`: a scalar or a list, for template harnesses whose flags the neuron cannot know. */
 export type OptionType = "int" | "number" | "string" | "bool" | "list" | "any";
@@ -12,17 +15,30 @@ export interface OptionSpec {
   readonly type: OptionType;
 }
 
-export type OptionTable = Readonly<Record<string, OptionSpec>>;
+export type OptionTable = ReadonlyMap<string, OptionSpec>;
 
+/** An option table from a literal; only the record's own entries count. */
+export const optionTable = (entries: Readonly<Record<string, OptionSpec>>): OptionTable =>
+  new Map(Object.entries(entries));
+
+/** What an argument string may hold: anything but NUL and line breaks, at most 4096 characters. */
 const SAFE_STRING = /^[^\0\n\r]{0,4096}$/;
+
+/** The spec of a declared option, or undefined for any other name (inherited ones included). */
+export const optionOf = (table: OptionTable, name: string): OptionSpec | undefined =>
+  table.get(name);
+
+/** The value `args` gives `name` itself, never one inherited from Object.prototype. */
+export const ownArg = (args: HarnessArgs, name: string): HarnessArgs[string] | undefined =>
+  Object.hasOwn(args, name) ? args[name] : undefined;
 
 /** Every problem with the args, one line each; empty when they are all acceptable. */
 export const argProblems = (harness: string, table: OptionTable, args: HarnessArgs): string[] => {
   const problems: string[] = [];
   for (const [name, value] of Object.entries(args)) {
-    const spec = table[name];
+    const spec = optionOf(table, name);
     if (!spec) {
-      const known = Object.keys(table);
+      const known = [...table.keys()];
       problems.push(
         `harness "${harness}" has no option "${name}"${known.length ? ` (it accepts: ${known.join(", ")})` : " (it accepts none)"}`,
       );
@@ -53,7 +69,7 @@ export const argProblems = (harness: string, table: OptionTable, args: HarnessAr
 /** The argv for validated args: `--flag value`, a bare flag for `true`, nothing for `false`. */
 export const argvOf = (table: OptionTable, args: HarnessArgs): string[] =>
   Object.entries(args).flatMap(([name, value]) => {
-    const spec = table[name];
+    const spec = optionOf(table, name);
     if (!spec) return [];
     if (typeof value === "boolean") return value ? [spec.flag] : [];
     if (Array.isArray(value)) return [spec.flag, value.join(",")];

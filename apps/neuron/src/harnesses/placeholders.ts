@@ -39,7 +39,9 @@ export const substitute = (
     part.replace(PATTERN, (whole, name: string | undefined) => {
       if (whole === "{{") return "{";
       if (whole === "}}") return "}";
-      const value = values[name as Placeholder];
+      // Own properties only: `{constructor}` must never find Object.prototype's.
+      const value =
+        name !== undefined && Object.hasOwn(values, name) ? values[name as Placeholder] : undefined;
       if (value === undefined) throw new Error(`unknown placeholder {${name}}`);
       return value;
     }),

@@ -1,6 +1,12 @@
 import { describe, expect, it } from "vitest";
 import { parseContentRange } from "./download.js";
-import { isInside, isLoopbackHost, type ParsedSource, parseSource } from "./parse-source.js";
+import {
+  hfRepositoryOf,
+  isInside,
+  isLoopbackHost,
+  type ParsedSource,
+  parseSource,
+} from "./parse-source.js";
 
 const context = { modelsDir: "/srv/models", hfEndpoint: "https://huggingface.co" };
 const parse = (source: string): ParsedSource => parseSource(source, context);
@@ -114,6 +120,9 @@ describe("parseSource: refusals", () => {
     ["http://example.com/x.gguf", /plain http/],
     ["http://10.0.0.1/x.gguf", /plain http/],
     ["http://127.0.0.1.evil.com/x.gguf", /plain http/],
+    ["https://0.0.0.0/x.gguf", /not an address one can connect to/],
+    ["https://[::]/x.gguf", /not an address one can connect to/],
+    ["https://0/x.gguf", /not an address one can connect to/],
     ["ftp://example.com/x.gguf", /scheme "ftp:" is not supported/],
     ["s3://bucket/x.gguf", /not supported/],
     ["hf:a/b/../c.gguf", /invalid segment "\.\."/],
@@ -126,10 +135,31 @@ describe("parseSource: refusals", () => {
     ["hf:a", /names no repository/],
     ["hf:a/b@/c.gguf", /invalid segment ""/],
     ["hf:a/b@v1", /pins a revision but names no file/],
+    // A repository id is handed to a harness as an argument: it must never read as an option.
+    ["hf:--help/x", /"--help" must start with a letter, a digit or _/],
+    ["hf:-o/r", /must start with a letter, a digit or _/],
+    ["hf:o/-r", /must start with a letter, a digit or _/],
+    ["hf:o/.r/f.gguf", /must start with a letter, a digit or _/],
   ])("refuses %j", (source, message) => {
     const parsed = parse(source);
     expect(parsed.kind).toBe("reject");
     expect(parsed.kind === "reject" ? parsed.message : "").toMatch(message);
+  });
+});
+
+describe("hfRepositoryOf", () => {
+  it.each([
+    ["hf:Qwen/Qwen3-8B", { repo: "Qwen/Qwen3-8B", whole: true }],
+    ["hf:Qwen/Qwen3-8B-GGUF/q4.gguf", { repo: "Qwen/Qwen3-8B-GGUF", whole: false }],
+    ["hf:o/r@v1/sub/f.gguf", { repo: "o/r", whole: false }],
+    ["hf:_o/r_", { repo: "_o/r_", whole: true }],
+    ["hf:o", null],
+    ["hf:../r", null],
+    ["hf:-o/r", null],
+    ["o/r", null],
+    ["https://huggingface.co/o/r", null],
+  ])("%s is %j", (source, repository) => {
+    expect(hfRepositoryOf(source)).toEqual(repository);
   });
 });
 

@@ -1,5 +1,6 @@
 import { isAbsolute, join, relative, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
+import { sourceAllowed } from "./address-policy.js";
 
 /**
  * What a catalogue `source:` string means, decided without touching the disk or the network.
@@ -21,7 +22,12 @@ export type ParsedSource =
       readonly target: string;
       readonly hf: boolean;
     }
-  /** `hf:owner/repo` without a file: the harness (vLLM, SGLang) fetches the repo itself. */
+  /**
+   * `hf:owner/repo` without a file: the harness (vLLM, SGLang) fetches the repo itself, given
+   * the id `owner/repo`. Harnesses run in an empty working directory of their own (see
+   * process-runner.ts), so the id can never resolve to a local folder; harnesses that take a
+   * file refuse such a source before anything happens (definitions.ts).
+   */
   | { readonly kind: "passthrough"; readonly id: string }
   | { readonly kind: "reject"; readonly message: string };
 
@@ -34,6 +40,7 @@ export interface SourceContext {
 
 /** Owner, repo, revision and file segments of `hf:` sources: what Hugging Face itself allows. */
 const HF_SEGMENT = /^[A-Za-z0-9._-]+$/;
+const HF_NAME_START = /^[A-Za-z0-9_]/;
 const URL_SCHEME = /^([A-Za-z][A-Za-z0-9+.-]*):\/\//;
 
 const reject = (message: string): ParsedSource => ({ kind: "reject", message });
@@ -129,6 +136,9 @@ const parseHttpUrl = (source: string, context: SourceContext): ParsedSource => {
       `source ${displayUrl(url)} uses plain http; use https (http is allowed only for loopback hosts)`,
     );
   }
+  // 0.0.0.0 and :: are refused here, before anything is evicted, not when the download starts.
+  const unspecified = sourceAllowed(url);
+  if (!unspecified.allowed) return reject(`source ${displayUrl(url)}: ${unspecified.reason}`);
   const segments = rawSegments(source);
   if (typeof segments === "string") return reject(`source ${displayUrl(url)}: ${segments}`);
   if (segments.length === 0 || /[/\\]$/.test(url.pathname)) {
@@ -147,11 +157,20 @@ const parseHttpUrl = (source: string, context: SourceContext): ParsedSource => {
   return { kind: "download", url: url.href, display: displayUrl(url), target, hf: false };
 };
 
-const parseHf = (source: string, context: SourceContext): ParsedSource => {
-  const usage = "write hf:owner/repo[@revision]/path/to/file.gguf, or hf:owner/repo for the repo";
+interface HfParts {
+  readonly owner: string;
+  readonly repo: string;
+  readonly revision: string | null;
+  readonly file: readonly string[];
+}
+
+const HF_USAGE = "write hf:owner/repo[@revision]/path/to/file.gguf, or hf:owner/repo for the repo";
+
+/** The parts of an `hf:` source, or why it is refused. */
+const splitHf = (source: string): HfParts | string => {
   const [owner, repoAndRev, ...file] = source.slice("hf:".length).split("/");
   if (owner === undefined || repoAndRev === undefined) {
-    return reject(`source "${source}" names no repository; ${usage}`);
+    return `source "${source}" names no repository; ${HF_USAGE}`;
   }
   const at = repoAndRev.indexOf("@");
   const repo = at === -1 ? repoAndRev : repoAndRev.slice(0, at);
@@ -160,10 +179,35 @@ const parseHf = (source: string, context: SourceContext): ParsedSource => {
     (segment) => !HF_SEGMENT.test(segment) || segment === "." || segment === "..",
   );
   if (bad !== undefined) {
-    return reject(
-      `source "${source}" has an invalid segment "${bad}" (letters, digits, - _ . only, no . or ..); ${usage}`,
-    );
+    return `source "${source}" has an invalid segment "${bad}" (letters, digits, - _ . only, no . or ..); ${HF_USAGE}`;
   }
+  // Hugging Face names never start with '-' or '.'; refusing them here also means a repository
+  // id handed to a harness as an argument can never read as an option (`--help/x`).
+  const odd = [owner, repo].find((name) => !HF_NAME_START.test(name));
+  if (odd !== undefined) {
+    return `source "${source}": "${odd}" must start with a letter, a digit or _; ${HF_USAGE}`;
+  }
+  return { owner, repo, revision, file };
+};
+
+/**
+ * The repository an `hf:` source names (`owner/repo`) and whether the source is that whole
+ * repository rather than a file in it; null for any other source, or an `hf:` source that
+ * parseSource refuses.
+ */
+export const hfRepositoryOf = (
+  source: string,
+): { readonly repo: string; readonly whole: boolean } | null => {
+  if (!source.startsWith("hf:")) return null;
+  const parts = splitHf(source);
+  if (typeof parts === "string") return null;
+  return { repo: `${parts.owner}/${parts.repo}`, whole: parts.file.length === 0 };
+};
+
+const parseHf = (source: string, context: SourceContext): ParsedSource => {
+  const parts = splitHf(source);
+  if (typeof parts === "string") return reject(parts);
+  const { owner, repo, revision, file } = parts;
   if (file.length === 0) {
     if (revision !== null) {
       // A pass-through id cannot carry a revision; silently dropping it would load another one.
@@ -184,8 +228,9 @@ const parseHf = (source: string, context: SourceContext): ParsedSource => {
 /**
  * Parses one catalogue source. Forms: a path (relative to models_dir, or absolute inside it),
  * `file:///abs/path`, `https://host/path` (http only for loopback), `hf:owner/repo[@rev]/file`
- * and `hf:owner/repo` (passed through unchanged as `owner/repo`). A string is a URL only when it
- * has `scheme://` or starts with `hf:`; `model:v1.gguf` is a relative path.
+ * and `hf:owner/repo` (the repository id `owner/repo`, for harnesses that fetch it themselves).
+ * A string is a URL only when it has `scheme://` or starts with `hf:`; `model:v1.gguf` is a
+ * relative path.
  */
 export const parseSource = (source: string, context: SourceContext): ParsedSource => {
   if (source === "") return reject("source is empty; name a file under models_dir or a URL");

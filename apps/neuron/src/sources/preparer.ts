@@ -268,8 +268,11 @@ class LocalSourcePreparer implements LocalSources {
 /**
  * Sources of this node: local paths under models_dir, file:// URLs, https downloads and hf:
  * files, downloaded once into models_dir (resumable, atomic, shared by concurrent loads).
- * `hf:owner/repo` without a file is returned as `owner/repo` for harnesses that fetch repos
- * themselves (vLLM, SGLang); nothing is downloaded and the harness needs its own HF_TOKEN.
+ * `hf:owner/repo` without a file is returned as the repository id `owner/repo` for harnesses
+ * that fetch repositories themselves (vLLM, templates); nothing is downloaded, and the harness
+ * needs HF_TOKEN in its `inherit_env` for a gated repository. The id is not a path: harnesses
+ * that take a file refuse such a source (definitions.ts), and every harness runs in an empty
+ * working directory of its own (process-runner.ts), so no folder can answer to the id.
  */
 export const localSources = (options: LocalSourcesOptions): LocalSources =>
   new LocalSourcePreparer(options);
