@@ -1,5 +1,6 @@
 import { type Abortable, unlessAborted } from "@cortex/http-kit";
 import type { Device, LoadAnswer, LoadProgress, LoadRequest, NeuronModel } from "@cortex/protocol";
+import { boundedError, capText } from "../bounded-text.js";
 import { NeuronError } from "../errors.js";
 import type { Harness } from "../harnesses/definitions.js";
 import { type ModelSpec, specOf } from "../harnesses/model-spec.js";
@@ -59,6 +60,14 @@ export interface ManagerDeps {
 
 const HOST = "127.0.0.1";
 
+/**
+ * Failed models stay listed (with their error) so an operator can see why, but not forever: a
+ * caller retrying loads under new ids once filled /models with hundreds of them. Beyond this
+ * many the oldest failures are forgotten, and any failure is forgotten after FAILED_TTL_MS.
+ */
+export const MAX_FAILED_ENTRIES = 32;
+export const FAILED_TTL_MS = 60 * 60_000;
+
 const sameSpec = (a: ModelSpec, b: ModelSpec): boolean => JSON.stringify(a) === JSON.stringify(b);
 
 const describeExit = (status: ExitStatus): string =>
@@ -89,6 +98,8 @@ export class ModelManager {
   /** Stops under way of models already forgotten (evicted or unloaded), by id. */
   readonly #leaving = new Map<string, Promise<unknown>>();
   readonly #progress = new Map<string, Set<ProgressListener>>();
+  /** When each failed entry failed, oldest first (a new failure moves it to the end). */
+  readonly #failedAt = new Map<ModelEntry, number>();
   #shuttingDown = false;
 
   constructor(deps: ManagerDeps, settings: ManagerSettings) {
@@ -101,7 +112,44 @@ export class ModelManager {
   }
 
   list(): NeuronModel[] {
+    this.#pruneFailed();
     return [...this.#models.values()].map(describeEntry);
+  }
+
+  /** The one place a model's error is set: capped, since it may quote a source or harness output. */
+  #setError(entry: ModelEntry, error: string | null): void {
+    entry.error = error === null ? null : capText(error);
+  }
+
+  #markFailed(entry: ModelEntry, error: string): void {
+    entry.status = "failed";
+    this.#setError(entry, error);
+    this.#failedAt.delete(entry);
+    this.#failedAt.set(entry, this.#now());
+    this.#pruneFailed();
+  }
+
+  /**
+   * Forgets failed entries older than FAILED_TTL_MS, then the oldest beyond MAX_FAILED_ENTRIES.
+   * One being loaded again (or whose failure is still settling) is left alone; one that is no
+   * longer failed, or already gone, just leaves the list.
+   */
+  #pruneFailed(): void {
+    const now = this.#now();
+    let excess = -MAX_FAILED_ENTRIES;
+    for (const entry of this.#failedAt.keys()) {
+      if (entry.status === "failed" && this.#models.get(entry.spec.id) === entry) excess += 1;
+      else this.#failedAt.delete(entry);
+    }
+    for (const [entry, at] of this.#failedAt) {
+      if (entry.loading) continue;
+      if (excess <= 0 && now - at < FAILED_TTL_MS) continue;
+      excess -= 1;
+      this.#failedAt.delete(entry);
+      this.#clearTimers(entry);
+      this.#models.delete(entry.spec.id);
+      this.#deps.onChange?.({ id: entry.spec.id, removed: true });
+    }
   }
 
   get(id: string): ModelEntry | undefined {
@@ -113,7 +161,9 @@ export class ModelManager {
   }
 
   #emit(id: string, progress: LoadProgress): void {
-    for (const listener of this.#progress.get(id) ?? []) listener(progress);
+    // Download messages name the source, which a load request may make a megabyte long.
+    const message = progress.message === null ? null : capText(progress.message);
+    for (const listener of this.#progress.get(id) ?? []) listener({ ...progress, message });
   }
 
   /**
@@ -136,9 +186,17 @@ export class ModelManager {
     let spec = specOf(request, this.#settings.defaultIdleTtlS);
     const problems = harness.check(spec);
     if (problems.length > 0)
-      throw new NeuronError("invalid_request_error", problems.join("; "), { param: "args" });
+      throw new NeuronError(
+        "invalid_request_error",
+        capText(problems.map((problem) => problem.message).join("; ")),
+        { param: problems[0]?.param ?? "args" },
+      );
     // Before anything is evicted: a load with a bad source must change nothing.
-    this.#deps.sources.check(spec.source);
+    try {
+      this.#deps.sources.check(spec.source);
+    } catch (error) {
+      throw error instanceof NeuronError ? boundedError(error) : error;
+    }
     const devices = this.#deps.devices();
     const unknown = spec.devices.filter(
       (index) => !devices.some((device) => device.index === index),
@@ -146,7 +204,9 @@ export class ModelManager {
     if (unknown.length > 0) {
       throw new NeuronError(
         "invalid_request_error",
-        `device(s) ${unknown.join(", ")} do not exist on this node (it has ${devices.map((d) => d.index).join(", ") || "none"})`,
+        capText(
+          `device(s) ${unknown.join(", ")} do not exist on this node (it has ${devices.map((d) => d.index).join(", ") || "none"})`,
+        ),
         { param: "devices" },
       );
     }
@@ -204,7 +264,7 @@ export class ModelManager {
           existing.admission = new Admission(spec.max_concurrency, this.#limits());
         }
         entry.status = "loading";
-        entry.error = null;
+        this.#setError(entry, null);
         entry.crashes = 0;
         this.#models.set(spec.id, entry);
         this.#changed(entry);
@@ -321,7 +381,7 @@ export class ModelManager {
       await this.#launch(entry, modelPath);
       entry.status = "loaded";
       entry.loadedAtMs = this.#now();
-      entry.error = null;
+      this.#setError(entry, null);
       emit({ phase: "ready" });
       this.#deps.log.info(
         { model: spec.id, devices: spec.devices, url: entry.url },
@@ -330,19 +390,18 @@ export class ModelManager {
       this.#changed(entry);
       this.#scheduleIdle(entry);
     } catch (error) {
-      const message = error instanceof Error ? error.message : String(error);
+      const message = capText(error instanceof Error ? error.message : String(error));
       if (error instanceof NeuronError && error.code === "insufficient_vram") {
         // Nothing was started: a first load leaves no trace, a lazy reload stays `unloaded`.
         if (entry.loadedAtMs === null && entry.lastAccessedMs === null)
           this.#models.delete(spec.id);
         else entry.status = "unloaded";
       } else {
-        entry.status = "failed";
-        entry.error = message;
+        this.#markFailed(entry, message);
       }
       this.#deps.log.warn({ model: spec.id, error: message }, "model load failed");
       this.#changed(entry);
-      if (error instanceof NeuronError) throw error;
+      if (error instanceof NeuronError) throw boundedError(error);
       throw new NeuronError("load_failed", `loading model "${spec.id}" failed: ${message}`, {
         cause: error,
         retryAfterS: 5,
@@ -420,7 +479,10 @@ export class ModelManager {
       throw new NeuronError("harness_not_found", `harness "${spec.harness}" is not configured`);
     const port = await this.#deps.freePort();
     const launch = harness.launch({ spec, modelPath, port, host: HOST });
+    // Only what the harness inherits (the system allow-list and its inherit_env), never the
+    // neuron's whole environment: see harnesses/environment.ts.
     const env = {
+      ...launch.inherited,
       ...this.#settings.harnessEnv,
       ...launch.env,
       // An empty list hides every GPU from a CPU model's harness.
@@ -505,15 +567,20 @@ export class ModelManager {
     const delay = this.#settings.restartDelaysMs[entry.crashes - 1];
     this.#clearTimers(entry);
     if (delay === undefined) {
-      entry.status = "failed";
-      entry.error = `gave up after ${entry.crashes} crashes: ${reason}`;
+      this.#markFailed(entry, `gave up after ${entry.crashes} crashes: ${reason}`);
       this.#deps.log.error({ model: entry.spec.id, crashes: entry.crashes }, "model failed");
       this.#changed(entry);
       return;
     }
     entry.status = "recovering";
-    entry.error = `${reason.split("\n")[0]}; restarting in ${delay} ms (attempt ${entry.crashes})`;
-    this.#deps.log.warn({ model: entry.spec.id, delay, reason }, "harness crashed, restarting");
+    this.#setError(
+      entry,
+      `${reason.split("\n")[0]}; restarting in ${delay} ms (attempt ${entry.crashes})`,
+    );
+    this.#deps.log.warn(
+      { model: entry.spec.id, delay, reason: capText(reason) },
+      "harness crashed, restarting",
+    );
     this.#changed(entry);
     const recovery = (async () => {
       await sleep(delay);
@@ -634,9 +701,12 @@ export class ModelManager {
   ): Promise<T> {
     const entry = this.#models.get(id);
     if (!entry)
-      throw new NeuronError("model_not_found", `model "${id}" is not on this node; load it first`, {
-        param: "model",
-      });
+      // `id` is whatever an inference body said, up to its 20 MB limit.
+      throw new NeuronError(
+        "model_not_found",
+        `model "${capText(id, 256)}" is not on this node; load it first`,
+        { param: "model" },
+      );
     if (entry.status === "failed" && !entry.loading) {
       throw new NeuronError(
         "load_failed",

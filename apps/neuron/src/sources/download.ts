@@ -1,6 +1,8 @@
 import { open, rename, rm, stat } from "node:fs/promises";
+import { capText } from "../bounded-text.js";
 import { NeuronError } from "../errors.js";
-import { displayUrl, isLoopbackHost } from "./parse-source.js";
+import { redirectAllowed, sourceAllowed } from "./address-policy.js";
+import { displayUrl } from "./parse-source.js";
 
 export interface DownloadRequest {
   readonly url: string;
@@ -33,8 +35,9 @@ const sizeOf = async (path: string): Promise<number> => {
   }
 };
 
+// Capped: the URL comes from the load request and the reason may quote a server's Location.
 const failed = (request: DownloadRequest, reason: string, cause?: unknown): NeuronError =>
-  new NeuronError("load_failed", `downloading ${request.display} failed: ${reason}`, {
+  new NeuronError("load_failed", capText(`downloading ${request.display} failed: ${reason}`), {
     param: "source",
     cause,
   });
@@ -68,8 +71,9 @@ const contentLength = (response: Response): number | null => {
 };
 
 /**
- * GET with redirects followed by hand: only to http(s), never from https down to plain http on a
- * non-loopback host, and without the caller's headers once the origin changes.
+ * GET with redirects followed by hand, each hop checked before it is contacted: the target must
+ * meet the rules of a source and be no more internal than the hop before it (address-policy.ts),
+ * at most `maxRedirects` of them, and the caller's headers go only to the first origin.
  */
 const get = async (
   request: DownloadRequest,
@@ -78,6 +82,15 @@ const get = async (
 ): Promise<Response> => {
   let url = new URL(request.url);
   const origin = url.origin;
+  // parse-source vouches for the rest of the source; it lets https://0.0.0.0 through.
+  const source = sourceAllowed(url);
+  if (!source.allowed) {
+    throw new NeuronError(
+      "invalid_request_error",
+      capText(`source ${request.display} is refused: ${source.reason}`),
+      { param: "source" },
+    );
+  }
   for (let hop = 0; ; hop++) {
     const headers: Record<string, string> = { "accept-encoding": "identity" };
     if (url.origin === origin) Object.assign(headers, request.headers);
@@ -89,11 +102,16 @@ const get = async (
     if (hop >= request.maxRedirects) {
       throw failed(request, `more than ${request.maxRedirects} redirects`);
     }
-    const next = new URL(location, url);
-    const downgrade =
-      next.protocol === "http:" && url.protocol === "https:" && !isLoopbackHost(next.hostname);
-    if ((next.protocol !== "https:" && next.protocol !== "http:") || downgrade) {
-      throw failed(request, `refusing a redirect to ${displayUrl(next)}`);
+    let next: URL;
+    try {
+      next = new URL(location, url);
+    } catch {
+      // Not quoted: a Location may carry a signed URL's secrets, and this one does not even parse.
+      throw failed(request, "the server redirected to an invalid URL");
+    }
+    const verdict = redirectAllowed(url, next);
+    if (!verdict.allowed) {
+      throw failed(request, `refusing a redirect to ${displayUrl(next)}: ${verdict.reason}`);
     }
     url = next;
   }

@@ -1,6 +1,7 @@
 import { EventEmitter, once } from "node:events";
 import { mkdir, mkdtemp, readFile, realpath, rm, stat, writeFile } from "node:fs/promises";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import type { LoadProgress } from "@cortex/protocol";
@@ -32,6 +33,8 @@ interface FakeHub {
   mode: Mode;
   /** Where `/owner/repo/resolve/main/away.gguf` redirects (another origin). */
   awayTo: string;
+  /** Where `/redirect-to` redirects, verbatim (any Location a server could send). */
+  redirectTo: string;
   /** Lets every held answer finish. */
   release(): void;
   close(): Promise<void>;
@@ -48,6 +51,7 @@ const startHub = async (): Promise<FakeHub> => {
     events: new EventEmitter(),
     mode: "normal",
     awayTo: "",
+    redirectTo: "",
     release: () => {
       for (const finish of held.splice(0)) finish();
     },
@@ -106,6 +110,10 @@ const startHub = async (): Promise<FakeHub> => {
       res.writeHead(302, { location: "/cdn/file.gguf?X-Amz-Signature=abc" }).end();
     } else if (path === "/owner/repo/resolve/main/away.gguf") {
       res.writeHead(302, { location: `${hub.awayTo}/cdn/file.gguf` }).end();
+    } else if (path === "/redirect-to") {
+      res.writeHead(302, { location: hub.redirectTo }).end();
+    } else if (path === "/loop") {
+      res.writeHead(307, { location: "/loop" }).end();
     } else if (path === "/owner/repo/resolve/main/ftp.gguf") {
       res.writeHead(302, { location: "ftp://127.0.0.1/file.gguf" }).end();
     } else if (path === "/owner/gated/resolve/main/file.gguf") {
@@ -404,5 +412,156 @@ describe("single flight", () => {
     expect((await readFile(path)).equals(BODY)).toBe(true);
     expect(hub.seen).toHaveLength(2);
     expect(hub.seen[1]?.range).toMatch(/^bytes=[1-9]\d*-$/);
+  });
+});
+
+describe("redirects are held to the rules of a source", () => {
+  /** Loads `${hub.url}/redirect-to` with hub.redirectTo as its Location; resolves to the error. */
+  const refusedRedirect = async (location: string) => {
+    hub.redirectTo = location;
+    const error = await sourcesFor()
+      .prepare(`${hub.url}/redirect-to`, ignore)
+      .catch((caught: unknown) => caught);
+    // The refused target was never contacted: the hub saw only the redirecting request.
+    expect(hub.seen.map((seen) => seen.path)).toEqual(["/redirect-to"]);
+    return error as Error & { code?: string };
+  };
+
+  it.each([
+    [
+      "http://0.0.0.0:PORT/cdn/file.gguf",
+      /0\.0\.0\.0:\d+\/cdn\/file\.gguf: 0\.0\.0\.0 is not an address/,
+    ],
+    ["http://0:PORT/cdn/file.gguf", /0\.0\.0\.0 is not an address/],
+    ["http://[::]:PORT/cdn/file.gguf", /\[::\] is not an address/],
+    ["http://[::ffff:0.0.0.0]:PORT/cdn/file.gguf", /is not an address/],
+    ["http://user:secret@127.0.0.1:PORT/cdn/file.gguf", /carries credentials/],
+    ["file:///etc/passwd", /file:\/\/\/etc\/passwd: file: is not http\(s\)/],
+  ])("refuses a redirect to %s without contacting it", async (template, reason) => {
+    const error = await refusedRedirect(template.replace("PORT", new URL(hub.url).port));
+    expect(error).toMatchObject({ name: "NeuronError", code: "load_failed" });
+    expect(error.message).toMatch(/^downloading http:\/\/127\.0\.0\.1:\d+\/redirect-to failed: /);
+    expect(error.message).toMatch(/refusing a redirect to /);
+    expect(error.message).toMatch(reason);
+    expect(error.message).not.toContain("secret");
+  });
+
+  it("lets a loopback source redirect to another loopback server", async () => {
+    const mirror = await startHub();
+    hub.redirectTo = `${mirror.url}/cdn/file.gguf`;
+    const path = await sourcesFor().prepare(`${hub.url}/redirect-to`, ignore);
+    expect((await readFile(path)).equals(BODY)).toBe(true);
+    expect(mirror.seen.map((seen) => seen.path)).toEqual(["/cdn/file.gguf"]);
+  });
+
+  it("gives up after 10 redirects", async () => {
+    await expect(sourcesFor().prepare(`${hub.url}/loop`, ignore)).rejects.toMatchObject({
+      code: "load_failed",
+      message: expect.stringContaining("/loop failed: more than 10 redirects"),
+    });
+    expect(hub.seen).toHaveLength(11);
+  });
+
+  it("resumes a .partial through a redirect", async () => {
+    const sources = sourcesFor();
+    hub.mode = "cut";
+    await expect(sources.prepare("hf:owner/repo/redirect.gguf", ignore)).rejects.toMatchObject({
+      code: "load_failed",
+    });
+    const { size } = await stat(stored("redirect.gguf.partial"));
+    hub.mode = "normal";
+    const path = await sources.prepare("hf:owner/repo/redirect.gguf", ignore);
+    expect((await readFile(path)).equals(BODY)).toBe(true);
+    expect(hub.seen.map((seen) => [seen.path, seen.range])).toEqual([
+      ["/owner/repo/resolve/main/redirect.gguf", undefined],
+      ["/cdn/file.gguf", undefined],
+      ["/owner/repo/resolve/main/redirect.gguf", `bytes=${size}-`],
+      ["/cdn/file.gguf", `bytes=${size}-`],
+    ]);
+  });
+});
+
+// A self-signed certificate for 127.0.0.1, for tests only (openssl req -x509 -newkey ec
+// -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 36500 -subj /CN=127.0.0.1
+// -addext subjectAltName=IP:127.0.0.1,DNS:localhost). fetch is told to accept it through
+// NODE_TLS_REJECT_UNAUTHORIZED, set only while these tests run.
+const TEST_KEY = `-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgyCPIf4NUnei9kgTD
+aqUHiWopw1grdyHobyLaPYpNNkyhRANCAATGJZ14S9QWRGtELajRXRex+kTVRfdt
+ygJMbCww+nyjuWU7Nvf7shE0rRG16jKX1B7Dly/I4BU7uORd9xzAqYHH
+-----END PRIVATE KEY-----
+`;
+const TEST_CERT = `-----BEGIN CERTIFICATE-----
+MIIBnDCCAUGgAwIBAgIUB4bkYihtgMSzXTv09NWTNg9RQ+0wCgYIKoZIzj0EAwIw
+FDESMBAGA1UEAwwJMTI3LjAuMC4xMCAXDTI2MTIwNzE4MzU1MVoYDzIxMjYxMTEz
+MTgzNTUxWjAUMRIwEAYDVQQDDAkxMjcuMC4wLjEwWTATBgcqhkjOPQIBBggqhkjO
+PQMBBwNCAATGJZ14S9QWRGtELajRXRex+kTVRfdtygJMbCww+nyjuWU7Nvf7shE0
+rRG16jKX1B7Dly/I4BU7uORd9xzAqYHHo28wbTAdBgNVHQ4EFgQUihX47QAtnFlW
+n6VTOGl0iUNw8gMwHwYDVR0jBBgwFoAUihX47QAtnFlWn6VTOGl0iUNw8gMwDwYD
+VR0TAQH/BAUwAwEB/zAaBgNVHREEEzARhwR/AAABgglsb2NhbGhvc3QwCgYIKoZI
+zj0EAwIDSQAwRgIhANl7c/qiH1+70v4rQ4w752MkUzpqeb3rpBnslvsqO3gXAiEA
+hGwRFZvQaYF7WbOSK+mwV/em5OOJfn7uqqQ0XBEsS90=
+-----END CERTIFICATE-----
+`;
+
+describe("https sources", () => {
+  let secure: Server;
+  let secureUrl: string;
+  const secureSeen: string[] = [];
+  let previousTls: string | undefined;
+
+  beforeEach(async () => {
+    previousTls = process.env.NODE_TLS_REJECT_UNAUTHORIZED;
+    process.env.NODE_TLS_REJECT_UNAUTHORIZED = "0";
+    secureSeen.length = 0;
+    secure = createHttpsServer({ key: TEST_KEY, cert: TEST_CERT }, (req, res) => {
+      const path = req.url ?? "/";
+      secureSeen.push(path);
+      if (path === "/file.gguf") res.writeHead(200, { "content-length": BODY.length }).end(BODY);
+      else if (path === "/same.gguf") res.writeHead(302, { location: "/file.gguf" }).end();
+      else if (path === "/down.gguf") {
+        res.writeHead(302, { location: `${hub.url}/cdn/file.gguf` }).end();
+      } else res.writeHead(404).end();
+    });
+    secure.listen(0, "127.0.0.1");
+    await once(secure, "listening");
+    secureUrl = `https://127.0.0.1:${(secure.address() as { port: number }).port}`;
+  });
+
+  afterEach(async () => {
+    if (previousTls === undefined) delete process.env.NODE_TLS_REJECT_UNAUTHORIZED;
+    else process.env.NODE_TLS_REJECT_UNAUTHORIZED = previousTls;
+    secure.closeAllConnections();
+    secure.close();
+    await once(secure, "close");
+  });
+
+  it("follows a redirect that stays on https", async () => {
+    const path = await sourcesFor().prepare(`${secureUrl}/same.gguf`, ignore);
+    expect((await readFile(path)).equals(BODY)).toBe(true);
+    expect(secureSeen).toEqual(["/same.gguf", "/file.gguf"]);
+  });
+
+  it("never follows a redirect from https down to plain http, not even to loopback", async () => {
+    await expect(sourcesFor().prepare(`${secureUrl}/down.gguf`, ignore)).rejects.toMatchObject({
+      code: "load_failed",
+      message: expect.stringMatching(
+        /refusing a redirect to http:\/\/127\.0\.0\.1:\d+\/cdn\/file\.gguf: it downgrades https to plain http/,
+      ),
+    });
+    expect(secureSeen).toEqual(["/down.gguf"]);
+    expect(hub.seen).toEqual([]);
+  });
+
+  it.each(["0.0.0.0", "[::]"])("refuses https://%s as a source with 400", async (host) => {
+    const port = new URL(secureUrl).port;
+    await expect(
+      sourcesFor().prepare(`https://${host}:${port}/file.gguf`, ignore),
+    ).rejects.toMatchObject({
+      code: "invalid_request_error",
+      param: "source",
+      message: expect.stringMatching(/is not an address one can connect to/),
+    });
+    expect(secureSeen).toEqual([]);
   });
 });
