@@ -4,7 +4,8 @@
 // prints how to call it. Ctrl-C stops both; the neuron stops its harnesses before it exits.
 //
 // Overrides for tests and busy machines: NEURON_* and CORTEX_* variables (as for the apps
-// themselves, e.g. CORTEX_LISTEN=127.0.0.1:4000) and DEMO_MODELS_DIR.
+// themselves, e.g. CORTEX_LISTEN=127.0.0.1:4000) and DEMO_MODELS_DIR. The demo's cortex has no
+// keys, so it starts only on a loopback address (or with CORTEX_ALLOW_UNAUTHENTICATED=true).
 import { execFileSync, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";

@@ -7,7 +7,14 @@ import {
   resolveModelName,
   watchCatalogue,
 } from "@cortex/catalogue";
-import { isInference, listen, withFastPath } from "@cortex/http-kit";
+import {
+  bodyBudgetFor,
+  type Drain,
+  drainServer,
+  isInference,
+  listen,
+  withFastPath,
+} from "@cortex/http-kit";
 import { type CortexConfig, parseListen } from "@cortex/protocol";
 import { indexSnapshot } from "@cortex/routing";
 import { adminRoutes } from "./api/admin-routes.js";
@@ -44,7 +51,10 @@ export interface Cortex {
   readonly poller: Poller;
   readonly metrics: CortexMetrics;
   readonly requestLog: RequestLog;
-  /** Stops polling, closes the listener (in-flight requests get `graceMs`), flushes the state. */
+  /**
+   * Closes the listener (in-flight requests get `graceMs`, then are cut), stops polling, flushes
+   * the state. Called again with 0 while stopping, it cuts the requests still in flight at once.
+   */
   readonly stop: (graceMs?: number) => Promise<void>;
 }
 
@@ -220,6 +230,9 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
     record,
     startedS: Math.floor(startedAtMs / 1000),
     subscribe: (listener) => store.subscribe(listener),
+    bodyLimitBytes: config.max_body_mb * 2 ** 20,
+    bodyBudget: bodyBudgetFor(config.max_buffered_mb),
+    clientStallTimeoutMs: config.client_stall_timeout_ms,
   });
   const app = createCortexApp({
     version: VERSION,
@@ -250,6 +263,7 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
     withFastPath(isInference, openai.inference, app, log),
     port,
     host,
+    { maxConnections: config.max_connections },
   );
   server.keepAliveTimeout = 65_000;
   server.headersTimeout = 66_000;
@@ -260,17 +274,17 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
   poller.start();
 
   let stopped: Promise<void> | undefined;
+  let drain: Drain | undefined;
   const stop = (graceMs = 5000): Promise<void> => {
+    // A later call with no grace (a second signal) cuts the requests still in flight at once.
+    if (stopped && graceMs === 0) drain?.cut();
     stopped ??= (async () => {
-      await poller.stop();
+      // No new connections from here on; requests in flight get graceMs, then are cut.
+      drain = drainServer(server, graceMs);
+      // Event streams never end by themselves: they end now rather than at the grace's end.
       feed.close();
-      const closed = new Promise<void>((resolveClose) => server.close(() => resolveClose()));
-      server.closeIdleConnections();
-      // In-flight requests get a moment to finish; then whatever is left is cut.
-      const force = setTimeout(() => server.closeAllConnections(), graceMs);
-      force.unref();
-      await closed;
-      clearTimeout(force);
+      await poller.stop();
+      await drain.closed;
       await catalogueWatcher.close().catch(() => {});
       await retention.stop();
       await trafficReader.close();

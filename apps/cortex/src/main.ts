@@ -1,6 +1,19 @@
+import {
+  fdWriter,
+  ignoreStdioErrors,
+  LogOutput,
+  shutdownOnSignal,
+  timerMs,
+} from "@cortex/http-kit";
+import { cortexExposure } from "@cortex/protocol";
 import { pino } from "pino";
-import { loadConfig, redactConfig } from "./config.js";
+import { ConfigError, loadConfig, redactConfig } from "./config.js";
 import { startCortex } from "./cortex.js";
+
+/** What the stop may take beyond `shutdown_grace_ms` (polls, the state's last flush) before exiting anyway. */
+const STOP_MARGIN_MS = 5000;
+/** How long the last log lines may take to leave before the process exits. */
+const LOG_FLUSH_MS = 1000;
 
 export interface MainOptions {
   readonly configFile: string | undefined;
@@ -10,19 +23,37 @@ export interface MainOptions {
 /** Runs cortex for the `serve` command: config from file and environment, stop on signals. */
 export const main = async ({ configFile, env }: MainOptions): Promise<void> => {
   const config = loadConfig(configFile, env);
-  const log = pino({ name: "cortex", level: env.CORTEX_LOG_LEVEL ?? "info" });
+  // Open to the network without authentication only when the operator said so.
+  const exposure = cortexExposure(config);
+  if (exposure.kind === "refuse")
+    throw new ConfigError("cortex", configFile ?? "environment", exposure.problems);
+
+  // Logs never stall or stop cortex: a log reader that has gone only ends the logging.
+  ignoreStdioErrors([process.stdout, process.stderr]);
+  const output = new LogOutput({
+    write: fdWriter(1),
+    onBroken: (error) => {
+      process.stderr.write(
+        `cortex: log output failed (${error.code ?? error.message}); logging stops\n`,
+      );
+    },
+    onDropped: (lines) => log.warn({ dropped: lines }, "the log output fell behind; lines dropped"),
+  });
+  const log = pino({ name: "cortex", level: env.CORTEX_LOG_LEVEL ?? "info" }, output);
   log.info({ config: redactConfig(config) }, "starting");
+  if (exposure.kind === "warn")
+    log.warn({ listen: config.listen, open: exposure.open.map((s) => s.key) }, exposure.message);
+
   const cortex = await startCortex(config, log);
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal }, "stopping");
-    void cortex.stop().finally(() => {
-      log.info({}, "stopped");
-      process.exit(0);
-    });
-  };
-  process.on("SIGTERM", () => stop("SIGTERM"));
-  process.on("SIGINT", () => stop("SIGINT"));
+  const onSignal = shutdownOnSignal({
+    stop: () => cortex.stop(config.shutdown_grace_ms),
+    cut: () => void cortex.stop(0),
+    deadlineMs: timerMs(config.shutdown_grace_ms + STOP_MARGIN_MS),
+    flush: () => output.flushed(),
+    flushMs: LOG_FLUSH_MS,
+    exit: (code) => process.exit(code),
+    log,
+  });
+  process.on("SIGTERM", () => onSignal("SIGTERM"));
+  process.on("SIGINT", () => onSignal("SIGINT"));
 };

@@ -2,11 +2,20 @@ import { readFileSync } from "node:fs";
 import type { Server } from "node:http";
 import { resolve } from "node:path";
 import { WORKER_ENTRY } from "@cortex/harness-llamacpp/worker";
-import { listen } from "@cortex/http-kit";
-import { type NeuronConfig, parseListen } from "@cortex/protocol";
+import {
+  bodyBudgetFor,
+  drainServer,
+  fdWriter,
+  ignoreStdioErrors,
+  LogOutput,
+  listen,
+  shutdownOnSignal,
+  timerMs,
+} from "@cortex/http-kit";
+import { type NeuronConfig, neuronExposure, parseListen } from "@cortex/protocol";
 import { pino } from "pino";
 import { createNeuronApp } from "./api/app.js";
-import { loadConfig, redactConfig } from "./config.js";
+import { ConfigError, loadConfig, redactConfig } from "./config.js";
 import {
   combinedSource,
   DiscoveryCache,
@@ -27,14 +36,28 @@ const VERSION = (
   }
 ).version;
 
+/** What the stop may take beyond the requests' grace and the harnesses' stop_grace_ms. */
+const STOP_MARGIN_MS = 5000;
+/** How long the last log lines may take to leave before the process exits. */
+const LOG_FLUSH_MS = 1000;
+
 /** Seconds a harness gets to become ready: a minute, plus 30 s per GB of model. */
 const readyTimeoutMs = (sizeMb: number): number => 60_000 + Math.ceil(sizeMb / 1024) * 30_000;
 
-const buildHarnesses = (config: NeuronConfig): Map<string, Harness> => {
+const buildHarnesses = (
+  config: NeuronConfig,
+  env: Readonly<Record<string, string | undefined>>,
+): Map<string, Harness> => {
   const harnesses = new Map<string, Harness>();
   const problems: string[] = [];
   for (const [name, entry] of Object.entries(config.harnesses)) {
-    const harness = defineHarness(name, entry, { node: process.execPath, entry: WORKER_ENTRY });
+    // `env`: harnesses get only its system variables and their `inherit_env`, never all of it.
+    const harness = defineHarness(
+      name,
+      entry,
+      { node: process.execPath, entry: WORKER_ENTRY },
+      env,
+    );
     if ("problems" in harness) problems.push(...harness.problems);
     else harnesses.set(name, harness);
   }
@@ -51,10 +74,31 @@ export interface MainOptions {
 /** The composition root: config → discovery → supervisor → API, then preload and signals. */
 export const main = async ({ configFile, env }: MainOptions): Promise<void> => {
   const config = loadConfig(configFile, env);
-  const log = pino({ name: `neuron:${config.name}`, level: env.NEURON_LOG_LEVEL ?? "info" });
-  log.info({ config: redactConfig(config) }, "starting");
+  // Open to the network without authentication only when the operator said so.
+  const exposure = neuronExposure(config);
+  if (exposure.kind === "refuse")
+    throw new ConfigError("neuron", configFile ?? "environment", exposure.problems);
 
-  const harnesses = buildHarnesses(config);
+  // Logs never stall or stop the neuron: a log reader that has gone only ends the logging.
+  ignoreStdioErrors([process.stdout, process.stderr]);
+  const output = new LogOutput({
+    write: fdWriter(1),
+    onBroken: (error) => {
+      process.stderr.write(
+        `neuron: log output failed (${error.code ?? error.message}); logging stops\n`,
+      );
+    },
+    onDropped: (lines) => log.warn({ dropped: lines }, "the log output fell behind; lines dropped"),
+  });
+  const log = pino(
+    { name: `neuron:${config.name}`, level: env.NEURON_LOG_LEVEL ?? "info" },
+    output,
+  );
+  log.info({ config: redactConfig(config) }, "starting");
+  if (exposure.kind === "warn")
+    log.warn({ listen: config.listen, open: exposure.open.map((s) => s.key) }, exposure.message);
+
+  const harnesses = buildHarnesses(config, env);
   const { host, port } = parseListen(config.listen);
   const urlHost =
     host === "0.0.0.0" || host === "::" ? "localhost" : host.includes(":") ? `[${host}]` : host;
@@ -84,7 +128,13 @@ export const main = async ({ configFile, env }: MainOptions): Promise<void> => {
   const manager = new ModelManager(
     {
       harnesses,
-      runner: spawnRunner({ parentPid: process.pid, watchdogGraceMs: config.stop_grace_ms }),
+      runner: spawnRunner({
+        parentPid: process.pid,
+        watchdogGraceMs: config.stop_grace_ms,
+        // Each harness runs in an empty directory of its own under here (see process-runner.ts).
+        workDir: resolve(config.state_dir, "run"),
+        mark: pids.mark,
+      }),
       sources: localSources({
         modelsDir: resolve(config.models_dir),
         hfEndpoint: config.hf_endpoint,
@@ -124,30 +174,43 @@ export const main = async ({ configFile, env }: MainOptions): Promise<void> => {
     discovery: () => discovery.current(),
     status: () => status,
     log,
+    limits: {
+      bodyLimitBytes: config.max_body_mb * 2 ** 20,
+      bodyBudget: bodyBudgetFor(config.max_buffered_mb),
+      clientStallTimeoutMs: config.client_stall_timeout_ms,
+    },
   });
-  const server: Server = await listen(app, port, host);
+  const server: Server = await listen(app, port, host, {
+    maxConnections: config.max_connections,
+  });
   server.keepAliveTimeout = 65_000;
   selfUrl = `http://${urlHost}:${(server.address() as { port: number }).port}`;
   log.info({ listen: config.listen, url: selfUrl }, "listening");
 
   // Whatever ends this process, no harness may outlive it.
   process.on("exit", () => manager.killAllNow());
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    status = "stopping";
-    log.info({ signal }, "stopping: unloading every model");
-    server.close();
-    server.closeIdleConnections();
-    discovery.stop();
-    void manager.shutdown().finally(() => {
-      log.info({}, "stopped");
-      process.exit(0);
-    });
-  };
-  process.on("SIGTERM", () => stop("SIGTERM"));
-  process.on("SIGINT", () => stop("SIGINT"));
+  let cut = () => {};
+  const onSignal = shutdownOnSignal({
+    // Requests in flight get shutdown_grace_ms (then are cut); then every harness stops, each
+    // with stop_grace_ms between SIGTERM and SIGKILL.
+    stop: async () => {
+      status = "stopping";
+      const drain = drainServer(server, config.shutdown_grace_ms);
+      cut = drain.cut;
+      discovery.stop();
+      await drain.closed;
+      log.info({}, "requests done: unloading every model");
+      await manager.shutdown();
+    },
+    cut: () => cut(),
+    deadlineMs: timerMs(config.shutdown_grace_ms + config.stop_grace_ms + STOP_MARGIN_MS),
+    flush: () => output.flushed(),
+    flushMs: LOG_FLUSH_MS,
+    exit: (code) => process.exit(code),
+    log,
+  });
+  process.on("SIGTERM", () => onSignal("SIGTERM"));
+  process.on("SIGINT", () => onSignal("SIGINT"));
 
   status = "ok";
   // Preload after the listener is up, so health checks see a live neuron while models load.

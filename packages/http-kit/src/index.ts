@@ -1,17 +1,43 @@
 export { ApiError, type Log } from "./api-error.js";
 export { bearerCheck, bearerOf, requireBearer, wrongToken } from "./auth.js";
+export {
+  BodyBudget,
+  type BodyCharge,
+  bodyBudgetFor,
+  defaultBufferedBytes,
+  type InferenceFields,
+  inferenceFields,
+  MAX_BODY_DEPTH,
+  readBody,
+  withModel,
+} from "./body.js";
 export { type Abortable, ClientSignal, unlessAborted } from "./client-signal.js";
 export { errorHandler, notFound, parseBody, sendError } from "./errors.js";
 export {
   type FastHandler,
   failRequest,
   isInference,
-  jsonObjectOf,
+  type ListenOptions,
   listen,
   pathOf,
-  readBody,
   withFastPath,
 } from "./fast-path.js";
+export { JsonScanError, type Span, scanJsonObject } from "./json-scan.js";
+export {
+  fdWriter,
+  ignoreStdioErrors,
+  LogOutput,
+  type LogOutputOptions,
+  type WriteChunk,
+} from "./log-output.js";
+export {
+  type Drain,
+  drainServer,
+  type ShutdownLog,
+  type ShutdownOptions,
+  shutdownOnSignal,
+  timerMs,
+} from "./shutdown.js";
 export { openEventStream } from "./sse.js";
 export {
   type PipeOptions,
@@ -20,6 +46,7 @@ export {
   pipeBody,
   post,
   proxyAgents,
+  stallGuard,
   targetOf,
   type UpstreamAnswer,
   UpstreamFailure,

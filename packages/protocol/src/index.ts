@@ -4,5 +4,6 @@ export * from "./config.js";
 export * from "./cortex.js";
 export * from "./env-overrides.js";
 export * from "./errors.js";
+export * from "./exposure.js";
 export * from "./issues.js";
 export * from "./neuron.js";
