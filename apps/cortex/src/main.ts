@@ -1,10 +1,4 @@
-import {
-  fdWriter,
-  ignoreStdioErrors,
-  LogOutput,
-  shutdownOnSignal,
-  timerMs,
-} from "@cortex/http-kit";
+import { processLogOutput, shutdownOnSignal, timerMs } from "@cortex/http-kit";
 import { cortexExposure } from "@cortex/protocol";
 import { pino } from "pino";
 import { ConfigError, loadConfig, redactConfig } from "./config.js";
@@ -29,16 +23,9 @@ export const main = async ({ configFile, env }: MainOptions): Promise<void> => {
     throw new ConfigError("cortex", configFile ?? "environment", exposure.problems);
 
   // Logs never stall or stop cortex: a log reader that has gone only ends the logging.
-  ignoreStdioErrors([process.stdout, process.stderr]);
-  const output = new LogOutput({
-    write: fdWriter(1),
-    onBroken: (error) => {
-      process.stderr.write(
-        `cortex: log output failed (${error.code ?? error.message}); logging stops\n`,
-      );
-    },
-    onDropped: (lines) => log.warn({ dropped: lines }, "the log output fell behind; lines dropped"),
-  });
+  const output = processLogOutput("cortex", (lines) =>
+    log.warn({ dropped: lines }, "the log output fell behind; lines dropped"),
+  );
   const log = pino({ name: "cortex", level: env.CORTEX_LOG_LEVEL ?? "info" }, output);
   log.info({ config: redactConfig(config) }, "starting");
   if (exposure.kind === "warn")

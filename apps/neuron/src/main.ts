@@ -5,10 +5,8 @@ import { WORKER_ENTRY } from "@cortex/harness-llamacpp/worker";
 import {
   bodyBudgetFor,
   drainServer,
-  fdWriter,
-  ignoreStdioErrors,
-  LogOutput,
   listen,
+  processLogOutput,
   shutdownOnSignal,
   timerMs,
 } from "@cortex/http-kit";
@@ -80,16 +78,9 @@ export const main = async ({ configFile, env }: MainOptions): Promise<void> => {
     throw new ConfigError("neuron", configFile ?? "environment", exposure.problems);
 
   // Logs never stall or stop the neuron: a log reader that has gone only ends the logging.
-  ignoreStdioErrors([process.stdout, process.stderr]);
-  const output = new LogOutput({
-    write: fdWriter(1),
-    onBroken: (error) => {
-      process.stderr.write(
-        `neuron: log output failed (${error.code ?? error.message}); logging stops\n`,
-      );
-    },
-    onDropped: (lines) => log.warn({ dropped: lines }, "the log output fell behind; lines dropped"),
-  });
+  const output = processLogOutput("neuron", (lines) =>
+    log.warn({ dropped: lines }, "the log output fell behind; lines dropped"),
+  );
   const log = pino(
     { name: `neuron:${config.name}`, level: env.NEURON_LOG_LEVEL ?? "info" },
     output,

@@ -1,6 +1,8 @@
-import { writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
+import { spliceBenchmarksMd } from "./benchmarks-md.js";
+import { BODY_ATTACK_FULL, BODY_ATTACK_SMOKE, runBodyAttack } from "./body-attack.js";
 import { COLD_FULL, COLD_SMOKE, runColdLoad } from "./cold-load.js";
 import { FLEET_FULL, FLEET_SMOKE, runFleetScale } from "./fleet-scale.js";
 import { INFERENCE_FULL, INFERENCE_SMOKE, runInference } from "./inference.js";
@@ -10,6 +12,8 @@ import { type BenchResult, ROOT, stopAll, writeReport } from "./support.js";
 
 // `node dist/main.js [--smoke] [--only name,name]`: runs the benchmarks in order, prints a table
 // for each, writes .bench/<name>.json and (full runs only, unless --write-md) BENCHMARKS.md.
+// With --only, BENCHMARKS.md keeps what the other benchmarks wrote: only the budget rows and
+// sections of those run are replaced (e.g. `node dist/main.js --only body-attack`).
 
 const args = process.argv.slice(2);
 const smoke = args.includes("--smoke");
@@ -25,6 +29,10 @@ const benches: { name: string; run: () => Promise<BenchResult> }[] = [
   { name: "memory", run: () => runMemory(smoke ? MEMORY_SMOKE : MEMORY_FULL) },
   { name: "inference", run: () => runInference(smoke ? INFERENCE_SMOKE : INFERENCE_FULL) },
   { name: "fleet-scale", run: () => runFleetScale(smoke ? FLEET_SMOKE : FLEET_FULL) },
+  {
+    name: "body-attack",
+    run: () => runBodyAttack(smoke ? BODY_ATTACK_SMOKE : BODY_ATTACK_FULL),
+  },
 ];
 
 const main = async () => {
@@ -59,7 +67,17 @@ const main = async () => {
     budgets: results.flatMap((r) => r.budgets.map((b) => ({ benchmark: r.name, ...b }))),
   };
   writeReport("summary", summary);
-  if (!smoke || args.includes("--write-md")) {
+  const mdFile = join(ROOT, "BENCHMARKS.md");
+  if ((!smoke || args.includes("--write-md")) && only && existsSync(mdFile)) {
+    writeFileSync(
+      mdFile,
+      spliceBenchmarksMd(readFileSync(mdFile, "utf8"), results, {
+        date: summary.date,
+        command,
+        durationS: summary.duration_s,
+      }),
+    );
+  } else if (!smoke || args.includes("--write-md")) {
     const budgetRows = summary.budgets.map(
       (b) => `| ${b.budget} | ${b.measured} | ${b.pass ? "PASS" : "MISS"} |`,
     );
@@ -85,7 +103,7 @@ const main = async () => {
         ? ["## Failures", "", ...failures.map((f) => `\`\`\`\n${f}\n\`\`\``), ""]
         : []),
     ].join("\n");
-    writeFileSync(join(ROOT, "BENCHMARKS.md"), md);
+    writeFileSync(mdFile, md);
   }
   process.stdout.write(
     `\n# budgets\n${summary.budgets.map((b) => `${b.pass ? "PASS" : "MISS"}  ${b.budget}: ${b.measured}`).join("\n")}\n`,

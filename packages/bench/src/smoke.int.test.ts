@@ -71,6 +71,7 @@ describe("the benchmark suite in smoke mode", () => {
     ["memory", ["samples", "idle", "after", "second_half_growth_mib"]],
     ["inference", ["options", "modes"]],
     ["fleet-scale", ["cortex_cpu_share_of_core", "snapshot_age_ms", "dead_neuron"]],
+    ["body-attack", ["phases", "rss_peak_mib", "rss_bound_mib", "health_ms", "codes", "parsing"]],
   ])("writes %s.json with its keys", (name, keys) => {
     const json = report(name);
     expect(json.benchmark).toBe(name);
@@ -86,6 +87,7 @@ describe("the benchmark suite in smoke mode", () => {
       "memory",
       "inference",
       "fleet-scale",
+      "body-attack",
     ]);
     const modes = report("inference").modes as { mode: string }[];
     expect(modes.map((m) => m.mode)).toEqual(["json", "stream"]);

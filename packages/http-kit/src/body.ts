@@ -115,7 +115,8 @@ export const readBody = (
   if (declared > limitBytes) return Promise.reject(tooLarge(limitBytes));
   // node:http has checked the header is a number; a chunked body has none and is charged as
   // it arrives.
-  let taken = Number.isSafeInteger(declared) && declared > 0 ? declared : 0;
+  const sized = Number.isSafeInteger(declared) && declared > 0;
+  let taken = sized ? declared : 0;
   if (charge && taken > 0 && !charge.take(taken)) return Promise.reject(overloaded());
   return new Promise<Buffer>((resolve, reject) => {
     const chunks: Buffer[] = [];
@@ -132,19 +133,32 @@ export const readBody = (
       chunks.length = 0;
       reject(error);
     };
+    // A declared body is copied into one buffer of its size as it arrives: keeping the chunks
+    // and concatenating them at the end would hold every byte twice for a moment.
+    let whole: Buffer | undefined;
     const onData = (chunk: Buffer) => {
+      const start = size;
       size += chunk.length;
       if (size > limitBytes) return fail(tooLarge(limitBytes));
       if (charge && size > taken) {
         if (!charge.take(size - taken)) return fail(overloaded());
         taken = size;
       }
-      chunks.push(chunk);
+      if (!sized) {
+        chunks.push(chunk);
+        return;
+      }
+      // node:http never delivers more than the declared length; refuse it all the same.
+      if (size > declared)
+        return fail(new ApiError("invalid_request_error", "the body is longer than it said"));
+      whole ??= Buffer.allocUnsafe(declared);
+      chunk.copy(whole, start);
     };
     const onEnd = () => {
       cleanup();
       if (charge && taken > size) charge.giveBack(taken - size);
-      resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size));
+      if (sized) resolve(whole === undefined ? Buffer.alloc(0) : whole.subarray(0, size));
+      else resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size));
     };
     const onError = (error: Error) => {
       cleanup();

@@ -28,6 +28,7 @@ export {
   ignoreStdioErrors,
   LogOutput,
   type LogOutputOptions,
+  processLogOutput,
   type WriteChunk,
 } from "./log-output.js";
 export {

@@ -142,3 +142,21 @@ export const fdWriter =
 export const ignoreStdioErrors = (streams: readonly NodeJS.WriteStream[]): void => {
   for (const stream of streams) stream.on("error", () => {});
 };
+
+/**
+ * The log output of a server process (`app` names it in the one note on stderr when the output
+ * breaks): stdout through a LogOutput, with stdio errors made harmless. `onDropped` is told how
+ * many lines a reader that fell behind lost.
+ */
+export const processLogOutput = (app: string, onDropped: (lines: number) => void): LogOutput => {
+  ignoreStdioErrors([process.stdout, process.stderr]);
+  return new LogOutput({
+    write: fdWriter(1),
+    onBroken: (error) => {
+      process.stderr.write(
+        `${app}: log output failed (${error.code ?? error.message}); logging stops\n`,
+      );
+    },
+    onDropped,
+  });
+};
