@@ -5,10 +5,15 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { writeTinyModel } from "@cortex/harness-llamacpp";
-import { ModelsAnswer, type NeuronModel } from "@cortex/protocol";
-import { FAKE_HARNESS_ENTRY, processesMentioning, waitFor } from "@cortex/testkit";
+import { environOf, FAKE_HARNESS_ENTRY, processesMentioning, waitFor } from "@cortex/testkit";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { type NeuronProcess, startNeuron } from "./support/neuron-process.js";
+import {
+  modelsOf,
+  type NeuronProcess,
+  startNeuron,
+  statusOf,
+  testNeuronConfig,
+} from "./support/neuron-process.js";
 
 // Issue 13 against the built neuron: what a harness inherits, where it runs, and that no
 // harness outlives its watchdog or survives a neuron restart. The fake harness (which, like
@@ -41,26 +46,16 @@ const neuron = async (
 ) => {
   const started = await startNeuron(
     dir,
-    {
-      name,
-      token: TOKEN,
-      models_dir: join(dir, "models"),
-      state_dir: join(dir, `state-${name}`),
+    testNeuronConfig(dir, name, TOKEN, {
       stop_grace_ms: 2000,
       harnesses: { llamacpp: {}, fake: FAKE },
       ...extra,
-    },
+    }),
     env,
   );
   running.push(started);
   return started;
 };
-
-const models = async (node: NeuronProcess): Promise<NeuronModel[]> =>
-  ModelsAnswer.parse(await (await node.api("/models")).json());
-
-const statusOf = async (node: NeuronProcess, id: string) =>
-  (await models(node)).find((model) => model.id === id)?.status ?? "absent";
 
 /** Live processes and their process groups, from /proc (zombies left out). */
 const groups = (): { pid: number; pgid: number }[] =>
@@ -81,14 +76,6 @@ const membersOf = (pgid: number): number[] =>
   groups()
     .filter((p) => p.pgid === pgid)
     .map((p) => p.pid);
-
-const environOf = (pid: number): Record<string, string> =>
-  Object.fromEntries(
-    readFileSync(`/proc/${pid}/environ`, "utf8")
-      .split("\0")
-      .filter((entry) => entry.includes("="))
-      .map((entry) => [entry.slice(0, entry.indexOf("=")), entry.slice(entry.indexOf("=") + 1)]),
-  );
 
 /** The fake harnesses serving `file` (not their watchdogs), and their watchdogs. */
 const fakeHarnesses = (file: string) =>
@@ -198,7 +185,7 @@ describe("a harness never outlives its watchdog", () => {
     expect(fakeHarnesses("restart.json")).toEqual([]);
     expect(again.output()).toContain("left over from an earlier run");
     expect(membersOf(decoyGroup)).toHaveLength(1);
-    expect(await models(again)).toEqual([]);
+    expect(await modelsOf(again)).toEqual([]);
   });
 });
 
@@ -278,7 +265,7 @@ describe("hf:owner/repo", () => {
     expect(await answer.json()).toMatchObject({
       error: { type: "invalid_request_error", param: "source" },
     });
-    expect(await models(node)).toEqual([]);
+    expect(await modelsOf(node)).toEqual([]);
   });
 
   it("reaches a repository harness as an id that no folder beside the neuron can answer", async () => {

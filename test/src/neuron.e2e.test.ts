@@ -2,12 +2,18 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { writeTinyModel } from "@cortex/harness-llamacpp";
-import { ModelsAnswer, type NeuronModel } from "@cortex/protocol";
 import { openAIProblems } from "@cortex/protocol/openai";
-import { FAKE_HARNESS_ENTRY, processesMentioning, waitFor } from "@cortex/testkit";
+import { processesMentioning, waitFor } from "@cortex/testkit";
 import OpenAI from "openai";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { type NeuronProcess, startNeuron } from "./support/neuron-process.js";
+import {
+  FAKE_HARNESS_TEMPLATE,
+  modelsOf,
+  type NeuronProcess,
+  startNeuron,
+  statusOf,
+  testNeuronConfig,
+} from "./support/neuron-process.js";
 
 // The built neuron as an operator runs it, serving the tiny model through the real llama.cpp
 // harness: load, infer, idle unload, lazy reload, a harness killed with -9, and shutdowns that
@@ -29,23 +35,13 @@ const LOAD = {
 };
 
 const neuron = async (name: string, extra: Record<string, unknown> = {}) => {
-  const started = await startNeuron(dir, {
-    name,
-    token: TOKEN,
-    models_dir: join(dir, "models"),
-    state_dir: join(dir, `state-${name}`),
-    stop_grace_ms: 2000,
-    ...extra,
-  });
+  const started = await startNeuron(
+    dir,
+    testNeuronConfig(dir, name, TOKEN, { stop_grace_ms: 2000, ...extra }),
+  );
   running.push(started);
   return started;
 };
-
-const models = async (node: NeuronProcess): Promise<NeuronModel[]> =>
-  ModelsAnswer.parse(await (await node.api("/models")).json());
-
-const statusOf = async (node: NeuronProcess, id: string) =>
-  (await models(node)).find((model) => model.id === id)?.status ?? "absent";
 
 /** The harness workers serving the tiny model (not the watchdogs that sit above them). */
 const harnessPids = () =>
@@ -106,7 +102,7 @@ describe("neuron with the real llama.cpp harness", () => {
       chunks.push(chunk.choices[0]?.delta.content ?? "");
     }
     expect(chunks.length).toBeGreaterThan(1);
-    expect((await models(node))[0]).toMatchObject({ in_flight: 0, queued: 0 });
+    expect((await modelsOf(node))[0]).toMatchObject({ in_flight: 0, queued: 0 });
 
     // Idle TTL (2 s from the end of the last request): the process stops, the spec stays.
     await waitFor("the idle unload", async () => (await statusOf(node, "tiny")) === "unloaded");
@@ -163,7 +159,7 @@ describe("neuron with the real llama.cpp harness", () => {
     );
     // A neuron started again on the same state directory starts clean and works.
     const again = await neuron("crash");
-    expect(await models(again)).toEqual([]);
+    expect(await modelsOf(again)).toEqual([]);
     expect((await again.api("/models/load", { body: LOAD })).status).toBe(200);
   });
 
@@ -171,20 +167,7 @@ describe("neuron with the real llama.cpp harness", () => {
     // The fake harness, unlike the built-in one, does not watch its parent: like llama-server,
     // it would run on forever once both the neuron and the watchdog are gone.
     await writeFile(join(dir, "models", "stubborn.json"), JSON.stringify({ banner: "stubborn" }));
-    const config = {
-      harnesses: {
-        fake: {
-          command: [
-            process.execPath,
-            FAKE_HARNESS_ENTRY,
-            "--model",
-            "{model_path}",
-            "--port",
-            "{port}",
-          ],
-        },
-      },
-    };
+    const config = { harnesses: { fake: FAKE_HARNESS_TEMPLATE } };
     const node = await neuron("reaper", config);
     const load = { model_id: "stubborn", harness: "fake", source: "stubborn.json" };
     expect((await node.api("/models/load", { body: load })).status).toBe(200);
@@ -222,7 +205,7 @@ describe("neuron with the real llama.cpp harness", () => {
       expect(answer.status, JSON.stringify(body)).toBeLessThan(500);
       expect(((await answer.json()) as { error: { message: string } }).error.message).toBeTruthy();
     }
-    expect(await models(node)).toEqual([]);
+    expect(await modelsOf(node)).toEqual([]);
     expect(harnessPids()).toEqual([]);
   });
 });

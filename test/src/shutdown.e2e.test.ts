@@ -4,7 +4,6 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { networkInterfaces, tmpdir } from "node:os";
 import { join } from "node:path";
 import {
-  FAKE_HARNESS_ENTRY,
   type FakeNeuron,
   neuronModel,
   processesMentioning,
@@ -14,7 +13,7 @@ import {
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
 import { type AppProcess, CORTEX_CLI, NEURON_CLI, startApp } from "./support/app-process.js";
-import { startNeuron } from "./support/neuron-process.js";
+import { FAKE_HARNESS_TEMPLATE, startNeuron, testNeuronConfig } from "./support/neuron-process.js";
 
 // Issue 13: the built apps as processes. A server on a non-loopback address without
 // authentication refuses to start; a stop is bounded whatever the log output or the requests in
@@ -132,25 +131,39 @@ const startCortex = async (extra: Record<string, unknown>, env: Record<string, s
   return app;
 };
 
-const neuronConfig = (name: string, extra: Record<string, unknown> = {}) => ({
-  name,
-  token: TOKEN,
-  models_dir: join(dir, "models"),
-  state_dir: join(dir, `state-${name}`),
-  harnesses: {
-    fake: {
-      command: [
-        process.execPath,
-        FAKE_HARNESS_ENTRY,
-        "--model",
-        "{model_path}",
-        "--port",
-        "{port}",
-      ],
-    },
-  },
-  ...extra,
-});
+/**
+ * Cortex with `shutdown_grace_ms: graceMs` in front of a fake neuron that never answers, and a
+ * chat request to it in flight.
+ */
+const cortexWithRequestInFlight = async (graceMs: number) => {
+  const fake = await startFakeNeuron({
+    name: "slow",
+    token: TOKEN,
+    models: [neuronModel("never")],
+    latencyMs: 600_000,
+  });
+  fakes.push(fake);
+  const cortex = await startCortex({
+    shutdown_grace_ms: graceMs,
+    neurons: [{ name: "slow", url: fake.url, token: TOKEN }],
+  });
+  await waitFor("the fake neuron to be healthy", async () => {
+    const fleet = (await (await cortex.api("/api/fleet")).json()) as {
+      nodes: { healthy: boolean }[];
+    };
+    return fleet.nodes[0]?.healthy === true;
+  });
+  const request = pending(`${cortex.url}/v1/chat/completions`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${KEY}`, "content-type": "application/json" },
+    body: JSON.stringify(CHAT("never")),
+  });
+  await waitFor("the request to reach the fake neuron", () => fake.inFlight("never") === 1);
+  return { cortex, request };
+};
+
+const neuronConfig = (name: string, extra: Record<string, unknown> = {}) =>
+  testNeuronConfig(dir, name, TOKEN, { harnesses: { fake: FAKE_HARNESS_TEMPLATE }, ...extra });
 
 const startTestNeuron = async (name: string, extra: Record<string, unknown> = {}) => {
   const app = await startNeuron(dir, neuronConfig(name, extra));
@@ -258,29 +271,7 @@ describe("cortex stops in bounded time", () => {
   });
 
   it("cuts a request that never finishes after shutdown_grace_ms, then exits 0", async () => {
-    const fake = await startFakeNeuron({
-      name: "slow",
-      token: TOKEN,
-      models: [neuronModel("never")],
-      latencyMs: 600_000,
-    });
-    fakes.push(fake);
-    const cortex = await startCortex({
-      shutdown_grace_ms: 500,
-      neurons: [{ name: "slow", url: fake.url, token: TOKEN }],
-    });
-    await waitFor("the fake neuron to be healthy", async () => {
-      const fleet = (await (await cortex.api("/api/fleet")).json()) as {
-        nodes: { healthy: boolean }[];
-      };
-      return fleet.nodes[0]?.healthy === true;
-    });
-    const request = pending(`${cortex.url}/v1/chat/completions`, {
-      method: "POST",
-      headers: { authorization: `Bearer ${KEY}`, "content-type": "application/json" },
-      body: JSON.stringify(CHAT("never")),
-    });
-    await waitFor("the request to reach the fake neuron", () => fake.inFlight("never") === 1);
+    const { cortex, request } = await cortexWithRequestInFlight(500);
     const sigterm = Date.now();
     const exit = await terminate(cortex, 10_000);
     const { outcome, at } = await request;
@@ -291,29 +282,7 @@ describe("cortex stops in bounded time", () => {
   });
 
   it("a second SIGTERM cuts the grace short", async () => {
-    const fake = await startFakeNeuron({
-      name: "slow",
-      token: TOKEN,
-      models: [neuronModel("never")],
-      latencyMs: 600_000,
-    });
-    fakes.push(fake);
-    const cortex = await startCortex({
-      shutdown_grace_ms: 600_000,
-      neurons: [{ name: "slow", url: fake.url, token: TOKEN }],
-    });
-    await waitFor("the fake neuron to be healthy", async () => {
-      const fleet = (await (await cortex.api("/api/fleet")).json()) as {
-        nodes: { healthy: boolean }[];
-      };
-      return fleet.nodes[0]?.healthy === true;
-    });
-    const request = pending(`${cortex.url}/v1/chat/completions`, {
-      method: "POST",
-      headers: { authorization: `Bearer ${KEY}`, "content-type": "application/json" },
-      body: JSON.stringify(CHAT("never")),
-    });
-    await waitFor("the request to reach the fake neuron", () => fake.inFlight("never") === 1);
+    const { cortex, request } = await cortexWithRequestInFlight(600_000);
     cortex.child.kill("SIGTERM");
     await waitFor("cortex to start stopping", () => cortex.output().includes('"msg":"stopping"'));
     const exit = await terminate(cortex, 10_000);

@@ -1,21 +1,19 @@
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { waitFor } from "@cortex/testkit";
-import { stringify } from "yaml";
-import { ADMIN_TOKEN, API_KEY, NEURON_TOKEN } from "./stack.js";
+import { API_KEY, fleetOf, NEURON_TOKEN, startCortex } from "./stack.js";
 import {
   type BenchResult,
-  CORTEX_CLI,
   cpuSeconds,
   now,
   print,
+  readyLine,
   round,
   sleep,
   spawnNode,
   spread,
-  startApp,
   stopChild,
   table,
   writeReport,
@@ -34,65 +32,33 @@ export const FLEET_SMOKE: FleetOptions = { neurons: 20, pollIntervalMs: 500, dur
 const UNHEALTHY_AFTER = 3;
 const POLL_TIMEOUT_MS = 1500;
 
-interface Fleet {
-  taken_at: string;
-  nodes: { name: string; healthy: boolean }[];
-}
-
 /** Cortex polling N fake neurons (in another process): CPU share, responsiveness, snapshot age. */
 export const runFleetScale = async (options: FleetOptions): Promise<BenchResult> => {
   const dir = await mkdtemp(join(tmpdir(), "cortex-bench-fleet-"));
   const fleetProcess = spawnNode([FLEET_CLI, String(options.neurons), NEURON_TOKEN]);
   try {
-    let out = "";
-    const info = await new Promise<{ control: string; neurons: { name: string; url: string }[] }>(
-      (resolve, reject) => {
-        fleetProcess.child.stdout?.on("data", (chunk: Buffer) => {
-          out += chunk.toString();
-          const line = out.split("\n").find((l) => l.startsWith("{"));
-          if (line && out.includes("\n")) resolve(JSON.parse(line));
-        });
-        fleetProcess.child.stderr?.on("data", (chunk: Buffer) => {
-          out += chunk.toString();
-        });
-        void fleetProcess.exited.then(() => reject(new Error(`fleet process exited:\n${out}`)));
-      },
+    const info = await readyLine<{ control: string; neurons: { name: string; url: string }[] }>(
+      fleetProcess,
+      "fleet process",
     );
-    await mkdir(join(dir, "catalogue"));
-    await writeFile(
-      join(dir, "catalogue", "models.yaml"),
-      stringify({
-        models: Array.from({ length: 20 }, (_, i) => `fleet-${i}`).map((id) => ({
-          id,
-          harness: "llamacpp",
-          source: `${id}.gguf`,
-          vram_mb: 8000,
-        })),
-      }),
-    );
-    const cortex = await startApp({
-      cli: CORTEX_CLI,
+    const cortex = await startCortex(
       dir,
-      file: "cortex.yaml",
-      config: {
-        catalogue: join(dir, "catalogue"),
-        data_dir: join(dir, "cortex-data"),
+      Array.from({ length: 20 }, (_, i) => `fleet-${i}`).map((id) => ({
+        id,
+        harness: "llamacpp",
+        source: `${id}.gguf`,
+        vram_mb: 8000,
+      })),
+      {
         poll_interval_ms: options.pollIntervalMs,
         poll_timeout_ms: POLL_TIMEOUT_MS,
         unhealthy_after_failures: UNHEALTHY_AFTER,
         api_keys: [API_KEY],
-        admin_token: ADMIN_TOKEN,
         neurons: info.neurons.map((n) => ({ name: n.name, url: n.url, token: NEURON_TOKEN })),
       },
-      env: { CORTEX_LOG_LEVEL: "info" },
-    });
+    );
     try {
-      const fleet = async (): Promise<Fleet> =>
-        (await (
-          await fetch(`${cortex.url}/api/fleet`, {
-            headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
-          })
-        ).json()) as Fleet;
+      const fleet = () => fleetOf(cortex.url);
       await waitFor(
         "every fake neuron healthy in cortex",
         async () => {

@@ -6,8 +6,8 @@ import {
   type Budget,
   print,
   round,
+  runToLine,
   type Spread,
-  spawnNode,
   spread,
   table,
   writeReport,
@@ -71,18 +71,7 @@ export const runLoad = async (
     ...(rate === undefined ? {} : { rate }),
     ...(amount === undefined ? {} : { amount }),
   };
-  const { child, exited } = spawnNode([LOAD_CLI, JSON.stringify(options)]);
-  let out = "";
-  child.stdout?.on("data", (chunk: Buffer) => {
-    out += chunk.toString();
-  });
-  child.stderr?.on("data", (chunk: Buffer) => {
-    out += chunk.toString();
-  });
-  await exited;
-  const line = out.split("\n").find((l) => l.startsWith("{"));
-  if (!line) throw new Error(`load generator failed:\n${out}`);
-  return JSON.parse(line) as LoadResult;
+  return runToLine<LoadResult>([LOAD_CLI, JSON.stringify(options)], "the load generator");
 };
 
 const TARGETS = ["direct", "neuron", "cortex"] as const;

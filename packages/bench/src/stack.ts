@@ -1,9 +1,17 @@
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { FleetSnapshot } from "@cortex/protocol";
 import { FAKE_HARNESS_ENTRY, processesMentioning, waitFor } from "@cortex/testkit";
 import { stringify } from "yaml";
-import { type AppProcess, CORTEX_CLI, NEURON_CLI, startApp, stopChild } from "./support.js";
+import {
+  type AppProcess,
+  CORTEX_CLI,
+  metricSamples,
+  NEURON_CLI,
+  startApp,
+  stopChild,
+} from "./support.js";
 
 export const API_KEY = "sk-bench";
 export const ADMIN_TOKEN = "admin-bench";
@@ -22,6 +30,37 @@ export interface Stack {
   readonly cortex: AppProcess;
   readonly stop: () => Promise<void>;
 }
+
+/**
+ * The built cortex on loopback with `models` as its catalogue (written to <dir>/catalogue), its
+ * data under <dir>/cortex-data and ADMIN_TOKEN as its admin token; `config` adds the rest.
+ */
+export const startCortex = async (
+  dir: string,
+  models: readonly Record<string, unknown>[],
+  config: Record<string, unknown>,
+): Promise<AppProcess> => {
+  await mkdir(join(dir, "catalogue"), { recursive: true });
+  await writeFile(join(dir, "catalogue", "models.yaml"), stringify({ models }));
+  return startApp({
+    cli: CORTEX_CLI,
+    dir,
+    file: "cortex.yaml",
+    config: {
+      catalogue: join(dir, "catalogue"),
+      data_dir: join(dir, "cortex-data"),
+      admin_token: ADMIN_TOKEN,
+      ...config,
+    },
+    env: { CORTEX_LOG_LEVEL: "info" },
+  });
+};
+
+/** cortex's `GET /api/fleet`, as the admin. */
+export const fleetOf = async (cortexUrl: string): Promise<FleetSnapshot> =>
+  (await (
+    await fetch(`${cortexUrl}/api/fleet`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })
+  ).json()) as FleetSnapshot;
 
 /**
  * A real neuron serving fake-harness models as a template harness, and a real cortex in front
@@ -53,27 +92,9 @@ export const startStack = async (
   try {
     const modelsDir = join(dir, "models");
     await mkdir(modelsDir, { recursive: true });
-    await mkdir(join(dir, "catalogue"));
     await options.setup?.(modelsDir);
     for (const model of models)
       await writeFile(join(modelsDir, `${model.id}.json`), JSON.stringify(model.behaviour));
-    await writeFile(
-      join(dir, "catalogue", "models.yaml"),
-      stringify({
-        models: [
-          ...models.map((model) => ({
-            id: model.id,
-            harness: "fake",
-            source: `${model.id}.json`,
-            runs_on: "cpu",
-            vram_mb: 0,
-            max_concurrency: model.maxConcurrency ?? 64,
-            idle_ttl_s: 0,
-          })),
-          ...(options.catalogue ?? []),
-        ],
-      }),
-    );
     const neuron = await startApp({
       cli: NEURON_CLI,
       dir,
@@ -101,28 +122,30 @@ export const startStack = async (
       env: { NEURON_LOG_LEVEL: "info" },
     });
     children.push(neuron);
-    const cortex = await startApp({
-      cli: CORTEX_CLI,
+    const cortex = await startCortex(
       dir,
-      file: "cortex.yaml",
-      config: {
-        catalogue: join(dir, "catalogue"),
-        data_dir: join(dir, "cortex-data"),
+      [
+        ...models.map((model) => ({
+          id: model.id,
+          harness: "fake",
+          source: `${model.id}.json`,
+          runs_on: "cpu",
+          vram_mb: 0,
+          max_concurrency: model.maxConcurrency ?? 64,
+          idle_ttl_s: 0,
+        })),
+        ...(options.catalogue ?? []),
+      ],
+      {
         poll_interval_ms: 1000,
         api_keys: [API_KEY],
-        admin_token: ADMIN_TOKEN,
         neurons: [{ name: "bench", url: neuron.url, token: NEURON_TOKEN }],
         ...options.cortex,
       },
-      env: { CORTEX_LOG_LEVEL: "info" },
-    });
+    );
     children.push(cortex);
     await waitFor("the neuron healthy in cortex", async () => {
-      const fleet = (await (
-        await fetch(`${cortex.url}/api/fleet`, {
-          headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
-        })
-      ).json()) as { nodes: { healthy: boolean }[] };
+      const fleet = await fleetOf(cortex.url);
       return fleet.nodes.length > 0 && fleet.nodes.every((node) => node.healthy);
     });
     return { dir, neuron, cortex, stop };
@@ -153,9 +176,7 @@ export const harnessPort = (
 /** cortex_load_duration_seconds_count for `model`, summed over nodes and outcomes. */
 export const loadsOf = async (cortexUrl: string, model: string): Promise<number> => {
   const metrics = await (await fetch(`${cortexUrl}/metrics`)).text();
-  let count = 0;
-  for (const line of metrics.split("\n"))
-    if (line.startsWith("cortex_load_duration_seconds_count{") && line.includes(`model="${model}"`))
-      count += Number(line.split(" ").at(-1));
-  return count;
+  return metricSamples(metrics, "cortex_load_duration_seconds_count")
+    .filter((sample) => sample.labels.includes(`model="${model}"`))
+    .reduce((count, sample) => count + sample.value, 0);
 };

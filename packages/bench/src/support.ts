@@ -71,6 +71,52 @@ export const spawnNode = (args: readonly string[], env: Record<string, string> =
   return { child, exited };
 };
 
+/** Everything `child` writes to stdout and stderr, as it comes; `onStdout` sees it grow. */
+const collectOutput = (child: ChildProcess, onStdout: (out: string) => void = () => {}) => {
+  let out = "";
+  child.stdout?.on("data", (chunk: Buffer) => {
+    out += chunk.toString();
+    onStdout(out);
+  });
+  child.stderr?.on("data", (chunk: Buffer) => {
+    out += chunk.toString();
+  });
+  return () => out;
+};
+
+/** The first line of a program's output that holds a JSON object: what it reports. */
+const jsonLine = (out: string): string | undefined =>
+  out.split("\n").find((line) => line.startsWith("{"));
+
+/**
+ * The JSON line that a program started by spawnNode prints once it is ready and then keeps
+ * running (a fake fleet, an attacker); rejects with its output if it exits first.
+ */
+export const readyLine = <T>(
+  program: { readonly child: ChildProcess; readonly exited: Promise<unknown> },
+  what: string,
+): Promise<T> =>
+  new Promise<T>((resolve, reject) => {
+    const output = collectOutput(program.child, (out) => {
+      const line = jsonLine(out);
+      if (line && out.includes("\n")) resolve(JSON.parse(line) as T);
+    });
+    void program.exited.then(() => reject(new Error(`${what} exited:\n${output()}`)));
+  });
+
+/** Runs a node program that prints one JSON line and exits, and resolves with that line. */
+export const runToLine = async <T = Record<string, unknown>>(
+  args: readonly string[],
+  what = args.join(" "),
+): Promise<T> => {
+  const { child, exited } = spawnNode(args);
+  const output = collectOutput(child);
+  await exited;
+  const line = jsonLine(output());
+  if (!line) throw new Error(`${what} printed no result:\n${output()}`);
+  return JSON.parse(line) as T;
+};
+
 export const stopChild = async (child: ChildProcess, graceMs = 10_000): Promise<void> => {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = once(child, "exit");
@@ -114,6 +160,8 @@ export const spread = (samples: readonly number[]): Spread => {
   };
 };
 
+export const MiB = 2 ** 20;
+
 export const round = (value: number, digits = 3): number => {
   const f = 10 ** digits;
   return Math.round(value * f) / f;
@@ -133,6 +181,23 @@ export const cpuSeconds = (pid: number): number => {
   // After the command: state is field 3, so utime (14) and stime (15) are at 11 and 12 here.
   return (Number(fields[11]) + Number(fields[12])) / 100;
 };
+
+/** Bytes a process has read from its sockets and files so far (/proc/<pid>/io rchar). */
+export const readBytes = (pid: number): number =>
+  Number(/rchar:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/io`, "utf8"))?.[1] ?? Number.NaN);
+
+/** The samples of metric `name` in Prometheus text: each one's labels (`{…}`) and value. */
+export const metricSamples = (
+  text: string,
+  name: string,
+): { readonly labels: string; readonly value: number }[] =>
+  text
+    .split("\n")
+    .filter((line) => line.startsWith(`${name}{`))
+    .map((line) => ({
+      labels: line.slice(name.length, line.lastIndexOf(" ")),
+      value: Number(line.split(" ").at(-1)),
+    }));
 
 export const now = (): number => Number(process.hrtime.bigint()) / 1e6;
 

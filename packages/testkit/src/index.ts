@@ -13,4 +13,4 @@ export const FAKE_HARNESS_ENTRY = fileURLToPath(
   new URL("../dist/fake-harness-cli.js", import.meta.url),
 );
 export { gpuDevice, neuronModel } from "./fixtures.js";
-export { processesMentioning, waitFor } from "./processes.js";
+export { environOf, processesMentioning, waitFor } from "./processes.js";

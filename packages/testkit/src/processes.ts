@@ -18,6 +18,15 @@ export const processesMentioning = (text: string): { pid: number; cmdline: strin
   return found;
 };
 
+/** The environment a live process started with (Linux /proc), by variable name. */
+export const environOf = (pid: number): Record<string, string> =>
+  Object.fromEntries(
+    readFileSync(`/proc/${pid}/environ`, "utf8")
+      .split("\0")
+      .filter((entry) => entry.includes("="))
+      .map((entry) => [entry.slice(0, entry.indexOf("=")), entry.slice(entry.indexOf("=") + 1)]),
+  );
+
 /** Resolves when `check` holds, polling every 50 ms; rejects with `what` after `timeoutMs`. */
 export const waitFor = async (
   what: string,

@@ -1,8 +1,32 @@
 import { join } from "node:path";
 import { writeTinyModel } from "@cortex/harness-llamacpp";
+import { ModelsAnswer, type NeuronModel } from "@cortex/protocol";
+import { FAKE_HARNESS_ENTRY } from "@cortex/testkit";
 import { type AppProcess, NEURON_CLI, startApp } from "./app-process.js";
 
 export type NeuronProcess = AppProcess & { readonly token: string };
+
+/** The fake harness of @cortex/testkit, as neuron.yaml declares a template harness. */
+export const FAKE_HARNESS_TEMPLATE = {
+  command: [process.execPath, FAKE_HARNESS_ENTRY, "--model", "{model_path}", "--port", "{port}"],
+};
+
+/**
+ * neuron.yaml for a test node `name` with `token`: models from `dir/models`, its state in
+ * `dir/state-<name>`; `extra` adds settings or replaces these.
+ */
+export const testNeuronConfig = (
+  dir: string,
+  name: string,
+  token: string,
+  extra: Record<string, unknown> = {},
+): Record<string, unknown> => ({
+  name,
+  token,
+  models_dir: join(dir, "models"),
+  state_dir: join(dir, `state-${name}`),
+  ...extra,
+});
 
 /** Starts `neuron serve` with a neuron.yaml in `dir` (see startApp). */
 export const startNeuron = async (
@@ -21,6 +45,14 @@ export const startNeuron = async (
   });
   return { ...app, token };
 };
+
+/** The models `node` lists, checked against the contract. */
+export const modelsOf = async (node: NeuronProcess): Promise<NeuronModel[]> =>
+  ModelsAnswer.parse(await (await node.api("/models")).json());
+
+/** The status of model `id` on `node`, or "absent" when it is not listed. */
+export const statusOf = async (node: NeuronProcess, id: string) =>
+  (await modelsOf(node)).find((model) => model.id === id)?.status ?? "absent";
 
 /** One node of a test fleet: its name and the GPUs its neuron.yaml declares. */
 export interface FleetNodeSpec {

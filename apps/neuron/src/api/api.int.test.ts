@@ -1,24 +1,23 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import type { Server } from "node:http";
-import { type AddressInfo, connect } from "node:net";
+import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { BodyBudget, listen } from "@cortex/http-kit";
+import { BodyBudget } from "@cortex/http-kit";
 import { type DiscoveryAnswer, ModelsAnswer } from "@cortex/protocol";
 import { openAIProblems } from "@cortex/protocol/openai";
 import { FAKE_HARNESS_ENTRY, gpuDevice } from "@cortex/testkit";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { defineHarness, type Harness } from "../harnesses/definitions.js";
-import { ModelManager } from "../models/model-manager.js";
+import { processSettings, testManager } from "../models/model-manager.fixtures.js";
+import type { ModelManager } from "../models/model-manager.js";
 import { freeLoopbackPort, probeReady } from "../supervisor/net.js";
 import { spawnRunner } from "../supervisor/process-runner.js";
-import { createNeuronApp } from "./app.js";
+import { startTestApp, type TestApp } from "./neuron-app.fixtures.js";
 
 // The neuron's HTTP API on loopback, with real fake-harness processes behind it.
 
 const TOKEN = "s3cret-token";
-const silent = { info: () => {}, warn: () => {}, error: () => {} };
 
 const discovery: DiscoveryAnswer = {
   node: {
@@ -34,15 +33,14 @@ const discovery: DiscoveryAnswer = {
 };
 
 let dir: string;
-let server: Server;
-let base: string;
+let app: TestApp;
 let manager: ModelManager;
 
 const call = (path: string, init: RequestInit & { json?: unknown; token?: string | null } = {}) => {
   const headers = new Headers(init.headers);
   if (init.token !== null) headers.set("authorization", `Bearer ${init.token ?? TOKEN}`);
   if (init.json !== undefined) headers.set("content-type", "application/json");
-  return fetch(`${base}${path}`, {
+  return fetch(`${app.base}${path}`, {
     ...init,
     headers,
     ...(init.json !== undefined
@@ -73,7 +71,7 @@ beforeAll(async () => {
     },
     { node: process.execPath, entry: "unused" },
   ) as Harness;
-  manager = new ModelManager(
+  manager = testManager(
     {
       harnesses: new Map([["fake", fake]]),
       runner: spawnRunner({ parentPid: process.pid, watchdogGraceMs: 500 }),
@@ -81,39 +79,15 @@ beforeAll(async () => {
       devices: () => discovery.devices,
       freePort: freeLoopbackPort,
       probe: probeReady,
-      log: silent,
     },
-    {
-      selfUrl: "http://localhost:13131",
-      defaultIdleTtlS: 0,
-      stopGraceMs: 500,
-      readyTimeoutMs: () => 10_000,
-      readyPollMs: 25,
-      restartDelaysMs: [100],
-      stableAfterMs: 60_000,
-      maxQueued: 4,
-      queueTimeoutMs: 5000,
-      harnessEnv: {},
-    },
+    processSettings({ restartDelaysMs: [100], maxQueued: 4, queueTimeoutMs: 5000 }),
   );
-  const app = createNeuronApp({
-    token: TOKEN,
-    version: "0.1.0",
-    startedAtMs: Date.now(),
-    selfUrl: "http://localhost:13131",
-    manager,
-    discovery: () => discovery,
-    status: () => "ok",
-    log: silent,
-  });
-  server = await listen(app, 0, "127.0.0.1");
-  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  app = await startTestApp(manager, { token: TOKEN, discovery: () => discovery });
 });
 
 afterAll(async () => {
   await manager.shutdown();
-  server.closeAllConnections();
-  await new Promise((resolve) => server.close(resolve));
+  await app.close();
   await rm(dir, { recursive: true, force: true });
 });
 
@@ -225,7 +199,7 @@ describe("models", () => {
 
 describe("inference", () => {
   it("proxies a chat completion to the harness", async () => {
-    const client = new OpenAI({ baseURL: `${base}/v1`, apiKey: TOKEN, maxRetries: 0 });
+    const client = new OpenAI({ baseURL: `${app.base}/v1`, apiKey: TOKEN, maxRetries: 0 });
     const completion = await client.chat.completions.create({
       model: "fast",
       messages: [{ role: "user", content: "hi" }],
@@ -234,7 +208,7 @@ describe("inference", () => {
   });
 
   it("streams chunk by chunk through the official client", async () => {
-    const client = new OpenAI({ baseURL: `${base}/v1`, apiKey: TOKEN, maxRetries: 0 });
+    const client = new OpenAI({ baseURL: `${app.base}/v1`, apiKey: TOKEN, maxRetries: 0 });
     const stream = await client.chat.completions.create({
       model: "fast",
       messages: [{ role: "user", content: "hi" }],
@@ -286,8 +260,7 @@ describe("inference", () => {
 
 describe("limits", () => {
   const KiB = 1024;
-  let limited: Server;
-  let limitedBase: string;
+  let limited: TestApp;
   const budget = new BodyBudget(300 * KiB);
 
   beforeAll(async () => {
@@ -295,19 +268,11 @@ describe("limits", () => {
       join(dir, "heavy.json"),
       JSON.stringify({ stream_chunks: 1_000_000, stream_padding_bytes: 16 * KiB }),
     );
-    const app = createNeuronApp({
+    limited = await startTestApp(manager, {
       token: TOKEN,
-      version: "0.1.0",
-      startedAtMs: Date.now(),
-      selfUrl: "http://localhost:13131",
-      manager,
       discovery: () => discovery,
-      status: () => "ok",
-      log: silent,
       limits: { bodyLimitBytes: 200 * KiB, bodyBudget: budget, clientStallTimeoutMs: 300 },
     });
-    limited = await listen(app, 0, "127.0.0.1");
-    limitedBase = `http://127.0.0.1:${(limited.address() as AddressInfo).port}`;
     const res = await call("/models/load", {
       method: "POST",
       json: { model_id: "heavy", harness: "fake", source: "heavy.json", max_concurrency: 1 },
@@ -316,18 +281,29 @@ describe("limits", () => {
   });
 
   afterAll(async () => {
-    limited.closeAllConnections();
-    await new Promise((resolve) => limited.close(resolve));
+    await limited.close();
   });
 
   const infer = (body: string) =>
-    fetch(`${limitedBase}/v1/chat/completions`, {
+    fetch(`${limited.base}/v1/chat/completions`, {
       method: "POST",
       headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
       body,
     });
   const heavy = (bytes: number) =>
     JSON.stringify({ model: "heavy", messages: [{ role: "user", content: "x".repeat(bytes) }] });
+
+  /** A streamed request to the heavy model whose client reads nothing (its socket is paused). */
+  const stalledStream = () => {
+    const { port } = new URL(limited.base);
+    const socket = connect(Number(port), "127.0.0.1");
+    const body = JSON.stringify({ model: "heavy", stream: true, messages: [] });
+    socket.write(
+      `POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
+    );
+    socket.pause();
+    return socket;
+  };
 
   it("refuses a body over max_body_mb with 413 and one nested past 64 levels with 400", async () => {
     expect((await infer(heavy(210 * KiB))).status).toBe(413);
@@ -339,13 +315,7 @@ describe("limits", () => {
   });
 
   it("cuts a client that stops reading, which frees the model's only slot", async () => {
-    const { port } = new URL(limitedBase);
-    const socket = connect(Number(port), "127.0.0.1");
-    const body = JSON.stringify({ model: "heavy", stream: true, messages: [] });
-    socket.write(
-      `POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
-    );
-    socket.pause();
+    const socket = stalledStream();
     const heavyModel = () => manager.list().find((model) => model.id === "heavy");
     try {
       await expect.poll(() => heavyModel()?.in_flight, { timeout: 10_000 }).toBe(1);
@@ -356,14 +326,8 @@ describe("limits", () => {
   });
 
   it("holds bodies up to the budget while they wait for the slot, and refuses the rest with 503", async () => {
-    const { port } = new URL(limitedBase);
-    const socket = connect(Number(port), "127.0.0.1");
-    const body = JSON.stringify({ model: "heavy", stream: true, messages: [] });
     // This stream holds the only slot while its client reads nothing (until the stall cut).
-    socket.write(
-      `POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
-    );
-    socket.pause();
+    const socket = stalledStream();
     try {
       await expect.poll(() => budget.used).toBeGreaterThan(0);
       const waiting = await Promise.all(

@@ -219,7 +219,8 @@ describe("trust_remote_code needs neuron.yaml's permission", () => {
 });
 
 describe("harness environment", () => {
-  const neuronEnv = {
+  /** The part of the neuron's environment on the system allow-list: every harness inherits it. */
+  const systemEnv = {
     PATH: "/usr/bin:/bin",
     HOME: "/home/neuron",
     USER: "neuron",
@@ -234,6 +235,9 @@ describe("harness environment", () => {
     LD_LIBRARY_PATH: "/usr/local/cuda/lib64",
     CUDA_HOME: "/usr/local/cuda",
     ROCM_PATH: "/opt/rocm",
+  };
+  const neuronEnv = {
+    ...systemEnv,
     NEURON_TOKEN: "neuron-secret",
     HF_TOKEN: "hf_secret",
     AWS_SECRET_ACCESS_KEY: "aws-secret",
@@ -245,22 +249,7 @@ describe("harness environment", () => {
   };
 
   it("passes the system allow-list and nothing else by default", () => {
-    expect(inheritedEnvironment(neuronEnv)).toEqual({
-      PATH: "/usr/bin:/bin",
-      HOME: "/home/neuron",
-      USER: "neuron",
-      LOGNAME: "neuron",
-      SHELL: "/bin/sh",
-      LANG: "C.UTF-8",
-      LANGUAGE: "en",
-      LC_ALL: "C.UTF-8",
-      LC_CTYPE: "C.UTF-8",
-      TZ: "UTC",
-      TMPDIR: "/tmp",
-      LD_LIBRARY_PATH: "/usr/local/cuda/lib64",
-      CUDA_HOME: "/usr/local/cuda",
-      ROCM_PATH: "/opt/rocm",
-    });
+    expect(inheritedEnvironment(neuronEnv)).toEqual(systemEnv);
   });
 
   it("adds what inherit_env names, when the neuron has it", () => {

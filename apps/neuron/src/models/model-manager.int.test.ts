@@ -11,12 +11,11 @@ import {
   type RunningProcess,
   spawnRunner,
 } from "../supervisor/process-runner.js";
-import { type Log, type ManagerSettings, ModelManager } from "./model-manager.js";
+import { processSettings, testManager } from "./model-manager.fixtures.js";
+import type { ModelManager } from "./model-manager.js";
 
 // The lifecycle against real child processes: a scripted fake harness per model, spawned under
 // the real watchdog in its own process group, probed over loopback.
-
-const silent: Log = { info: () => {}, warn: () => {}, error: () => {} };
 
 const gpu = (index: number, total: number, free = total): Device => gpuDevice(index, total, free);
 
@@ -36,18 +35,11 @@ let spawns: number;
 /** What discovery reports now; a test may change it as a real GPU's free memory would. */
 let gpus: Device[];
 
-const settings: ManagerSettings = {
-  selfUrl: "http://localhost:13131",
-  defaultIdleTtlS: 0,
-  stopGraceMs: 500,
-  readyTimeoutMs: () => 10_000,
-  readyPollMs: 25,
+const settings = processSettings({
   restartDelaysMs: [50, 50],
-  stableAfterMs: 60_000,
-  maxQueued: 1,
   queueTimeoutMs: 2000,
   harnessEnv: { CUDA_DEVICE_ORDER: "PCI_BUS_ID" },
-};
+});
 
 const behaviour = async (name: string, fields: FakeBehaviourInput = {}): Promise<string> => {
   await writeFile(join(dir, `${name}.json`), JSON.stringify(fields));
@@ -93,7 +85,7 @@ beforeEach(async () => {
       return child;
     },
   };
-  manager = new ModelManager(
+  manager = testManager(
     {
       harnesses: new Map([["fake", fake]]),
       runner,
@@ -101,7 +93,6 @@ beforeEach(async () => {
       devices: () => gpus,
       freePort: freeLoopbackPort,
       probe: probeReady,
-      log: silent,
     },
     settings,
   );

@@ -5,33 +5,18 @@ import { NeuronError } from "../errors.js";
 import { defineHarness, type Harness } from "../harnesses/definitions.js";
 import type { ExitStatus, RunningProcess } from "../supervisor/process-runner.js";
 import { RingBuffer } from "../supervisor/ring-buffer.js";
+import { testManager, testSettings } from "./model-manager.fixtures.js";
 import {
   FAILED_TTL_MS,
-  type Log,
   MAX_FAILED_ENTRIES,
-  type ManagerSettings,
-  ModelManager,
+  type ModelManager,
   type SourcePreparer,
 } from "./model-manager.js";
 
 // The manager's bookkeeping of failures with no processes at all: sources that fail, a fake
 // process runner, and an injected clock. Nothing here sleeps.
 
-const silent: Log = { info: () => {}, warn: () => {}, error: () => {} };
 const MEGABYTE = "x".repeat(1 << 20);
-
-const settings = (restartDelaysMs: readonly number[] = []): ManagerSettings => ({
-  selfUrl: "http://localhost:13131",
-  defaultIdleTtlS: 0,
-  stopGraceMs: 10,
-  readyTimeoutMs: () => 60_000,
-  readyPollMs: 10,
-  restartDelaysMs,
-  stableAfterMs: 60_000,
-  maxQueued: 1,
-  queueTimeoutMs: 1000,
-  harnessEnv: {},
-});
 
 /** A process whose exit the test decides, with whatever output it printed. */
 const fakeProcess = (output = "") => {
@@ -74,7 +59,7 @@ const fake = defineHarness(
 ) as Harness;
 
 const managerWith = (restartDelaysMs: readonly number[] = []) =>
-  new ModelManager(
+  testManager(
     {
       harnesses: new Map([["fake", fake]]),
       runner: { start: () => nextProcess() },
@@ -82,14 +67,12 @@ const managerWith = (restartDelaysMs: readonly number[] = []) =>
         check: (source) => check(source),
         prepare: (source, onProgress, signal) => prepare(source, onProgress, signal),
       },
-      devices: () => [],
       freePort: async () => 40_000,
       probe: async () => ready,
-      log: silent,
       now: () => now,
       onChange: (change) => changes.push(change),
     },
-    settings(restartDelaysMs),
+    testSettings({ stopGraceMs: 10, readyTimeoutMs: () => 60_000, restartDelaysMs }),
   );
 
 const request = (id: string, source = "missing.gguf"): LoadRequest => ({

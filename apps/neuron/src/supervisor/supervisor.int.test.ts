@@ -1,17 +1,10 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
-import {
-  existsSync,
-  mkdirSync,
-  readdirSync,
-  readFileSync,
-  readlinkSync,
-  writeFileSync,
-} from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readlinkSync, writeFileSync } from "node:fs";
 import { mkdtemp, realpath, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
-import { waitFor } from "@cortex/testkit";
+import { environOf, waitFor } from "@cortex/testkit";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { Launch } from "../harnesses/definitions.js";
 import { HARNESS_MARK_VAR, PidRecords, procTable } from "./pid-records.js";
@@ -31,14 +24,6 @@ const membersOf = (pgid: number): number[] =>
     .processes()
     .filter((p) => p.pgid === pgid)
     .map((p) => p.pid);
-
-const environOf = (pid: number): Record<string, string> =>
-  Object.fromEntries(
-    readFileSync(`/proc/${pid}/environ`, "utf8")
-      .split("\0")
-      .filter((entry) => entry !== "")
-      .map((entry) => [entry.slice(0, entry.indexOf("=")), entry.slice(entry.indexOf("=") + 1)]),
-  );
 
 /** A harness that starts a child of its own and waits: `sh`, then `sleep`, in one group. */
 const SHELL_HARNESS: Launch = {
