@@ -54,12 +54,17 @@ const start = (name, cli, config) => {
   // Logs stay quiet unless asked for: JSON lines are for machines.
   if (env.DEMO_LOGS === "1") child.stdout.pipe(process.stdout);
   child.once("exit", (code, signal) => {
-    if (!stopping) {
-      console.error(
-        `demo: ${name} stopped unexpectedly (${signal ?? `code ${code}`}); stopping the demo`,
-      );
-      void stop(1);
+    if (stopping) return;
+    // Ctrl-C in a terminal signals the whole process group: a child may have stopped cleanly
+    // (code 0) on it before this process's own SIGINT handler ran.
+    if (code === 0) {
+      void stop(0);
+      return;
     }
+    console.error(
+      `demo: ${name} stopped unexpectedly (${signal ?? `code ${code}`}); stopping the demo`,
+    );
+    void stop(1);
   });
   children.push({ name, child });
   return listening;
@@ -70,17 +75,33 @@ const exited = (child) =>
     ? Promise.resolve()
     : new Promise((resolveExit) => child.once("exit", resolveExit));
 
+/**
+ * Stops cortex first (no new requests), then the neuron, which stops its harnesses. Exits with
+ * `code` when every child stopped cleanly (exit 0, or ended by SIGINT/SIGTERM), else 1: a clean
+ * Ctrl-C exits 0, so `pnpm demo` ends without an error.
+ */
 const stop = async (code) => {
   if (stopping) return;
   stopping = true;
-  // Cortex first (no new requests), then the neuron, which stops its harnesses.
-  for (const { child } of [...children].reverse()) {
+  let clean = true;
+  for (const { name, child } of [...children].reverse()) {
     if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
-    const force = setTimeout(() => child.kill("SIGKILL"), 15_000);
+    let forced = false;
+    const force = setTimeout(() => {
+      forced = true;
+      child.kill("SIGKILL");
+    }, 15_000);
     await exited(child);
     clearTimeout(force);
+    const ended = child.signalCode === "SIGINT" || child.signalCode === "SIGTERM";
+    if (forced || !(child.exitCode === 0 || ended)) {
+      clean = false;
+      console.error(
+        `demo: ${name} did not stop cleanly (${forced ? "killed after 15 s" : (child.signalCode ?? `code ${child.exitCode}`)})`,
+      );
+    }
   }
-  process.exit(code);
+  process.exit(clean ? code : 1);
 };
 
 process.on("SIGINT", () => void stop(0));
@@ -111,6 +132,16 @@ ones are warm. It is a real model with random weights, so its answers are noise.
   curl ${cortex}/v1/models
   curl ${cortex}/api/fleet            # nodes, devices, models
   curl -N ${cortex}/api/events        # live events; leave it open while you send requests
+
+The dashboard (fleet, models with Load and Unload, traffic, events; no sign-in here, as the
+demo's cortex has no admin token):
+
+  ${cortex}/ui/
+
+The operator's command line, cortexctl, from this folder in another terminal:
+
+  npx -y pnpm@10.34.9 cortexctl --url ${cortex} status
+  npx -y pnpm@10.34.9 cortexctl --url ${cortex} events --follow
 
 With the openai package (npm install openai):
 

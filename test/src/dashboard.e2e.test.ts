@@ -258,6 +258,12 @@ describe.skipIf(!HAVE_CHROMIUM)("the dashboard in Chromium", () => {
     await page.getByTestId("tab-models").click();
     const row = page.locator(`[data-testid=model-row][data-model=${LOADED_BY_BUTTON}]`);
     await poll(() => row.getAttribute("data-status")).toBe("available");
+    // Signed in with a token: Sign out is offered. The 70B is loaded on gpu-c, the one node of
+    // its pinned_on: there is nowhere left to load it.
+    expect(await page.getByTestId("sign-out").count()).toBe(1);
+    const pinned = page.locator("[data-testid=model-row][data-model='llama-3.3-70b']");
+    await poll(() => pinned.getByTestId("load-button").isDisabled()).toBe(true);
+    expect(await pinned.getByTestId("last-used").textContent()).not.toContain("never");
     // Every status the row shows from now on, however briefly.
     await page.evaluate((model) => {
       const seen: string[] = [];

@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -13,8 +13,17 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 // The README's first command ends in `node scripts/demo.mjs` (after install and build): run it
 // as a person would, on free ports and a scratch data directory, and stop it with Ctrl-C.
+// It runs the way `pnpm demo` does, through `sh -c` and the root script (the build left out),
+// in a process group of its own, and Ctrl-C signals that whole group as a terminal does: the
+// shell must not die of it, or pnpm reports a failure after a clean stop.
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+const BUILD = "turbo run build && ";
+const rootScripts = (
+  JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as {
+    scripts: Record<string, string>;
+  }
+).scripts;
 
 const freePort = async (): Promise<number> => {
   const server = createServer().listen(0, "127.0.0.1");
@@ -33,8 +42,11 @@ let url = "";
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "demo-e2e-"));
   const [neuronPort, cortexPort] = [await freePort(), await freePort()];
-  demo = spawn(process.execPath, [join(ROOT, "scripts/demo.mjs")], {
+  const script = rootScripts.demo ?? "";
+  expect(script.startsWith(BUILD)).toBe(true);
+  demo = spawn("/bin/sh", ["-c", script.slice(BUILD.length)], {
     cwd: ROOT,
+    detached: true,
     stdio: ["ignore", "pipe", "pipe"],
     env: {
       ...process.env,
@@ -70,6 +82,8 @@ describe("the demo", () => {
     expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     expect(output).toContain(`curl ${url}/v1/chat/completions`);
     expect(output).toContain(`baseURL: "${url}/v1"`);
+    expect(output).toContain(`${url}/ui/`);
+    expect(output).toContain(`cortexctl --url ${url} status`);
     const fleet = (await (await fetch(`${url}/api/fleet`)).json()) as {
       nodes: { name: string; healthy: boolean; models: unknown[] }[];
     };
@@ -92,11 +106,28 @@ describe("the demo", () => {
     expect(alias.model).toBe("tiny");
   });
 
-  it("stops everything on Ctrl-C", async () => {
-    expect(processesMentioning(join(dir, "models", "tiny.gguf")).length).toBeGreaterThan(0);
-    demo.kill("SIGINT");
-    const [code] = (await once(demo, "exit")) as [number | null];
+  it("prints a cortexctl line that works through the root script", async () => {
+    expect(rootScripts.cortexctl).toBeDefined();
+    const ctl = spawn("/bin/sh", ["-c", `${rootScripts.cortexctl} --url ${url} status`], {
+      cwd: ROOT,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let text = "";
+    ctl.stdout?.on("data", (chunk) => {
+      text += chunk;
+    });
+    const [code] = (await once(ctl, "exit")) as [number | null];
     expect(code).toBe(0);
+    expect(text).toContain("local");
+  });
+
+  it("stops everything on Ctrl-C and exits 0 after a clean stop", async () => {
+    expect(processesMentioning(join(dir, "models", "tiny.gguf")).length).toBeGreaterThan(0);
+    // The whole group, as a terminal's Ctrl-C: the shell, the demo, cortex and the neuron.
+    process.kill(-(demo.pid ?? 0), "SIGINT");
+    const [code, signal] = (await once(demo, "exit")) as [number | null, string | null];
+    expect({ code, signal }).toEqual({ code: 0, signal: null });
+    expect(output).not.toContain("did not stop cleanly");
     expect(processesMentioning(dir)).toEqual([]);
     expect(processesMentioning(join(ROOT, "demo", "neuron.yaml"))).toEqual([]);
     expect(processesMentioning(join(ROOT, "demo", "cortex.yaml"))).toEqual([]);

@@ -68,6 +68,44 @@ describe("workspace layout", () => {
   });
 });
 
+describe("the newcomer's path", () => {
+  const rootJson = JSON.parse(read("package.json")) as { scripts: Record<string, string> };
+
+  it("runs cortexctl from the root as `pnpm cortexctl`, on the bin cortex declares", () => {
+    const cortex = JSON.parse(read("apps/cortex/package.json")) as { bin: Record<string, string> };
+    const bin = cortex.bin.cortexctl?.replace(/^\.\//, "");
+    expect(bin).toBeDefined();
+    expect(rootJson.scripts.cortexctl).toBe(`node apps/cortex/${bin}`);
+    for (const doc of ["README.md", "apps/cortex/README.md"])
+      expect(read(doc), doc).toContain("pnpm cortexctl");
+  });
+
+  it("names every package and app in the README's folder table", () => {
+    const readme = read("README.md");
+    const table = readme.slice(readme.indexOf("| folder"));
+    for (const dir of workspaceDirs) expect(table, dir).toContain(`| \`${dir}/\``);
+  });
+
+  it("describes the apps in apps/README.md as they are, not as coming", () => {
+    const text = read("apps/README.md");
+    expect(text).not.toMatch(/coming/i);
+    for (const dir of workspaceDirs.filter((d) => d.startsWith("apps/")))
+      expect(text, dir).toContain(`${dir.slice("apps/".length)}/`);
+  });
+
+  it("tells turbo that a build writing nothing has no outputs (no warning on every build)", () => {
+    const turbo = JSON.parse(read("turbo.json")) as {
+      tasks: Record<string, { outputs?: string[] }>;
+    };
+    for (const { json } of packages) {
+      const build = json.scripts?.build ?? "";
+      // A typecheck only: `tsc … --noEmit` and nothing after it.
+      if (!/^tsc [^&]*--noEmit$/.test(build)) continue;
+      expect(turbo.tasks[`${json.name}#build`]?.outputs, json.name).toEqual([]);
+    }
+  });
+});
+
 describe.each(packages)("$dir", ({ dir, json }) => {
   it("is an ESM package in the @cortex scope", () => {
     expect(json.name).toMatch(/^@cortex\//);

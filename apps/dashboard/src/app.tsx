@@ -1,7 +1,7 @@
 import { useCallback, useEffect, useMemo, useState } from "preact/hooks";
 import { type AdminClient, ApiFailure, createClient, describeFailure } from "./api/client.js";
 import { modelColors } from "./lib/colors.js";
-import { forgetToken, readToken, saveToken } from "./session.js";
+import { canSignOut, forgetToken, readToken, saveToken } from "./session.js";
 import { useFleet } from "./use-fleet.js";
 import { EventsView } from "./views/events-view.js";
 import { FleetView } from "./views/fleet-view.js";
@@ -91,6 +91,7 @@ const Dashboard = ({
     ...(state.fleet?.nodes ?? []).flatMap((node) => node.models.map((model) => model.id)),
   ];
   const colorKey = [...new Set(knownModels)].sort().join("\n");
+  const known = useMemo(() => new Set(colorKey.split("\n")), [colorKey]);
   const colors = useMemo(() => modelColors(colorKey.split("\n")), [colorKey]);
   const [now, setNow] = useState(Date.now());
 
@@ -117,7 +118,7 @@ const Dashboard = ({
           onTab={select}
           fleet={state.fleet}
           stream={state.stream}
-          onSignOut={() => signOut(null)}
+          onSignOut={canSignOut(token) ? () => signOut(null) : null}
         />
         {state.fleetError !== null && (
           <p class="banner banner-bad" role="alert">
@@ -139,7 +140,7 @@ const Dashboard = ({
                 refresh={state.refresh}
               />
             )}
-            {tab === "traffic" && <TrafficView client={client} now={now} />}
+            {tab === "traffic" && <TrafficView client={client} now={now} known={known} />}
             {tab === "events" && <EventsView events={state.events} />}
           </div>
         </main>

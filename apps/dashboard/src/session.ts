@@ -26,3 +26,9 @@ export const forgetToken = (): void => {
     // Nothing stored.
   }
 };
+
+/**
+ * A cortex without an admin token lets the empty token in: there is nothing to sign out of, and
+ * signing out would only show the sign-in form again for no token.
+ */
+export const canSignOut = (token: string): boolean => token !== "";

@@ -65,6 +65,13 @@ export const errorMessageOf = (status: number, body: string): string => {
   return text === "" ? `HTTP ${status}` : `${text} (HTTP ${status})`;
 };
 
+/**
+ * A 401 from the admin API, said the way an operator fixes it: cortex's `admin_token` goes in
+ * `--token` or `CORTEX_ADMIN_TOKEN` (cortex's own code, `invalid_api_key`, is about client keys).
+ */
+export const unauthorizedMessage = (url: string, tokenSent: boolean): string =>
+  `${tokenSent ? `cortex at ${url} refused the admin token` : `cortex at ${url} needs its admin token`} (HTTP 401): pass cortex's admin_token with --token <token> or in CORTEX_ADMIN_TOKEN`;
+
 export class CortexClient {
   readonly url: string;
   readonly #base: URL;
@@ -100,6 +107,10 @@ export class CortexClient {
       }
       const why = code && NETWORK_CODES.has(code) ? code : String((error as Error).message);
       throw new CtlError(`cannot reach cortex at ${this.url} (${why})`, 1, { cause: error });
+    }
+    if (response.status === 401) {
+      await response.body?.cancel().catch(() => {});
+      throw new CtlError(unauthorizedMessage(this.url, this.#token !== undefined));
     }
     if (!response.ok) {
       throw new CtlError(errorMessageOf(response.status, await response.text().catch(() => "")));

@@ -206,13 +206,34 @@ describe("cortexctl", () => {
     expect(events.some((event) => event.type === "load_started")).toBe(true);
   });
 
-  it("a wrong token exits 1 with cortex's message", async () => {
+  it("events with nothing to show says so on stderr and exits 0", async () => {
+    const run = await ctl(["events", "--seconds", "0.2"]);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toBe("");
+    expect(run.stderr.trim()).toBe(
+      "no events within 0.2 s (--since 15m shows recent ones, --follow waits for new ones)",
+    );
+    const json = await ctl(["events", "--seconds", "0.2", "--json"]);
+    expect(json.code).toBe(0);
+    expect(json.stdout).toBe("");
+    expect(json.stderr).toContain("no events within 0.2 s");
+  });
+
+  it("a wrong or missing token exits 1 saying how to pass the admin token", async () => {
     const run = await ctl(["status"], { CORTEX_ADMIN_TOKEN: "wrong" });
     expect(run.code).toBe(1);
     expect(run.stderr.trim()).toBe(
-      "cortexctl: missing or wrong bearer token (invalid_api_key, HTTP 401)",
+      `cortexctl: cortex at ${cortex?.url} refused the admin token (HTTP 401): pass cortex's admin_token with --token <token> or in CORTEX_ADMIN_TOKEN`,
     );
+    expect(run.stderr).not.toContain("invalid_api_key");
     expect(run.stderr).not.toMatch(/\bat .*\.js:\d+/);
+    const none = await ctl(["status"], { CORTEX_ADMIN_TOKEN: "" });
+    expect(none.code).toBe(1);
+    expect(none.stderr.trim()).toBe(
+      `cortexctl: cortex at ${cortex?.url} needs its admin token (HTTP 401): pass cortex's admin_token with --token <token> or in CORTEX_ADMIN_TOKEN`,
+    );
+    const flag = await ctl(["status", "--token", ADMIN], { CORTEX_ADMIN_TOKEN: "" });
+    expect(flag.code).toBe(0);
   });
 
   it("an unreachable cortex exits 1 with 'cannot reach cortex'", async () => {

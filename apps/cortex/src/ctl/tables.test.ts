@@ -1,7 +1,7 @@
 import type { Device, FleetNode, FleetSnapshot, ModelProfile, NeuronModel } from "@cortex/protocol";
 import { gpuDevice, neuronModel } from "@cortex/testkit";
 import { describe, expect, it } from "vitest";
-import { errorMessageOf } from "./client.js";
+import { errorMessageOf, unauthorizedMessage } from "./client.js";
 import {
   formatAgo,
   formatBytes,
@@ -234,4 +234,14 @@ describe("answers and events", () => {
   ])("errorMessageOf(%d, %s)", (status, body, message) =>
     expect(errorMessageOf(status, body)).toBe(message),
   );
+
+  it.each([
+    [true, "cortex at http://c:1 refused the admin token (HTTP 401)"],
+    [false, "cortex at http://c:1 needs its admin token (HTTP 401)"],
+  ])("unauthorizedMessage(token sent: %s) says how to pass the admin token", (sent, start) => {
+    const message = unauthorizedMessage("http://c:1", sent);
+    expect(message.startsWith(start)).toBe(true);
+    expect(message).toContain("--token <token> or in CORTEX_ADMIN_TOKEN");
+    expect(message).not.toContain("invalid_api_key");
+  });
 });

@@ -1,7 +1,7 @@
 import type { FleetNode, FleetSnapshot, ModelProfile, NeuronModel } from "@cortex/protocol";
 import { neuronModel } from "@cortex/testkit/fixtures";
 import { describe, expect, it } from "vitest";
-import { modelRows } from "./model-rows.js";
+import { lastUsedText, loadTargets, modelRows } from "./model-rows.js";
 
 const resident = (id: string, fields: Partial<NeuronModel> = {}): NeuronModel =>
   neuronModel(id, { devices: [0], vram_mb: 1000, ...fields });
@@ -81,5 +81,85 @@ describe("modelRows", () => {
     expect(modelRows(null, [profile("x")])).toEqual([
       expect.objectContaining({ id: "x", status: "available", placements: [] }),
     ]);
+  });
+});
+
+describe("lastUsedText", () => {
+  const now = Date.parse("2025-06-15T12:00:00Z");
+  const rowOf = (models: NeuronModel[]) =>
+    modelRows({ taken_at: "2025-06-15T12:00:00Z", nodes: [node("gpu-a", models)] }, [
+      profile("m"),
+    ])[0];
+
+  it.each([
+    [[resident("m", { last_accessed: "2025-06-15T11:58:00Z" })], "2 min ago"],
+    // Loaded again after an unload: the neuron's count starts over, so not "never".
+    [[resident("m", { loaded_at: "2025-06-15T11:59:30Z" })], "not since its load 30 s ago"],
+    [[resident("m", { status: "loading" })], "not yet (loading)"],
+    [[], "not resident"],
+  ])("%#: %s", (models, text) => {
+    const row = rowOf(models);
+    expect(row && lastUsedText(row, now)).toBe(text);
+  });
+
+  it("never says never", () => {
+    for (const models of [
+      [],
+      [resident("m")],
+      [resident("m", { loaded_at: "2025-06-15T11:00:00Z" })],
+    ]) {
+      const row = rowOf(models);
+      expect(row && lastUsedText(row, now)).not.toMatch(/never/);
+    }
+  });
+});
+
+describe("loadTargets", () => {
+  const pinned = { ...profile("p"), pinned_on: ["gpu-a", "gpu-c"] };
+  const snapshot: FleetSnapshot = {
+    taken_at: "2025-06-15T12:00:00Z",
+    nodes: [
+      node("gpu-a", [resident("m"), resident("p", { status: "unloaded" })]),
+      node("gpu-b", [resident("m", { status: "failed" })]),
+      node("gpu-c", [], false),
+    ],
+  };
+  const targetsOf = (id: string) => {
+    const row = modelRows(snapshot, [profile("m"), pinned, profile("free")]).find(
+      (r) => r.id === id,
+    );
+    return row ? loadTargets(row, snapshot.nodes) : [];
+  };
+
+  it("disables the nodes that already have the model loaded, and anywhere once it is", () => {
+    expect(targetsOf("m")).toEqual([
+      { node: null, disabled: "already loaded on gpu-a" },
+      { node: "gpu-a", disabled: "already loaded" },
+      // A failed model may be loaded again.
+      { node: "gpu-b", disabled: null },
+      { node: "gpu-c", disabled: "unhealthy" },
+    ]);
+  });
+
+  it("keeps unhealthy nodes and pinned_on, and lets a lazily unloaded model load again", () => {
+    expect(targetsOf("p")).toEqual([
+      { node: null, disabled: null },
+      { node: "gpu-a", disabled: null },
+      { node: "gpu-b", disabled: "not in pinned_on" },
+      { node: "gpu-c", disabled: "unhealthy" },
+    ]);
+  });
+
+  it("leaves everything open for a model resident nowhere", () => {
+    expect(targetsOf("free").map((t) => t.disabled)).toEqual([null, null, null, "unhealthy"]);
+  });
+
+  it("has no choice left where the model is loaded on every node", () => {
+    const everywhere: FleetSnapshot = {
+      taken_at: snapshot.taken_at,
+      nodes: [node("a", [resident("m")]), node("b", [resident("m", { status: "loading" })])],
+    };
+    const row = modelRows(everywhere, [profile("m")])[0];
+    expect(row && loadTargets(row, everywhere.nodes).every((t) => t.disabled !== null)).toBe(true);
   });
 });

@@ -1,4 +1,11 @@
-import type { FleetSnapshot, ModelProfile, ModelStatus, NeuronModel } from "@cortex/protocol";
+import type {
+  FleetNode,
+  FleetSnapshot,
+  ModelProfile,
+  ModelStatus,
+  NeuronModel,
+} from "@cortex/protocol";
+import { formatAgo } from "./format.js";
 
 // The Models view's rows: every catalogue model and everything resident anywhere, with its
 // state on each node. Pure over the snapshot and the catalogue.
@@ -17,8 +24,13 @@ export interface ModelRow {
   readonly profile: ModelProfile | null;
   readonly placements: readonly ModelPlacement[];
   readonly status: OverallStatus;
-  /** The most recent use on any node. */
+  /**
+   * The most recent use on any node. A neuron counts uses per residency: a model unloaded and
+   * loaded again starts over with none, so this says nothing about uses before its last load.
+   */
   readonly lastUsed: string | null;
+  /** The most recent load that finished on any node (null while it loads, or resident nowhere). */
+  readonly loadedAt: string | null;
   readonly inFlight: number;
   readonly queued: number;
 }
@@ -62,8 +74,67 @@ export const modelRows = (
       placements: here,
       status: overallStatus(here),
       lastUsed: here.reduce<string | null>((at, p) => latest(at, p.model.last_accessed), null),
+      loadedAt: here.reduce<string | null>((at, p) => latest(at, p.model.loaded_at), null),
       inFlight: here.reduce((sum, p) => sum + p.model.in_flight, 0),
       queued: here.reduce((sum, p) => sum + p.model.queued, 0),
     };
   });
+};
+
+/**
+ * The "Last used" cell. The neuron's `last_accessed` starts over with every load, so a model
+ * without one has not been used *since it was loaded*, which is what it says (not "never":
+ * it may well have served requests before an unload or an eviction).
+ */
+export const lastUsedText = (row: ModelRow, now: number): string => {
+  if (row.lastUsed !== null) return formatAgo(row.lastUsed, now);
+  if (row.placements.length === 0) return "not resident";
+  if (row.loadedAt === null) return "not yet (loading)";
+  return `not since its load ${formatAgo(row.loadedAt, now)}`;
+};
+
+/** Where a model is, or is about to be, resident: loading it there again does nothing. */
+const RESIDENT: ReadonlySet<ModelStatus> = new Set(["loaded", "loading", "recovering"]);
+
+export interface LoadTarget {
+  /** A node's name, or null for "anywhere" (cortex places it). */
+  readonly node: string | null;
+  /** Why it cannot be chosen, or null when it can. */
+  readonly disabled: string | null;
+}
+
+/**
+ * The choices of the Load dialog: "anywhere" and every node, each with why it is disabled: the
+ * node is unhealthy, outside the model's `pinned_on`, or already has the model loaded (or
+ * loading). "Anywhere" is disabled once the model is resident somewhere, as cortex would only
+ * answer that it already is. Pure over the row, its profile and the snapshot's nodes.
+ */
+export const loadTargets = (row: ModelRow, nodes: readonly FleetNode[]): readonly LoadTarget[] => {
+  const pinned = row.profile?.pinned_on ?? [];
+  const residentOn = (name: string) =>
+    row.placements.find((p) => p.node === name && RESIDENT.has(p.model.status));
+  const anywhere = row.placements.filter((p) => RESIDENT.has(p.model.status));
+  return [
+    {
+      node: null,
+      disabled:
+        anywhere.length > 0
+          ? `already ${anywhere[0]?.model.status} on ${anywhere.map((p) => p.node).join(", ")}`
+          : null,
+    },
+    ...nodes.map((node): LoadTarget => {
+      const here = residentOn(node.name);
+      return {
+        node: node.name,
+        disabled:
+          here !== undefined
+            ? `already ${here.model.status}`
+            : !node.healthy
+              ? "unhealthy"
+              : pinned.length > 0 && !pinned.includes(node.name)
+                ? "not in pinned_on"
+                : null,
+      };
+    }),
+  ];
 };

@@ -3,6 +3,7 @@ import {
   type TrafficAnswer,
   type TrafficBucket,
   type TrafficOverallBucket,
+  trafficModelLabel,
   trafficSeries,
   trafficSummaries,
 } from "./traffic.js";
@@ -139,4 +140,17 @@ describe("trafficSummaries", () => {
       expect.objectContaining({ model: null, requests: 0, avgLatencyMs: null, maxLatencyMs: null }),
     ]);
   });
+});
+
+describe("trafficModelLabel", () => {
+  it.each([
+    ["qwen", new Set<string>(), "qwen"],
+    ["unknown", new Set<string>(), "unknown models (not in the catalogue)"],
+    ["none", new Set<string>(), "no model named (rejected early)"],
+    // A catalogue model really called so keeps its name.
+    ["unknown", new Set(["unknown"]), "unknown"],
+    ["none", new Set(["none"]), "none"],
+  ])("%s (known: %o) → %s", (model, known, label) =>
+    expect(trafficModelLabel(model, known)).toBe(label),
+  );
 });

@@ -202,3 +202,15 @@ export const trafficSeries = (
     coldStarts: scoped.map((row) => row?.coldStarts ?? 0),
   };
 };
+
+/**
+ * How a model of the request log is named in charts, pickers and tables. Cortex logs a model
+ * it does not know (a name a client made up) as `unknown`, and a request that named none (it
+ * failed before) as `none`; a catalogue model of that name keeps its name.
+ */
+export const trafficModelLabel = (model: string, known: ReadonlySet<string>): string => {
+  if (known.has(model)) return model;
+  if (model === "unknown") return "unknown models (not in the catalogue)";
+  if (model === "none") return "no model named (rejected early)";
+  return model;
+};

@@ -26,7 +26,8 @@ export const Header = ({
   onTab: (tab: Tab) => void;
   fleet: FleetSnapshot | null;
   stream: { state: StreamState; detail: string | null };
-  onSignOut: () => void;
+  /** Null when cortex has no admin token: there is nothing to sign out of. */
+  onSignOut: (() => void) | null;
 }) => {
   const nodes = fleet?.nodes ?? [];
   const healthy = nodes.filter((node) => node.healthy).length;
@@ -74,9 +75,11 @@ export const Header = ({
           <span class="dot" aria-hidden="true" />
           {STREAM_TEXT[stream.state]}
         </span>
-        <button type="button" class="link" onClick={onSignOut}>
-          Sign out
-        </button>
+        {onSignOut !== null && (
+          <button type="button" class="link" onClick={onSignOut} data-testid="sign-out">
+            Sign out
+          </button>
+        )}
       </div>
     </header>
   );

@@ -1,9 +1,15 @@
 import type { ApiLoadAnswer, ApiUnloadAnswer, FleetSnapshot, ModelProfile } from "@cortex/protocol";
 import { useState } from "preact/hooks";
 import { type AdminClient, describeFailure } from "../api/client.js";
-import { formatAgo, formatMb, formatMs } from "../lib/format.js";
+import { formatMb, formatMs } from "../lib/format.js";
 import { type LoadsInFlight, loadsOf, percentDone } from "../lib/load-progress.js";
-import { type ModelRow, modelRows } from "../lib/model-rows.js";
+import {
+  type LoadTarget,
+  lastUsedText,
+  loadTargets,
+  type ModelRow,
+  modelRows,
+} from "../lib/model-rows.js";
 import { Dialog } from "./dialog.js";
 import { useModelColor } from "./model-colors.js";
 
@@ -101,12 +107,9 @@ export const ModelsView = ({
   };
 
   const nodes = fleet?.nodes ?? [];
-  const pendingProfile =
-    pending?.kind === "load" ? catalogue.find((p) => p.id === pending.model) : undefined;
-  const allowed = (name: string) =>
-    pendingProfile === undefined ||
-    pendingProfile.pinned_on.length === 0 ||
-    pendingProfile.pinned_on.includes(name);
+  const targetsOf = (row: ModelRow | undefined) => (row ? loadTargets(row, nodes) : []);
+  const pendingTargets =
+    pending?.kind === "load" ? targetsOf(rows.find((r) => r.id === pending.model)) : [];
 
   return (
     <section aria-label="Models">
@@ -160,8 +163,11 @@ export const ModelsView = ({
               loads={loads}
               now={now}
               running={running}
+              targets={targetsOf(row)}
               onLoad={() => {
-                setNode(ANYWHERE);
+                // The first choice that can be taken: anywhere, or the first node without it.
+                const first = targetsOf(row).find((target) => target.disabled === null);
+                setNode(first?.node ?? ANYWHERE);
                 setPending({ kind: "load", model: row.id });
               }}
               onUnload={(at) => {
@@ -187,19 +193,14 @@ export const ModelsView = ({
             value={node}
             onChange={(event) => setNode(event.currentTarget.value)}
           >
-            <option value={ANYWHERE}>Anywhere (cortex places it)</option>
-            {nodes.map((entry) => (
+            {pendingTargets.map((target) => (
               <option
-                key={entry.name}
-                value={entry.name}
-                disabled={!entry.healthy || !allowed(entry.name)}
+                key={target.node ?? ANYWHERE}
+                value={target.node ?? ANYWHERE}
+                disabled={target.disabled !== null}
               >
-                {entry.name}
-                {!entry.healthy
-                  ? " (unhealthy)"
-                  : !allowed(entry.name)
-                    ? " (not in pinned_on)"
-                    : ""}
+                {target.node ?? "Anywhere (cortex places it)"}
+                {target.disabled === null ? "" : ` (${target.disabled})`}
               </option>
             ))}
           </select>
@@ -238,6 +239,7 @@ const ModelRowView = ({
   loads,
   now,
   running,
+  targets,
   onLoad,
   onUnload,
 }: {
@@ -245,6 +247,8 @@ const ModelRowView = ({
   loads: LoadsInFlight;
   now: number;
   running: ReadonlySet<string>;
+  /** Where Load may put it; none enabled: it is already loaded everywhere it can run. */
+  targets: readonly LoadTarget[];
   onLoad: () => void;
   onUnload: (node: string | null) => void;
 }) => {
@@ -253,6 +257,7 @@ const ModelRowView = ({
   const progress = loadsOf(loads, row.id);
   const loadRunning = running.has(`load:${row.id}`);
   const unloadRunning = running.has(`unload:${row.id}`);
+  const nowhere = !targets.some((target) => target.disabled === null);
   return (
     <tr data-testid="model-row" data-model={row.id} data-status={row.status}>
       <th scope="row">
@@ -338,13 +343,23 @@ const ModelRowView = ({
       <td class="num">
         {row.inFlight} / {row.queued}
       </td>
-      <td class="small">{formatAgo(row.lastUsed, now)}</td>
+      <td
+        class="small"
+        title="the last request on a node where it is resident, counted since its load there"
+        data-testid="last-used"
+      >
+        {lastUsedText(row, now)}
+      </td>
       <td class="actions">
         <button
           type="button"
-          disabled={profile === null || loadRunning}
+          disabled={profile === null || loadRunning || nowhere}
           title={
-            profile === null ? "not in the catalogue: load it on the neuron itself" : undefined
+            profile === null
+              ? "not in the catalogue: load it on the neuron itself"
+              : nowhere
+                ? "already loaded on every node it can run on"
+                : undefined
           }
           aria-label={`Load ${row.id}`}
           data-testid="load-button"

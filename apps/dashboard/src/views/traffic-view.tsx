@@ -4,6 +4,7 @@ import { formatMs, formatPercent, formatRate } from "../lib/format.js";
 import {
   type TrafficAnswer,
   type TrafficSummary,
+  trafficModelLabel,
   trafficSeries,
   trafficSummaries,
 } from "../lib/traffic.js";
@@ -41,8 +42,18 @@ const percentileLines = (quantity: string, values: readonly (number | null)[][])
     points: true,
   }));
 
-export const TrafficView = ({ client, now }: { client: AdminClient; now: number }) => {
+export const TrafficView = ({
+  client,
+  now,
+  known,
+}: {
+  client: AdminClient;
+  now: number;
+  /** Catalogue and resident model ids: a model really named "unknown" keeps its name. */
+  known: ReadonlySet<string>;
+}) => {
   const modelColor = useModelColor();
+  const name = (model: string) => trafficModelLabel(model, known);
   const [windowIndex, setWindowIndex] = useState(1);
   const [scope, setScope] = useState(ALL);
   const [answer, setAnswer] = useState<TrafficAnswer | null>(null);
@@ -75,7 +86,7 @@ export const TrafficView = ({ client, now }: { client: AdminClient; now: number 
   const series = answer === null ? null : trafficSeries(answer, scope === ALL ? null : scope, now);
   const total = summaries.find((s) => s.model === null);
   const shown = summaries.find((s) => s.model === (scope === ALL ? null : scope)) ?? total;
-  const scopeLabel = scope === ALL ? "" : ` · ${scope}`;
+  const scopeLabel = scope === ALL ? "" : ` · ${name(scope)}`;
 
   return (
     <section class="traffic" aria-label="Traffic" data-testid="traffic">
@@ -103,7 +114,7 @@ export const TrafficView = ({ client, now }: { client: AdminClient; now: number 
             <option value={ALL}>all models</option>
             {(series?.models ?? []).map((model) => (
               <option key={model} value={model}>
-                {model}
+                {name(model)}
               </option>
             ))}
           </select>
@@ -127,7 +138,7 @@ export const TrafficView = ({ client, now }: { client: AdminClient; now: number 
             format={(v) => formatRate(v)}
             lines={[
               ...series.models.map((model) => ({
-                label: model,
+                label: name(model),
                 values: series.perSecond.get(model) ?? [],
                 color: modelColor(model),
               })),
@@ -176,7 +187,7 @@ export const TrafficView = ({ client, now }: { client: AdminClient; now: number 
           />
         </div>
       )}
-      {summaries.length > 0 && <SummaryTable summaries={summaries} />}
+      {summaries.length > 0 && <SummaryTable summaries={summaries} name={name} />}
       {answer !== null && answer.buckets.length === 0 && (
         <p class="muted">No requests in this window yet.</p>
       )}
@@ -219,7 +230,13 @@ const Tiles = ({ summary }: { summary: TrafficSummary }) => (
   </dl>
 );
 
-const SummaryTable = ({ summaries }: { summaries: readonly TrafficSummary[] }) => (
+const SummaryTable = ({
+  summaries,
+  name,
+}: {
+  summaries: readonly TrafficSummary[];
+  name: (model: string) => string;
+}) => (
   <table class="table" aria-label="Traffic per model">
     <thead>
       <tr>
@@ -253,7 +270,7 @@ const SummaryTable = ({ summaries }: { summaries: readonly TrafficSummary[] }) =
     <tbody>
       {summaries.map((s) => (
         <tr key={s.model ?? "*"} class={s.model === null ? "total" : ""}>
-          <th scope="row">{s.model ?? "all models"}</th>
+          <th scope="row">{s.model === null ? "all models" : name(s.model)}</th>
           <td class="num">{s.requests}</td>
           <td class="num">{formatRate(s.perSecond)}</td>
           <td class="num">{formatPercent(s.errors, s.requests)}</td>

@@ -62,11 +62,15 @@ export interface ChatTurn {
   readonly text: string;
 }
 
-/** A prompt that does not fit the context; the server answers 400. */
+/**
+ * A prompt that does not fit the context; the server answers 400. The message names the fix as
+ * an operator makes it: the neuron starts this harness with `--ctx-size` from the model's
+ * `context_length` (catalogue entry, or the load request), so that is the setting to raise.
+ */
 export class ContextOverflowError extends Error {
   constructor(tokens: number, contextSize: number) {
     super(
-      `the prompt is ${tokens} tokens, but the context holds ${contextSize}: shorten it or start the model with a larger --ctx-size`,
+      `the prompt is ${tokens} tokens, but the context holds ${contextSize}: shorten it, or load the model with a larger context_length (in its catalogue entry or the load request; --ctx-size when running this harness by hand)`,
     );
     this.name = "ContextOverflowError";
   }

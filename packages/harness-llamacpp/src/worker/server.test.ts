@@ -311,8 +311,12 @@ describe("bad input", () => {
       stream: true,
     });
     expect(res.status).toBe(400);
-    expect(((await res.json()) as { error: { code: string } }).error.code).toBe(
-      "context_length_exceeded",
+    const { error } = (await res.json()) as { error: { code: string; message: string } };
+    expect(error.code).toBe("context_length_exceeded");
+    // The fix through cortex and the neuron is the model's context_length, not a harness flag.
+    expect(error.message).toMatch(/^the prompt is \d+ tokens, but the context holds \d+: /);
+    expect(error.message).toContain(
+      "larger context_length (in its catalogue entry or the load request",
     );
   });
 

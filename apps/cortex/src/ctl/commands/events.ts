@@ -9,10 +9,19 @@ export interface EventsOptions {
   readonly since?: string;
 }
 
+/** The note on stderr when a run of `events` printed nothing, so silence is not a mystery. */
+export const noEventsNote = (options: EventsOptions): string =>
+  options.follow
+    ? "no events arrived"
+    : options.since === undefined
+      ? `no events within ${options.seconds ?? "1"} s (--since 15m shows recent ones, --follow waits for new ones)`
+      : `no events since ${options.since} nor within ${options.seconds ?? "1"} s (--follow waits for new ones)`;
+
 /**
  * `cortexctl events`: without `--follow`, what arrives within `--seconds` (default 1) after
  * the backlog `--since` asks for; with `--follow`, until Ctrl-C or until cortex ends the stream.
  * `--json` prints one JSON event per line (JSON Lines), so it can be piped while it runs.
+ * Nothing to show is not an error: a note on stderr says so and it exits 0.
  */
 export const eventsCommand = async (
   context: CtlContext,
@@ -35,6 +44,7 @@ export const eventsCommand = async (
   const abort = (): void => controller.abort();
   stop.addEventListener("abort", abort, { once: true });
   const timer = options.follow ? undefined : setTimeout(abort, seconds * 1000);
+  let printed = 0;
   try {
     const stream = await context.client.events({
       signal: controller.signal,
@@ -42,6 +52,7 @@ export const eventsCommand = async (
     });
     for await (const item of stream.items) {
       if (item.kind !== "event") continue;
+      printed += 1;
       context.print(context.json ? JSON.stringify(item.event) : formatEvent(item.event));
     }
     if (options.follow && !controller.signal.aborted)
@@ -54,4 +65,5 @@ export const eventsCommand = async (
     stop.removeEventListener("abort", abort);
     controller.abort();
   }
+  if (printed === 0) context.stderr.write(`${noEventsNote(options)}\n`);
 };
