@@ -39,7 +39,7 @@ export {
   shutdownOnSignal,
   timerMs,
 } from "./shutdown.js";
-export { openEventStream } from "./sse.js";
+export { openEventStream, SSE_HEADERS, startEventStream } from "./sse.js";
 export {
   type PipeOptions,
   type ProxyAgents,

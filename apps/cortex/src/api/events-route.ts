@@ -1,3 +1,4 @@
+import { startEventStream } from "@cortex/http-kit";
 import { ERROR_CODES, errorEnvelope, type FleetEvent, IsoTime } from "@cortex/protocol";
 import type { Request, RequestHandler } from "express";
 import type { FleetStore } from "../fleet/fleet-store.js";
@@ -196,11 +197,7 @@ export const eventsHandler = (
       return;
     }
 
-    res.status(200);
-    res.setHeader("Content-Type", "text/event-stream; charset=utf-8");
-    res.setHeader("Cache-Control", "no-cache");
-    res.setHeader("X-Accel-Buffering", "no");
-    res.flushHeaders();
+    startEventStream(res);
 
     let done = false;
     let unsubscribe = (): void => {};

@@ -1,4 +1,5 @@
 import type { ServerResponse } from "node:http";
+import { SSE_HEADERS } from "@cortex/http-kit";
 import type { FleetEvent } from "@cortex/protocol";
 
 /** The latest load progress per model, from the fleet's events (one subscription for all). */
@@ -25,12 +26,6 @@ export class LoadProgressBoard {
     return `loading ${model} (${progress.phase})`;
   }
 }
-
-const SSE_HEADERS = {
-  "content-type": "text/event-stream; charset=utf-8",
-  "cache-control": "no-cache",
-  "x-accel-buffering": "no",
-};
 
 /**
  * Keeps a streaming client's connection visibly alive while its request waits for a cold load

@@ -1,3 +1,4 @@
+import { startEventStream } from "@cortex/http-kit";
 import type { Response } from "express";
 
 /**
@@ -19,11 +20,7 @@ export class EventStream {
   #start(): void {
     if (this.#started) return;
     this.#started = true;
-    this.#res.status(200);
-    this.#res.setHeader("Content-Type", "text/event-stream; charset=utf-8");
-    this.#res.setHeader("Cache-Control", "no-cache");
-    this.#res.setHeader("X-Accel-Buffering", "no");
-    this.#res.flushHeaders();
+    startEventStream(this.#res);
   }
 
   send(data: unknown): void {
