@@ -1,12 +1,7 @@
 import { readFileSync } from "node:fs";
 import type { Server } from "node:http";
 import { resolve } from "node:path";
-import {
-  type Catalogue,
-  formatProblems,
-  resolveModelName,
-  watchCatalogue,
-} from "@cortex/catalogue";
+import { type Catalogue, formatProblems, watchCatalogue } from "@cortex/catalogue";
 import {
   bodyBudgetFor,
   type Drain,
@@ -16,19 +11,22 @@ import {
   withFastPath,
 } from "@cortex/http-kit";
 import { type CortexConfig, parseListen } from "@cortex/protocol";
-import { indexSnapshot } from "@cortex/routing";
 import { adminRoutes } from "./api/admin-routes.js";
 import { createCortexApp } from "./api/app.js";
 import { createEventFeed, eventsHandler } from "./api/events-route.js";
-import { openAIRoutes, type RequestRecord } from "./api/openai-routes.js";
+import { openAIRoutes } from "./api/openai-routes.js";
 import { CortexError } from "./errors.js";
 import { FleetStore } from "./fleet/fleet-store.js";
 import { Poller } from "./fleet/poller.js";
 import type { Log } from "./log.js";
 import { CortexMetrics, metricsHandler } from "./metrics/metrics.js";
+import { requestAccounting } from "./metrics/request-accounting.js";
 import { NeuronClient } from "./neurons/neuron-client.js";
+import { AdmissionQueue } from "./router/admission-queue.js";
 import { Dispatcher } from "./router/dispatcher.js";
 import { LoadCoordinator } from "./router/load-coordinator.js";
+import { ModelActions } from "./router/model-actions.js";
+import { Reservations } from "./router/reservations.js";
 import {
   LifecycleLog,
   openState,
@@ -121,7 +119,14 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
   };
   const tokens = new Map(config.neurons.map((neuron) => [neuron.name, neuron.token]));
 
-  let dispatcher: Dispatcher | undefined;
+  // Reservations and the admission queue come first: the poller, the metrics and the
+  // dispatcher all read them.
+  const admission = new AdmissionQueue({
+    maxQueued: config.queue_max,
+    timeoutMs: config.queue_timeout_ms,
+    retryAfterS: 2,
+  });
+  const reservations = new Reservations((model) => admission.wakeOne(model));
   const poller = new Poller({
     store,
     targets: config.neurons,
@@ -131,8 +136,8 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
     concurrency: config.poll_concurrency,
     unhealthyAfter: config.unhealthy_after_failures,
     log,
-    onModelsSent: (name) => dispatcher?.reservations.markSent(name),
-    onModelsApplied: (name) => dispatcher?.reservations.markApplied(name),
+    onModelsSent: (name) => reservations.markSent(name),
+    onModelsApplied: (name) => reservations.markApplied(name),
     onDiscovery: (name, answer) => {
       const url = config.neurons.find((neuron) => neuron.name === name)?.url ?? "";
       lifecycle.saveDiscovery(name, url, answer, Date.now());
@@ -146,10 +151,7 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
 
   const metrics = new CortexMetrics({
     store,
-    live: () => ({
-      queued: dispatcher?.admission.depths() ?? new Map(),
-      inFlight: dispatcher?.reservations.byReplica ?? new Map(),
-    }),
+    live: () => ({ queued: admission.depths(), inFlight: reservations.byReplica }),
   });
   const loads = new LoadCoordinator({
     store,
@@ -162,60 +164,22 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
       eviction: (model, node) => metrics.eviction(model, node),
     },
   });
-  dispatcher = new Dispatcher({
+  const dispatcher = new Dispatcher({ store, catalogue, loads, admission, reservations });
+  const actions = new ModelActions({
     store,
     catalogue,
+    dispatcher,
     loads,
-    admission: {
-      maxQueued: config.queue_max,
-      timeoutMs: config.queue_timeout_ms,
-      retryAfterS: 2,
-    },
+    client: clientOf,
+    unloadTimeoutMs: config.load_timeout_ms,
   });
-
-  // Metrics label models only by ids cortex knows, so a client cannot grow the label set.
-  const knownModel = (model: string | null): string => {
-    if (model === null) return "none";
-    if (resolveModelName(catalogue(), model)) return model;
-    // The snapshot's index is built once per snapshot: no scan of the fleet per request.
-    return indexSnapshot(store.snapshot).byModel.has(model) ? model : "unknown";
-  };
-  const record = (entry: RequestRecord) => {
-    const model = knownModel(entry.model);
-    const node = entry.node ?? "none";
-    metrics.observeRequest({
-      model,
-      node,
-      status: entry.status,
-      seconds: entry.latencyMs / 1000,
-      ...(entry.ttftMs === null ? {} : { ttftSeconds: entry.ttftMs / 1000 }),
-    });
-    if (entry.coldStart && entry.node) metrics.coldStart(model, node);
-    requestLog.record({
-      at: entry.at,
-      requestId: entry.requestId,
-      model,
-      node: entry.node,
-      status: entry.status,
-      latencyMs: entry.latencyMs,
-      ttftMs: entry.ttftMs,
-      promptTokens: entry.usage?.prompt_tokens ?? null,
-      completionTokens: entry.usage?.completion_tokens ?? null,
-      stream: entry.stream,
-      coldStart: entry.coldStart,
-      errorCode: entry.errorCode,
-    });
-    // One line per request, at debug level (a no-op at the default level); failures at warn.
-    const line = {
-      request_id: entry.requestId,
-      model,
-      node,
-      status: entry.status,
-      ms: Math.round(entry.latencyMs),
-    };
-    if (entry.status >= 500 && entry.status !== 499) log.warn(line, "request failed");
-    else log.debug(line, "request");
-  };
+  const record = requestAccounting({
+    metrics,
+    requestLog,
+    log,
+    catalogue,
+    snapshot: () => store.snapshot,
+  });
 
   const feed = createEventFeed(store, 200);
   const openai = openAIRoutes({
@@ -244,10 +208,7 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
       adminToken: config.admin_token,
       store,
       catalogue,
-      dispatcher,
-      loads,
-      client: clientOf,
-      unloadTimeoutMs: config.load_timeout_ms,
+      actions,
       // The request log is written behind: flush it so the newest requests count.
       traffic: (query) => {
         requestLog.flush();

@@ -142,7 +142,12 @@ describe("GET /api/events", () => {
     store.emit(loadStarted);
     store.emit(unloaded("phi-4"));
     // Snapshot changes arrive through the same feed.
-    store.updateNode("gpu-a", (node) => ({ ...node, healthy: true, error: null }));
+    store.update((s) => ({
+      ...s,
+      nodes: s.nodes.map((node) =>
+        node.name === "gpu-a" ? { ...node, healthy: true, error: null } : node,
+      ),
+    }));
 
     expect(await stream.message()).toEqual({ id: 1, event: loadStarted });
     expect(await stream.message()).toEqual({ id: 2, event: unloaded("phi-4") });

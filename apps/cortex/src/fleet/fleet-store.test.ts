@@ -23,11 +23,14 @@ describe("FleetStore", () => {
     const events: FleetEvent[] = [];
     fleet.subscribe((event) => events.push(event));
     const before = fleet.snapshot;
-    fleet.updateNode("a", (node) => ({
-      ...node,
-      healthy: true,
-      error: null,
-      models: [model("m", "loading")],
+    fleet.update((s) => ({
+      ...s,
+      nodes: s.nodes.map((node) => ({
+        ...node,
+        healthy: true,
+        error: null,
+        models: [model("m", "loading")],
+      })),
     }));
     fleet.update((s) => withModelStatus(s, "a", "m", "loaded"));
     fleet.update((s) => ({ ...s, nodes: s.nodes.map((n) => ({ ...n, models: [] })) }));
@@ -47,17 +50,31 @@ describe("FleetStore", () => {
       replaced += 1;
     });
     fleet.update((s) => s);
-    fleet.updateNode("nobody", (node) => ({ ...node, healthy: true }));
     expect(replaced).toBe(0);
   });
 
-  it("counts cortex's own changes and marks a node busy while a plan runs", () => {
+  it("counts cortex's own changes and marks a node busy while a plan runs", async () => {
     const fleet = store();
     expect(fleet.generation("a")).toBe(0);
-    fleet.beginOwn("a");
-    fleet.applyOwn("a", (s) => withModel(s, "a", model("m")));
-    expect(fleet.busy("a")).toBe(true);
-    fleet.endOwn("a");
+    await fleet.own("a", async (apply) => {
+      apply((s) => withModel(s, "a", model("m")));
+      expect(fleet.busy("a")).toBe(true);
+    });
+    expect(fleet.busy("a")).toBe(false);
+    expect(fleet.generation("a")).toBe(2);
+  });
+
+  it("ends a scope of its own that fails, and nests scopes on one node", async () => {
+    const fleet = store();
+    const outer = fleet.own("a", async () => {
+      await expect(
+        fleet.own("a", async () => {
+          throw new Error("the neuron said no");
+        }),
+      ).rejects.toThrow("the neuron said no");
+      expect(fleet.busy("a")).toBe(true);
+    });
+    await outer;
     expect(fleet.busy("a")).toBe(false);
     expect(fleet.generation("a")).toBe(2);
   });

@@ -8,6 +8,9 @@ import type {
 
 export type FleetListener = (event: FleetEvent) => void;
 
+/** Applies one step of cortex's own change to a node, inside `FleetStore.own`. */
+export type ApplyOwn = (change: (current: FleetSnapshot) => FleetSnapshot) => FleetSnapshot;
+
 /** A node cortex has configured but not yet heard from: not routable until its first good poll. */
 export const unknownNode = (target: NeuronTarget): FleetNode => ({
   name: target.name,
@@ -103,20 +106,6 @@ export class FleetStore {
     return this.#snapshot;
   }
 
-  /** Replaces one node (by name) in the snapshot; unknown names are ignored. */
-  updateNode(name: string, change: (node: FleetNode) => FleetNode): FleetSnapshot {
-    return this.update((current) => {
-      let changed = false;
-      const nodes = current.nodes.map((node) => {
-        if (node.name !== name) return node;
-        const next = change(node);
-        changed ||= next !== node;
-        return next;
-      });
-      return changed ? { ...current, nodes } : current;
-    });
-  }
-
   /**
    * How many times cortex itself changed this node's models (a load, an eviction, an unload).
    * A poll answer that left the neuron before such a change is stale: the poller compares
@@ -127,29 +116,31 @@ export class FleetStore {
   }
 
   /**
-   * Marks a multi-step change of cortex's own on a node (a load plan with its evictions) as
-   * under way; until `endOwn`, polls of that node do not replace its models. Calls nest.
+   * Runs a change of cortex's own to a node's models (a load plan with its evictions, an
+   * unload): `work` applies its steps through `apply`, each at once and bumping the node's
+   * generation. Until `work` settles, polls of that node do not replace its models (the
+   * neuron's answer may predate any step); afterwards the generation moves on once more, so a
+   * poll sent while it ran is stale too. Scopes on one node nest; the end always runs.
    */
-  beginOwn(name: string): void {
+  async own<T>(name: string, work: (apply: ApplyOwn) => Promise<T>): Promise<T> {
     this.#busy.set(name, (this.#busy.get(name) ?? 0) + 1);
+    const apply: ApplyOwn = (change) => {
+      this.#generations.set(name, this.generation(name) + 1);
+      return this.update(change);
+    };
+    try {
+      return await work(apply);
+    } finally {
+      const left = (this.#busy.get(name) ?? 1) - 1;
+      if (left > 0) this.#busy.set(name, left);
+      else this.#busy.delete(name);
+      this.#generations.set(name, this.generation(name) + 1);
+    }
   }
 
-  endOwn(name: string): void {
-    const left = (this.#busy.get(name) ?? 1) - 1;
-    if (left > 0) this.#busy.set(name, left);
-    else this.#busy.delete(name);
-    // A poll sent while the change ran may answer after it: make it stale too.
-    this.#generations.set(name, this.generation(name) + 1);
-  }
-
+  /** A change of cortex's own is under way on the node (see `own`). */
   busy(name: string): boolean {
     return this.#busy.has(name);
-  }
-
-  /** Applies cortex's own change to a node's models, at once, and bumps its generation. */
-  applyOwn(name: string, change: (current: FleetSnapshot) => FleetSnapshot): FleetSnapshot {
-    this.#generations.set(name, this.generation(name) + 1);
-    return this.update(change);
   }
 
   /** Announces an event that is not a snapshot change (a load started, progress, …). */

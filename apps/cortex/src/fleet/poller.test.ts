@@ -318,10 +318,12 @@ describe("Poller answers", () => {
     await settle();
     // Cortex evicts m1 and starts m2 while the neuron's (older) answer is on its way.
     const own = [model("m2", { status: "loading" })];
-    store.applyOwn("a", (current) => ({
-      ...current,
-      nodes: current.nodes.map((n) => (n.name === "a" ? { ...n, models: own } : n)),
-    }));
+    await store.own("a", async (apply) => {
+      apply((current) => ({
+        ...current,
+        nodes: current.nodes.map((n) => (n.name === "a" ? { ...n, models: own } : n)),
+      }));
+    });
     held.open();
     await tick;
     expect(node("a").models).toBe(own);
@@ -339,16 +341,20 @@ describe("Poller answers", () => {
     const { poller, client, node, store } = setup(["a"]);
     await poller.tick();
     const own = [model("m2", { status: "loading" })];
-    store.beginOwn("a");
-    store.applyOwn("a", (current) => ({
-      ...current,
-      nodes: current.nodes.map((n) => (n.name === "a" ? { ...n, models: own } : n)),
-    }));
+    const plan = gate();
+    const owned = store.own("a", async (apply) => {
+      apply((current) => ({
+        ...current,
+        nodes: current.nodes.map((n) => (n.name === "a" ? { ...n, models: own } : n)),
+      }));
+      await plan.promise;
+    });
     // Sent after the plan began, answered before the neuron got to it: still the old models.
     client("a").answer = [model("m1")];
     await poller.tick();
     expect(node("a").models).toBe(own);
-    store.endOwn("a");
+    plan.open();
+    await owned;
     client("a").answer = [model("m2")];
     await poller.tick();
     expect(node("a").models).toEqual([model("m2")]);

@@ -1,11 +1,12 @@
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Device, FleetNode, NeuronModel } from "@cortex/protocol";
+import { replicaKey } from "@cortex/routing";
 import { gpuDevice, neuronModel } from "@cortex/testkit";
 import express from "express";
 import { afterEach, describe, expect, it } from "vitest";
 import { FleetStore } from "../fleet/fleet-store.js";
-import { CortexMetrics, inFlightKey, type LiveCounts, metricsHandler } from "./metrics.js";
+import { CortexMetrics, type LiveCounts, metricsHandler } from "./metrics.js";
 
 const targets = [
   { name: "gpu-a", url: "http://gpu-a.lan:13131", token: "" },
@@ -179,8 +180,8 @@ describe("CortexMetrics", () => {
     const live: { queued: Map<string, number>; inFlight: Map<string, number> } = {
       queued: new Map([["qwen3-8b", 3]]),
       inFlight: new Map([
-        [inFlightKey("gpu-a", "qwen3-8b"), 4],
-        [inFlightKey("gpu-b", "qwen3-8b"), 1],
+        [replicaKey("gpu-a", "qwen3-8b"), 4],
+        [replicaKey("gpu-b", "qwen3-8b"), 1],
         ["no-separator", 9],
       ]),
     };
@@ -200,7 +201,7 @@ describe("CortexMetrics", () => {
     expect(lines.some((line) => line.includes("no-separator"))).toBe(false);
 
     live.queued = new Map();
-    live.inFlight = new Map([[inFlightKey("gpu-a", "qwen3-8b"), 1]]);
+    live.inFlight = new Map([[replicaKey("gpu-a", "qwen3-8b"), 1]]);
     lines = await samples(metrics);
     expect(lines.some((line) => line.startsWith("cortex_queue_depth"))).toBe(false);
     expect(lines.filter((line) => line.startsWith("cortex_in_flight"))).toEqual([

@@ -40,11 +40,11 @@ export interface RequestObservation {
   readonly ttftSeconds?: number;
 }
 
-/** Separates node and model in `LiveCounts.inFlight` keys; neither may contain it. */
+/**
+ * Separates node and model in `LiveCounts.inFlight` keys (routing's `replicaKey`); neither may
+ * contain it.
+ */
 export const IN_FLIGHT_KEY_SEPARATOR = "\u0000";
-
-export const inFlightKey = (node: string, model: string): string =>
-  `${node}${IN_FLIGHT_KEY_SEPARATOR}${model}`;
 
 // From a cache hit on a tiny model (0.5 ms) to a long generation or a request that waited on a
 // cold load (120 s).

@@ -4,9 +4,9 @@ import type { FleetSnapshot } from "@cortex/protocol";
 import { type Decision, resolve } from "@cortex/routing";
 import { CortexError } from "../errors.js";
 import type { FleetStore } from "../fleet/fleet-store.js";
-import { type AdmissionLimits, AdmissionQueue } from "./admission-queue.js";
+import type { AdmissionQueue } from "./admission-queue.js";
 import type { LoadCoordinator } from "./load-coordinator.js";
-import { Reservations } from "./reservations.js";
+import type { Reservations } from "./reservations.js";
 
 /** A reserved slot on one replica: where to send the request, and how to give the slot back. */
 export interface Lease {
@@ -25,7 +25,10 @@ export interface DispatcherOptions {
   readonly store: FleetStore;
   readonly catalogue: () => Catalogue;
   readonly loads: LoadCoordinator;
-  readonly admission: AdmissionLimits;
+  /** Where saturated requests wait; built first, as the poller and metrics read it too. */
+  readonly admission: AdmissionQueue;
+  /** Cortex's own requests per replica; a release should wake the model's admission queue. */
+  readonly reservations: Reservations;
   readonly now?: () => number;
 }
 
@@ -52,8 +55,8 @@ export class Dispatcher {
   constructor(options: DispatcherOptions) {
     this.#options = options;
     this.#now = options.now ?? Date.now;
-    this.admission = new AdmissionQueue(options.admission);
-    this.reservations = new Reservations((model) => this.admission.wakeOne(model));
+    this.admission = options.admission;
+    this.reservations = options.reservations;
     // Slots also free up when a poll shows a neuron less busy, a replica finishes loading, or
     // a node comes back: whoever waits decides again on the new snapshot.
     options.store.onReplaced(() => this.admission.wakeEveryone());

@@ -1,5 +1,4 @@
 import type {
-  ErrorCode,
   Eviction,
   LoadAnswer,
   LoadProgress,
@@ -15,9 +14,9 @@ import {
   withModelStatus,
   withoutModel,
 } from "@cortex/routing";
-import { CortexError } from "../errors.js";
-import type { FleetStore } from "../fleet/fleet-store.js";
+import type { ApplyOwn, FleetStore } from "../fleet/fleet-store.js";
 import type { Log } from "../log.js";
+import { fromNeuron, isGone } from "../neurons/neuron-errors.js";
 
 /** What the coordinator needs of a neuron client. */
 export interface LoadClient {
@@ -57,27 +56,6 @@ export interface LoadCoordinatorOptions {
   readonly observer?: LoadObserver;
   readonly now?: () => number;
 }
-
-interface ErrorLike {
-  readonly code?: unknown;
-  readonly message?: unknown;
-  readonly retryAfterS?: unknown;
-}
-
-const asCortexError = (error: unknown, what: string): CortexError => {
-  if (error instanceof CortexError) return error;
-  const { code, message, retryAfterS } = (error ?? {}) as ErrorLike;
-  const text = `${what}: ${typeof message === "string" ? message : String(error)}`;
-  const retry = typeof retryAfterS === "number" ? retryAfterS : 5;
-  // A neuron short of memory means the snapshot was stale: transient for the client.
-  if (code === "insufficient_vram" || code === "model_busy")
-    return new CortexError("no_capacity", text, { retryAfterS: retry });
-  if (code === "upstream_timeout")
-    return new CortexError("upstream_timeout", text, { retryAfterS: retry });
-  if (code === "invalid_request_error" || code === "harness_not_found")
-    return new CortexError(code as ErrorCode, `${text} (check the catalogue entry)`);
-  return new CortexError("load_failed", text, { retryAfterS: retry });
-};
 
 /**
  * Cold loads, one at a time per model: every request (and operator) asking for a model while
@@ -134,86 +112,102 @@ export class LoadCoordinator {
     log.info({ model: profile.id, node: plan.node, evict: plan.evict }, "cold load");
     // From here the snapshot shows the plan done: evictions gone, the model loading; and polls
     // of the node leave its models alone until the plan has run.
-    store.beginOwn(plan.node);
-    store.applyOwn(plan.node, (snapshot) => applyLoadPlan(snapshot, profile, plan));
     try {
-      for (const eviction of plan.evict) {
+      return await store.own(plan.node, async (apply) => {
+        apply((snapshot) => applyLoadPlan(snapshot, profile, plan));
         try {
-          await this.#options
-            .client(eviction.node)
-            .unload({ model_id: eviction.model }, { timeoutMs: this.#options.loadTimeoutMs });
+          return await this.#carryOut(profile, plan, client, apply, started);
         } catch (error) {
-          // Already gone (unloaded by hand since the last poll): the memory is free all the same.
-          if ((error as ErrorLike | undefined)?.code !== "model_not_found")
-            throw asCortexError(error, `evicting "${eviction.model}" from ${eviction.node} failed`);
+          const failure = fromNeuron(error, "load", profile.id, plan.node);
+          apply((snapshot) => withoutModel(snapshot, plan.node, profile.id));
+          observer?.load?.(profile.id, plan.node, "failure", (this.#now() - started) / 1000);
+          store.emit({
+            type: "load_failed",
+            at: at(),
+            node: plan.node,
+            model: profile.id,
+            error: failure.message,
+          });
+          log.warn({ model: profile.id, node: plan.node, err: failure.message }, "load failed");
+          throw failure;
         }
-        observer?.eviction?.(eviction.model, eviction.node);
-        store.emit({ type: "evicted", at: at(), node: eviction.node, model: eviction.model });
-      }
-      let answer: LoadAnswer;
-      try {
-        answer = await client.load(toLoadRequest(profile, plan), {
-          timeoutMs: this.#options.loadTimeoutMs,
-          onProgress: (progress) =>
-            store.emit({
-              type: "load_progress",
-              at: at(),
-              node: plan.node,
-              model: profile.id,
-              phase: progress.phase,
-              bytes: progress.bytes,
-              total: progress.total,
-            }),
-        });
-      } catch (error) {
-        throw asCortexError(error, `loading "${profile.id}" on ${plan.node} failed`);
-      }
-      // Re-insert rather than only flip the status: a poll that reached the neuron before the
-      // load did may have dropped the `loading` entry meanwhile.
-      store.applyOwn(plan.node, (snapshot) =>
-        withModelStatus(
-          applyLoadPlan(snapshot, profile, { ...plan, evict: [] }),
-          plan.node,
-          profile.id,
-          "loaded",
-        ),
-      );
-      const loadMs = this.#now() - started;
-      observer?.load?.(profile.id, plan.node, "success", loadMs / 1000);
-      store.emit({
-        type: "load_finished",
-        at: at(),
-        node: plan.node,
-        model: profile.id,
-        load_ms: loadMs,
       });
-      log.info({ model: profile.id, node: plan.node, load_ms: loadMs }, "loaded");
-      return {
-        model: profile.id,
-        node: plan.node,
-        url: rewriteLoopback(answer.url, plan.url) ?? plan.url,
-        loadMs,
-        alreadyLoaded: answer.already_loaded,
-        evicted: plan.evict,
-      };
     } catch (error) {
-      const failure = asCortexError(error, `loading "${profile.id}" on ${plan.node} failed`);
-      store.applyOwn(plan.node, (snapshot) => withoutModel(snapshot, plan.node, profile.id));
-      observer?.load?.(profile.id, plan.node, "failure", (this.#now() - started) / 1000);
-      store.emit({
-        type: "load_failed",
-        at: at(),
-        node: plan.node,
-        model: profile.id,
-        error: failure.message,
-      });
-      log.warn({ model: profile.id, node: plan.node, err: failure.message }, "load failed");
       // What really happened on the node (an eviction that did not happen, a half load) comes
-      // back with the next poll; ask for it now rather than in a full interval.
+      // back with the next poll; ask for it now rather than in a full interval (and after the
+      // plan's scope ended, so that poll's answer is taken).
       this.#options.refresh?.(plan.node);
-      throw failure;
-    } finally {
-      store.endOwn(plan.node);
+      throw error;
     }
+  }
+
+  /** The plan's steps on the neurons: evictions, then the load. */
+  async #carryOut(
+    profile: ModelProfile,
+    plan: LoadPlan,
+    client: LoadClient,
+    apply: ApplyOwn,
+    started: number,
+  ): Promise<LoadedModel> {
+    const { store, log, observer } = this.#options;
+    const at = () => new Date(this.#now()).toISOString();
+    for (const eviction of plan.evict) {
+      try {
+        await this.#options
+          .client(eviction.node)
+          .unload({ model_id: eviction.model }, { timeoutMs: this.#options.loadTimeoutMs });
+      } catch (error) {
+        // Already gone (unloaded by hand since the last poll): the memory is free all the same.
+        if (!isGone(error)) throw fromNeuron(error, "evict", eviction.model, eviction.node);
+      }
+      observer?.eviction?.(eviction.model, eviction.node);
+      store.emit({ type: "evicted", at: at(), node: eviction.node, model: eviction.model });
+    }
+    let answer: LoadAnswer;
+    try {
+      answer = await client.load(toLoadRequest(profile, plan), {
+        timeoutMs: this.#options.loadTimeoutMs,
+        onProgress: (progress) =>
+          store.emit({
+            type: "load_progress",
+            at: at(),
+            node: plan.node,
+            model: profile.id,
+            phase: progress.phase,
+            bytes: progress.bytes,
+            total: progress.total,
+          }),
+      });
+    } catch (error) {
+      throw fromNeuron(error, "load", profile.id, plan.node);
+    }
+    // Re-insert rather than only flip the status: a poll that reached the neuron before the
+    // load did may have dropped the `loading` entry meanwhile.
+    apply((snapshot) =>
+      withModelStatus(
+        applyLoadPlan(snapshot, profile, { ...plan, evict: [] }),
+        plan.node,
+        profile.id,
+        "loaded",
+      ),
+    );
+    const loadMs = this.#now() - started;
+    observer?.load?.(profile.id, plan.node, "success", loadMs / 1000);
+    store.emit({
+      type: "load_finished",
+      at: at(),
+      node: plan.node,
+      model: profile.id,
+      load_ms: loadMs,
+    });
+    log.info({ model: profile.id, node: plan.node, load_ms: loadMs }, "loaded");
+    return {
+      model: profile.id,
+      node: plan.node,
+      url: rewriteLoopback(answer.url, plan.url) ?? plan.url,
+      loadMs,
+      alreadyLoaded: answer.already_loaded,
+      evicted: plan.evict,
+    };
   }
 }
