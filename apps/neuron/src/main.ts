@@ -1,75 +1,20 @@
-import { readFileSync } from "node:fs";
-import type { Server } from "node:http";
-import { resolve } from "node:path";
-import { WORKER_ENTRY } from "@cortex/harness-llamacpp/worker";
-import {
-  bodyBudgetFor,
-  drainServer,
-  listen,
-  processLogOutput,
-  shutdownOnSignal,
-  timerMs,
-} from "@cortex/http-kit";
-import { type NeuronConfig, neuronExposure, parseListen } from "@cortex/protocol";
+import { processLogOutput, shutdownOnSignal, timerMs } from "@cortex/http-kit";
+import { neuronExposure } from "@cortex/protocol";
 import { pino } from "pino";
-import { createNeuronApp } from "./api/app.js";
 import { ConfigError, loadConfig, redactConfig } from "./config.js";
-import {
-  combinedSource,
-  DiscoveryCache,
-  HARNESS_GPU_ENV,
-  readHostInfo,
-  staticSource,
-} from "./discovery/index.js";
-import { defineHarness, type Harness, harnessInfo } from "./harnesses/definitions.js";
-import { ModelManager } from "./models/model-manager.js";
-import { localSources } from "./sources/preparer.js";
-import { freeLoopbackPort, probeReady } from "./supervisor/net.js";
-import { PidRecords } from "./supervisor/pid-records.js";
-import { spawnRunner } from "./supervisor/process-runner.js";
-
-const VERSION = (
-  JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as {
-    version: string;
-  }
-).version;
+import { startNeuron } from "./neuron.js";
 
 /** What the stop may take beyond the requests' grace and the harnesses' stop_grace_ms. */
 const STOP_MARGIN_MS = 5000;
 /** How long the last log lines may take to leave before the process exits. */
 const LOG_FLUSH_MS = 1000;
 
-/** Seconds a harness gets to become ready: a minute, plus 30 s per GB of model. */
-const readyTimeoutMs = (sizeMb: number): number => 60_000 + Math.ceil(sizeMb / 1024) * 30_000;
-
-const buildHarnesses = (
-  config: NeuronConfig,
-  env: Readonly<Record<string, string | undefined>>,
-): Map<string, Harness> => {
-  const harnesses = new Map<string, Harness>();
-  const problems: string[] = [];
-  for (const [name, entry] of Object.entries(config.harnesses)) {
-    // `env`: harnesses get only its system variables and their `inherit_env`, never all of it.
-    const harness = defineHarness(
-      name,
-      entry,
-      { node: process.execPath, entry: WORKER_ENTRY },
-      env,
-    );
-    if ("problems" in harness) problems.push(...harness.problems);
-    else harnesses.set(name, harness);
-  }
-  if (problems.length > 0)
-    throw new Error(`invalid harnesses in the configuration:\n  ${problems.join("\n  ")}`);
-  return harnesses;
-};
-
 export interface MainOptions {
   readonly configFile: string | undefined;
   readonly env: Readonly<Record<string, string | undefined>>;
 }
 
-/** The composition root: config → discovery → supervisor → API, then preload and signals. */
+/** Runs the neuron for the `serve` command: config from file and environment, stop on signals. */
 export const main = async ({ configFile, env }: MainOptions): Promise<void> => {
   const config = loadConfig(configFile, env);
   // Open to the network without authentication only when the operator said so.
@@ -89,111 +34,14 @@ export const main = async ({ configFile, env }: MainOptions): Promise<void> => {
   if (exposure.kind === "warn")
     log.warn({ listen: config.listen, open: exposure.open.map((s) => s.key) }, exposure.message);
 
-  const harnesses = buildHarnesses(config, env);
-  const { host, port } = parseListen(config.listen);
-  const urlHost =
-    host === "0.0.0.0" || host === "::" ? "localhost" : host.includes(":") ? `[${host}]` : host;
-  // With port 0 the real port is known only once listening; answers read it then.
-  let selfUrl = `http://${urlHost}:${port}`;
-
-  const pids = new PidRecords(
-    resolve(config.state_dir, "harnesses.json"),
-    "supervisor/watchdog.js",
-  );
-  for (const reaped of pids.reapLeftovers())
-    log.warn(reaped, "ended a harness left over from an earlier run");
-
-  const discovery = new DiscoveryCache({
-    name: config.name,
-    source:
-      config.devices.length > 0
-        ? staticSource(config.devices)
-        : combinedSource({ onWarning: (message) => log.warn({}, message) }),
-    host: () => readHostInfo(config.name),
-    harnesses: harnessInfo(harnesses),
-    refreshMs: 5000,
-    onWarning: (message) => log.warn({}, message),
-  });
-  await discovery.start();
-
-  const manager = new ModelManager(
-    {
-      harnesses,
-      runner: spawnRunner({
-        parentPid: process.pid,
-        watchdogGraceMs: config.stop_grace_ms,
-        // Each harness runs in an empty directory of its own under here (see process-runner.ts).
-        workDir: resolve(config.state_dir, "run"),
-        mark: pids.mark,
-      }),
-      sources: localSources({
-        modelsDir: resolve(config.models_dir),
-        hfEndpoint: config.hf_endpoint,
-        ...(env.HF_TOKEN ? { hfToken: env.HF_TOKEN } : {}),
-      }),
-      devices: () => discovery.current().devices,
-      freePort: freeLoopbackPort,
-      probe: probeReady,
-      log,
-      pids,
-    },
-    {
-      get selfUrl() {
-        return selfUrl;
-      },
-      defaultIdleTtlS: config.default_idle_ttl_s,
-      stopGraceMs: config.stop_grace_ms,
-      readyTimeoutMs,
-      readyPollMs: 200,
-      restartDelaysMs: [1000, 5000, 15_000],
-      stableAfterMs: 5 * 60_000,
-      maxQueued: config.queue_max,
-      queueTimeoutMs: config.queue_timeout_ms,
-      harnessEnv: HARNESS_GPU_ENV,
-    },
-  );
-
-  let status: "ok" | "starting" | "stopping" = "starting";
-  const app = createNeuronApp({
-    token: config.token,
-    version: VERSION,
-    startedAtMs: Date.now(),
-    get selfUrl() {
-      return selfUrl;
-    },
-    manager,
-    discovery: () => discovery.current(),
-    status: () => status,
-    log,
-    limits: {
-      bodyLimitBytes: config.max_body_mb * 2 ** 20,
-      bodyBudget: bodyBudgetFor(config.max_buffered_mb),
-      clientStallTimeoutMs: config.client_stall_timeout_ms,
-    },
-  });
-  const server: Server = await listen(app, port, host, {
-    maxConnections: config.max_connections,
-  });
-  server.keepAliveTimeout = 65_000;
-  selfUrl = `http://${urlHost}:${(server.address() as { port: number }).port}`;
-  log.info({ listen: config.listen, url: selfUrl }, "listening");
-
+  const neuron = await startNeuron(config, log, env);
   // Whatever ends this process, no harness may outlive it.
-  process.on("exit", () => manager.killAllNow());
-  let cut = () => {};
+  process.on("exit", () => neuron.killNow());
   const onSignal = shutdownOnSignal({
     // Requests in flight get shutdown_grace_ms (then are cut); then every harness stops, each
     // with stop_grace_ms between SIGTERM and SIGKILL.
-    stop: async () => {
-      status = "stopping";
-      const drain = drainServer(server, config.shutdown_grace_ms);
-      cut = drain.cut;
-      discovery.stop();
-      await drain.closed;
-      log.info({}, "requests done: unloading every model");
-      await manager.shutdown();
-    },
-    cut: () => cut(),
+    stop: () => neuron.stop(config.shutdown_grace_ms),
+    cut: () => void neuron.stop(0),
     deadlineMs: timerMs(config.shutdown_grace_ms + config.stop_grace_ms + STOP_MARGIN_MS),
     flush: () => output.flushed(),
     flushMs: LOG_FLUSH_MS,
@@ -202,13 +50,4 @@ export const main = async ({ configFile, env }: MainOptions): Promise<void> => {
   });
   process.on("SIGTERM", () => onSignal("SIGTERM"));
   process.on("SIGINT", () => onSignal("SIGINT"));
-
-  status = "ok";
-  // Preload after the listener is up, so health checks see a live neuron while models load.
-  for (const request of config.preload) {
-    manager.load(request).then(
-      (answer) => log.info({ model: answer.id, load_ms: answer.load_ms }, "preloaded"),
-      (error: unknown) => log.error({ model: request.model_id, err: error }, "preload failed"),
-    );
-  }
 };

@@ -62,7 +62,7 @@ export const modelsRoutes = (manager: ModelManager, selfUrl: () => string): Rout
 
   router.get("/models/:id/logs", (req, res) => {
     const entry = modelOf(manager, req.params.id);
-    res.type("text/plain; charset=utf-8").send(entry.process?.output.text() ?? entry.error ?? "");
+    res.type("text/plain; charset=utf-8").send(entry.harness.output?.text() ?? entry.error ?? "");
   });
 
   return router;

@@ -1,30 +1,92 @@
 import type { ModelStatus, NeuronModel } from "@cortex/protocol";
+import { NeuronError } from "../errors.js";
 import type { ModelSpec } from "../harnesses/model-spec.js";
-import type { RunningProcess } from "../supervisor/process-runner.js";
+import type { HarnessSupervisor } from "../supervisor/harness-supervisor.js";
+import type { TimerHandle } from "../timers.js";
 import type { Admission } from "./admission.js";
+import type { Candidate } from "./room.js";
 
 /** Everything the neuron knows about one model id. Mutated only by the ModelManager. */
 export interface ModelEntry {
   spec: ModelSpec;
   priority: number;
+  /** Changed only through the manager's one transition, checked against TRANSITIONS. */
   status: ModelStatus;
-  process: RunningProcess | null;
-  /** Loopback base URL of the harness while it runs. */
-  url: string | null;
+  /** Its harness process: start, readiness, crash restarts, stop. */
+  readonly harness: HarnessSupervisor;
   admission: Admission;
   /** The load or restart under way; concurrent callers share it. */
   loading: Promise<void> | null;
   lastAccessedMs: number | null;
   loadedAtMs: number | null;
   error: string | null;
-  /** Consecutive crashes since the harness last ran stably. */
-  crashes: number;
-  idleTimer: NodeJS.Timeout | null;
-  /** Set while the manager itself stops the process, so the exit is not taken for a crash. */
-  stopping: boolean;
-  /** The stop under way, which a reload waits for so two copies never hold memory at once. */
-  stopped: Promise<void> | null;
+  idleTimer: TimerHandle | null;
 }
+
+/**
+ * The lifecycle (README "Lifecycle"): every status change a model may make. A change to the
+ * same status (one more crash while recovering, a load joined) is an update, always allowed.
+ *
+ * - loading → loaded (ready), failed, unloaded (a lazy reload short of memory)
+ * - loaded → loading (loaded again with another spec), unloaded (idle TTL, evicted),
+ *   recovering (its harness crashed), failed (crashed with no restart left)
+ * - recovering → loaded (restarted), failed (gave up)
+ * - failed, unloaded → loading (loaded again; the next request, for unloaded)
+ */
+export const TRANSITIONS: Readonly<Record<ModelStatus, readonly ModelStatus[]>> = {
+  loading: ["loaded", "failed", "unloaded"],
+  loaded: ["loading", "unloaded", "recovering", "failed"],
+  recovering: ["loaded", "failed"],
+  failed: ["loading"],
+  unloaded: ["loading"],
+};
+
+export const canMove = (from: ModelStatus, to: ModelStatus): boolean =>
+  from === to || TRANSITIONS[from].includes(to);
+
+/** The entry as eviction planning sees it: idle means loaded, nothing running or waiting. */
+export const candidateOf = (entry: ModelEntry): Candidate => ({
+  id: entry.spec.id,
+  devices: entry.spec.devices,
+  vram_mb: entry.spec.vram_mb,
+  priority: entry.priority,
+  lastUsedMs: entry.lastAccessedMs ?? entry.loadedAtMs ?? 0,
+  idle:
+    entry.status === "loaded" &&
+    entry.admission.running + entry.admission.queued === 0 &&
+    !entry.loading,
+});
+
+export const sameSpec = (a: ModelSpec, b: ModelSpec): boolean =>
+  JSON.stringify(a) === JSON.stringify(b);
+
+/** `unload` of a model with requests running or waiting needs `force`. */
+export const refuseBusy = (entry: ModelEntry): void => {
+  const busy = entry.admission.running + entry.admission.queued;
+  if (busy > 0)
+    throw new NeuronError(
+      "model_busy",
+      `model "${entry.spec.id}" has ${busy} request(s) in flight; wait, or unload with force: true`,
+      { retryAfterS: 5 },
+    );
+};
+
+/** Makes `work` the entry's one shared loading promise until it settles. */
+export const trackLoading = (entry: ModelEntry, work: Promise<void>): Promise<void> => {
+  const loading = work.then(
+    () => {
+      entry.loading = null;
+    },
+    (error: unknown) => {
+      entry.loading = null;
+      throw error;
+    },
+  );
+  entry.loading = loading;
+  // Callers that join later await the same promise; keep an unobserved failure from crashing.
+  loading.catch(() => {});
+  return loading;
+};
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 

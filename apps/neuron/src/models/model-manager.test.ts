@@ -270,3 +270,27 @@ describe("failed entries are forgotten", () => {
     await manager.shutdown();
   });
 });
+
+describe("every status change is announced", () => {
+  it("a load, a crash, its restart, and giving up", async () => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
+    prepare = async () => "/srv/models/m.gguf";
+    const crashes: (() => void)[] = [];
+    nextProcess = () => {
+      const { child, exit } = fakeProcess();
+      crashes.push(exit);
+      return child;
+    };
+    const manager = managerWith([1000]);
+    await manager.load(request("m"));
+    crashes[0]?.();
+    await vi.waitFor(() => expect(manager.list()[0]?.status).toBe("recovering"));
+    await vi.advanceTimersByTimeAsync(1000);
+    await vi.waitFor(() => expect(manager.list()[0]?.status).toBe("loaded"));
+    crashes[1]?.();
+    await vi.waitFor(() => expect(manager.list()[0]?.status).toBe("failed"));
+    const statuses = changes.map((change) => ("status" in change ? change.status : "removed"));
+    expect(statuses).toEqual(["loading", "loaded", "recovering", "loaded", "failed"]);
+    expect(manager.list()[0]?.error).toMatch(/^gave up after 2 crashes/);
+  });
+});

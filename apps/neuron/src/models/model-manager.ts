@@ -1,169 +1,100 @@
-import { type Abortable, unlessAborted } from "@cortex/http-kit";
-import type { Device, LoadAnswer, LoadProgress, LoadRequest, NeuronModel } from "@cortex/protocol";
+import type { Abortable } from "@cortex/http-kit";
+import type { LoadAnswer, LoadProgress, LoadRequest, NeuronModel } from "@cortex/protocol";
 import { boundedError, capText } from "../bounded-text.js";
 import { NeuronError } from "../errors.js";
-import type { Harness } from "../harnesses/definitions.js";
-import { type ModelSpec, specOf } from "../harnesses/model-spec.js";
-import type { PidRecords } from "../supervisor/pid-records.js";
-import type { ExitStatus, ProcessRunner, RunningProcess } from "../supervisor/process-runner.js";
-import { Admission, AdmissionError } from "./admission.js";
-import { describeEntry, type ModelEntry } from "./model-entry.js";
-import { pickDevices, planRoom } from "./room.js";
+import type { ModelSpec } from "../harnesses/model-spec.js";
+import {
+  type HarnessState,
+  HarnessSupervisor,
+  type SupervisorDeps,
+} from "../supervisor/harness-supervisor.js";
+import { systemTimers, type Timers } from "../timers.js";
+import { Admission } from "./admission.js";
+import { harnessJob, supervisionOf } from "./harness-job.js";
+import { checkRequest, chooseDevices } from "./load-spec.js";
+import type { ManagerDeps, ManagerSettings } from "./manager-deps.js";
+import {
+  candidateOf,
+  describeEntry,
+  type ModelEntry,
+  refuseBusy,
+  sameSpec,
+  trackLoading,
+} from "./model-entry.js";
+import { ModelRegistry } from "./model-registry.js";
+import { type ProgressListener, ProgressListeners } from "./progress.js";
+import { RecoveryWaits } from "./recovery-waits.js";
+import { planRoom } from "./room.js";
+import { type ServeHooks, serve } from "./serve.js";
 
-export type ProgressListener = (progress: LoadProgress) => void;
-
-/** Turns a catalogue source into a local file path, downloading it when needed. */
-export interface SourcePreparer {
-  /** Throws a NeuronError for a source that may never be used (outside models_dir, bad URL). */
-  check(source: string): void;
-  prepare(source: string, onProgress: ProgressListener, signal?: AbortSignal): Promise<string>;
-}
-
-export interface Log {
-  info(object: object, message: string): void;
-  warn(object: object, message: string): void;
-  error(object: object, message: string): void;
-}
-
-export interface ManagerSettings {
-  /** The neuron's own base URL, as it sees itself (answers of load and endpoint). */
-  readonly selfUrl: string;
-  readonly defaultIdleTtlS: number;
-  readonly stopGraceMs: number;
-  /** Readiness deadline for a model of `sizeMb` (it grows with the model). */
-  readonly readyTimeoutMs: (sizeMb: number) => number;
-  readonly readyPollMs: number;
-  /** Delay before each restart after a crash; one more crash than entries means `failed`. */
-  readonly restartDelaysMs: readonly number[];
-  /** A harness that ran this long before crashing starts its crash count afresh. */
-  readonly stableAfterMs: number;
-  readonly maxQueued: number;
-  readonly queueTimeoutMs: number;
-  /** Environment every harness gets (CUDA_DEVICE_ORDER=PCI_BUS_ID). */
-  readonly harnessEnv: Readonly<Record<string, string>>;
-}
-
-export interface ManagerDeps {
-  readonly harnesses: ReadonlyMap<string, Harness>;
-  readonly runner: ProcessRunner;
-  readonly sources: SourcePreparer;
-  /** The latest discovered devices (answered from the discovery cache, never waiting). */
-  readonly devices: () => readonly Device[];
-  readonly freePort: () => Promise<number>;
-  /** One readiness check: does `url` answer 2xx now? */
-  readonly probe: (url: string) => Promise<boolean>;
-  readonly log: Log;
-  readonly pids?: PidRecords;
-  readonly now?: () => number;
-  readonly onChange?: (model: NeuronModel | { id: string; removed: true }) => void;
-}
-
-const HOST = "127.0.0.1";
-
-/**
- * Failed models stay listed (with their error) so an operator can see why, but not forever: a
- * caller retrying loads under new ids once filled /models with hundreds of them. Beyond this
- * many the oldest failures are forgotten, and any failure is forgotten after FAILED_TTL_MS.
- */
-export const MAX_FAILED_ENTRIES = 32;
-export const FAILED_TTL_MS = 60 * 60_000;
-
-const sameSpec = (a: ModelSpec, b: ModelSpec): boolean => JSON.stringify(a) === JSON.stringify(b);
-
-const describeExit = (status: ExitStatus): string =>
-  status.signal ? `was killed by ${status.signal}` : `exited with code ${status.code}`;
-
-const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
-  new Promise((resolve, reject) => {
-    const timer = setTimeout(resolve, ms);
-    signal?.addEventListener(
-      "abort",
-      () => {
-        clearTimeout(timer);
-        reject(signal.reason);
-      },
-      { once: true },
-    );
-  });
+export { FAILED_TTL_MS, MAX_FAILED_ENTRIES } from "./failed-entries.js";
+export type {
+  Log,
+  ManagerDeps,
+  ManagerSettings,
+  ModelChange,
+  SourcePreparer,
+} from "./manager-deps.js";
+export type { ProgressListener } from "./progress.js";
 
 /**
  * The lifecycle of every model on this node: load (single-flight per id, with evictions to make
- * room), lazy reload, admission, idle unload, crash recovery, unload, shutdown. Every state
- * change happens here; HTTP handlers only call these methods.
+ * room), lazy reload, admission, idle unload, crash recovery, unload, shutdown. The decisions
+ * are taken here, and every status change goes through the registry's setStatus; each model's
+ * process is its HarnessSupervisor's. HTTP handlers only call these methods.
  */
 export class ModelManager {
   readonly #deps: ManagerDeps;
   readonly #settings: ManagerSettings;
-  readonly #models = new Map<string, ModelEntry>();
+  readonly #timers: Timers;
+  /** What every model's HarnessSupervisor runs on. */
+  readonly #supervision: SupervisorDeps;
+  readonly #models: ModelRegistry;
   /** Stops under way of models already forgotten (evicted or unloaded), by id. */
   readonly #leaving = new Map<string, Promise<unknown>>();
-  readonly #progress = new Map<string, Set<ProgressListener>>();
-  /** When each failed entry failed, oldest first (a new failure moves it to the end). */
-  readonly #failedAt = new Map<ModelEntry, number>();
+  readonly #progress = new ProgressListeners();
+  readonly #recoveries = new RecoveryWaits();
   #shuttingDown = false;
 
   constructor(deps: ManagerDeps, settings: ManagerSettings) {
     this.#deps = deps;
     this.#settings = settings;
+    this.#timers = deps.timers ?? systemTimers;
+    this.#supervision = supervisionOf(deps, () => this.#now(), this.#timers);
+    this.#models = new ModelRegistry({
+      log: deps.log,
+      now: () => this.#now(),
+      onChange: deps.onChange,
+      onForget: (entry) => this.#clearIdle(entry),
+    });
   }
+
+  readonly #serveHooks: ServeHooks = {
+    now: () => this.#now(),
+    reload: (entry) => {
+      if (this.#shuttingDown) return;
+      this.#deps.log.info({ model: entry.spec.id }, "lazy reload");
+      this.#models.setStatus(entry, "loading");
+      void this.#startLoad(entry, true).catch(() => {});
+    },
+    pauseIdle: (entry) => this.#clearIdle(entry),
+    resumeIdle: (entry) => this.#scheduleIdle(entry),
+  };
 
   #now(): number {
     return this.#deps.now?.() ?? Date.now();
   }
 
   list(): NeuronModel[] {
-    this.#pruneFailed();
-    return [...this.#models.values()].map(describeEntry);
-  }
-
-  /** The one place a model's error is set: capped, since it may quote a source or harness output. */
-  #setError(entry: ModelEntry, error: string | null): void {
-    entry.error = error === null ? null : capText(error);
-  }
-
-  #markFailed(entry: ModelEntry, error: string): void {
-    entry.status = "failed";
-    this.#setError(entry, error);
-    this.#failedAt.delete(entry);
-    this.#failedAt.set(entry, this.#now());
-    this.#pruneFailed();
-  }
-
-  /**
-   * Forgets failed entries older than FAILED_TTL_MS, then the oldest beyond MAX_FAILED_ENTRIES.
-   * One being loaded again (or whose failure is still settling) is left alone; one that is no
-   * longer failed, or already gone, just leaves the list.
-   */
-  #pruneFailed(): void {
-    const now = this.#now();
-    let excess = -MAX_FAILED_ENTRIES;
-    for (const entry of this.#failedAt.keys()) {
-      if (entry.status === "failed" && this.#models.get(entry.spec.id) === entry) excess += 1;
-      else this.#failedAt.delete(entry);
-    }
-    for (const [entry, at] of this.#failedAt) {
-      if (entry.loading) continue;
-      if (excess <= 0 && now - at < FAILED_TTL_MS) continue;
-      excess -= 1;
-      this.#failedAt.delete(entry);
-      this.#clearTimers(entry);
-      this.#models.delete(entry.spec.id);
-      this.#deps.onChange?.({ id: entry.spec.id, removed: true });
-    }
+    return this.#models.list();
   }
 
   get(id: string): ModelEntry | undefined {
     return this.#models.get(id);
   }
 
-  #changed(entry: ModelEntry): void {
-    this.#deps.onChange?.(describeEntry(entry));
-  }
-
-  #emit(id: string, progress: LoadProgress): void {
-    // Download messages name the source, which a load request may make a megabyte long.
-    const message = progress.message === null ? null : capText(progress.message);
-    for (const listener of this.#progress.get(id) ?? []) listener({ ...progress, message });
+  #emit(id: string, progress: Partial<LoadProgress> & Pick<LoadProgress, "phase">): void {
+    this.#progress.emit(id, { bytes: null, total: null, message: null, ...progress });
   }
 
   /**
@@ -175,56 +106,28 @@ export class ModelManager {
       throw new NeuronError("service_unavailable", "the neuron is shutting down", {
         retryAfterS: 5,
       });
-    const harness = this.#deps.harnesses.get(request.harness);
-    if (!harness) {
-      throw new NeuronError(
-        "harness_not_found",
-        `harness "${request.harness}" is not configured on this node (configured: ${[...this.#deps.harnesses.keys()].join(", ") || "none"})`,
-        { param: "harness" },
-      );
-    }
-    let spec = specOf(request, this.#settings.defaultIdleTtlS);
-    const problems = harness.check(spec);
-    if (problems.length > 0)
-      throw new NeuronError(
-        "invalid_request_error",
-        capText(problems.map((problem) => problem.message).join("; ")),
-        { param: problems[0]?.param ?? "args" },
-      );
+    const checked = checkRequest(request, this.#deps.harnesses, this.#settings.defaultIdleTtlS);
+    if (checked.kind === "reject") throw checked.error;
     // Before anything is evicted: a load with a bad source must change nothing.
     try {
-      this.#deps.sources.check(spec.source);
+      this.#deps.sources.check(checked.spec.source);
     } catch (error) {
       throw error instanceof NeuronError ? boundedError(error) : error;
     }
     const devices = this.#deps.devices();
-    const unknown = spec.devices.filter(
-      (index) => !devices.some((device) => device.index === index),
+    const here = this.#models.get(checked.spec.id);
+    const chosen = chooseDevices(
+      checked.spec,
+      request.devices !== undefined,
+      devices,
+      // Only when a pick is needed: list() also forgets expired failures.
+      request.devices === undefined && checked.spec.vram_mb > 0 && devices.length > 0
+        ? this.list().filter((model) => model.id !== checked.spec.id)
+        : [],
+      here && { status: here.status, devices: here.spec.devices },
     );
-    if (unknown.length > 0) {
-      throw new NeuronError(
-        "invalid_request_error",
-        capText(
-          `device(s) ${unknown.join(", ")} do not exist on this node (it has ${devices.map((d) => d.index).join(", ") || "none"})`,
-        ),
-        { param: "devices" },
-      );
-    }
-    if (request.devices === undefined && spec.vram_mb > 0 && devices.length > 0) {
-      const count = Math.min(spec.tensor_parallel, devices.length);
-      // A model already here keeps its devices: the GPUs report its own memory as used, so a
-      // fresh pick would see other devices as freer and move it for nothing.
-      const here = this.#models.get(spec.id);
-      const picked =
-        here && here.status !== "unloaded" && here.spec.devices.length === count
-          ? [...here.spec.devices]
-          : pickDevices(
-              devices,
-              this.list().filter((model) => model.id !== spec.id),
-              count,
-            );
-      spec = { ...spec, devices: picked, tensor_parallel: Math.max(1, picked.length) };
-    }
+    if (chosen.kind === "reject") throw chosen.error;
+    const { spec } = chosen;
 
     const started = this.#now();
     // A model being evicted or unloaded is out of the map but its process is still stopping:
@@ -232,7 +135,7 @@ export class ModelManager {
     const leaving = this.#leaving.get(spec.id);
     if (leaving) await leaving.catch(() => {});
     const existing = this.#models.get(spec.id);
-    if (onProgress) this.#listen(spec.id, onProgress);
+    const unlisten = onProgress ? this.#progress.listen(spec.id, onProgress) : () => {};
     try {
       if (existing?.loading) {
         await existing.loading;
@@ -244,9 +147,7 @@ export class ModelManager {
           throw new NeuronError(
             "model_busy",
             `model "${spec.id}" is loaded with another spec and busy; unload it first`,
-            {
-              retryAfterS: 5,
-            },
+            { retryAfterS: 5 },
           );
         }
       }
@@ -258,21 +159,20 @@ export class ModelManager {
       const previous = existing?.status === "loaded" ? existing : null;
       const reconfigure = () => {
         if (existing) {
-          this.#clearTimers(existing);
+          this.#clearIdle(existing);
           existing.spec = spec;
           existing.priority = priority;
           existing.admission = new Admission(spec.max_concurrency, this.#limits());
         }
-        entry.status = "loading";
-        this.#setError(entry, null);
-        entry.crashes = 0;
-        this.#models.set(spec.id, entry);
-        this.#changed(entry);
+        this.#models.setError(entry, null);
+        entry.harness.resetCrashes();
+        this.#models.add(entry);
+        this.#models.setStatus(entry, "loading");
       };
       if (previous) {
-        this.#track(
+        trackLoading(
           entry,
-          this.#stopProcess(previous).then(() => {
+          this.#stopHarness(previous).then(() => {
             reconfigure();
             return this.#bringUp(entry, true);
           }),
@@ -284,17 +184,8 @@ export class ModelManager {
       await entry.loading;
       return this.#answer(spec.id, started, false);
     } finally {
-      if (onProgress) this.#progress.get(spec.id)?.delete(onProgress);
+      unlisten();
     }
-  }
-
-  #listen(id: string, listener: ProgressListener): void {
-    let listeners = this.#progress.get(id);
-    if (!listeners) {
-      listeners = new Set();
-      this.#progress.set(id, listeners);
-    }
-    listeners.add(listener);
   }
 
   #limits() {
@@ -302,22 +193,27 @@ export class ModelManager {
   }
 
   #newEntry(spec: ModelSpec, priority: number): ModelEntry {
-    return {
+    const entry: ModelEntry = {
       spec,
       priority,
       status: "loading",
-      process: null,
-      url: null,
+      harness: new HarnessSupervisor(
+        harnessJob(
+          () => entry.spec,
+          { ...this.#deps, ...this.#settings, progress: this.#progress },
+          (state) => this.#onHarness(entry, state),
+        ),
+        this.#supervision,
+        this.#settings,
+      ),
       admission: new Admission(spec.max_concurrency, this.#limits()),
       loading: null,
       lastAccessedMs: null,
       loadedAtMs: null,
       error: null,
-      crashes: 0,
       idleTimer: null,
-      stopping: false,
-      stopped: null,
     };
+    return entry;
   }
 
   #answer(id: string, started: number, already: boolean): LoadAnswer {
@@ -338,69 +234,36 @@ export class ModelManager {
 
   /** Runs a (re)load as the entry's single shared promise; failure marks the model failed. */
   #startLoad(entry: ModelEntry, fresh: boolean): Promise<void> {
-    return this.#track(entry, this.#bringUp(entry, fresh));
+    return trackLoading(entry, this.#bringUp(entry, fresh));
   }
 
-  /** Makes `work` the entry's one shared loading promise until it settles. */
-  #track(entry: ModelEntry, work: Promise<void>): Promise<void> {
-    const loading = work.then(
-      () => {
-        entry.loading = null;
-      },
-      (error: unknown) => {
-        entry.loading = null;
-        throw error;
-      },
-    );
-    entry.loading = loading;
-    // Callers that join later await the same promise; keep an unobserved failure from crashing.
-    loading.catch(() => {});
-    return loading;
-  }
-
-  /** Makes room, fetches the file, starts the harness and waits until it answers. */
+  /** Makes room, then has the supervisor fetch the file, start the harness and wait for it. */
   async #bringUp(entry: ModelEntry, fresh: boolean): Promise<void> {
     const { spec } = entry;
-    const emit = (progress: Partial<LoadProgress> & Pick<LoadProgress, "phase">) =>
-      this.#emit(spec.id, { bytes: null, total: null, message: null, ...progress });
     try {
-      if (entry.stopped) await entry.stopped;
+      await entry.harness.stopped;
       if (fresh) {
         // Synchronous from the check to the reservation: two loads can never both count the
         // same free memory, because this entry is already `loading` (and so resident) here.
         const evictions = this.#makeRoom(entry);
         if (evictions.length > 0) {
-          emit({ phase: "evicting", message: `evicting ${evictions.join(", ")}` });
+          this.#emit(spec.id, { phase: "evicting", message: `evicting ${evictions.join(", ")}` });
           await Promise.all(evictions.map((id) => this.#evict(id)));
         }
       }
-      const modelPath = await this.#deps.sources.prepare(spec.source, (progress) =>
-        this.#emit(spec.id, progress),
-      );
-      emit({ phase: "starting", message: `starting ${spec.harness}` });
-      await this.#launch(entry, modelPath);
-      entry.status = "loaded";
-      entry.loadedAtMs = this.#now();
-      this.#setError(entry, null);
-      emit({ phase: "ready" });
-      this.#deps.log.info(
-        { model: spec.id, devices: spec.devices, url: entry.url },
-        "model loaded",
-      );
-      this.#changed(entry);
-      this.#scheduleIdle(entry);
+      await entry.harness.start();
+      this.#loaded(entry);
     } catch (error) {
       const message = capText(error instanceof Error ? error.message : String(error));
       if (error instanceof NeuronError && error.code === "insufficient_vram") {
         // Nothing was started: a first load leaves no trace, a lazy reload stays `unloaded`.
-        if (entry.loadedAtMs === null && entry.lastAccessedMs === null)
-          this.#models.delete(spec.id);
-        else entry.status = "unloaded";
+        if (entry.loadedAtMs === null && entry.lastAccessedMs === null) {
+          this.#models.remove(entry, true);
+        } else this.#models.setStatus(entry, "unloaded");
       } else {
-        this.#markFailed(entry, message);
+        this.#models.markFailed(entry, message);
       }
       this.#deps.log.warn({ model: spec.id, error: message }, "model load failed");
-      this.#changed(entry);
       if (error instanceof NeuronError) throw boundedError(error);
       throw new NeuronError("load_failed", `loading model "${spec.id}" failed: ${message}`, {
         cause: error,
@@ -409,28 +272,78 @@ export class ModelManager {
     }
   }
 
+  /** The harness answers: the model is loaded (a first load, a reload or a restart). */
+  #loaded(entry: ModelEntry): void {
+    entry.loadedAtMs = this.#now();
+    this.#models.setError(entry, null);
+    this.#models.setStatus(entry, "loaded");
+    this.#emit(entry.spec.id, { phase: "ready" });
+    this.#deps.log.info(
+      { model: entry.spec.id, devices: entry.spec.devices, url: entry.harness.url },
+      "model loaded",
+    );
+    this.#scheduleIdle(entry);
+  }
+
+  /**
+   * What a model's harness does after a crash decides its status: restarts (`recovering`,
+   * `loaded` again) and giving up (`failed`). Only a model held as running hears of them: one
+   * claimed for eviction, unloaded or forgotten is being stopped anyway.
+   */
+  #onHarness(entry: ModelEntry, state: HarnessState): void {
+    if (state.kind === "stopped") {
+      this.#recoveries.abandon(entry);
+      return;
+    }
+    const running = entry.status === "loaded" || entry.status === "recovering";
+    if (this.#shuttingDown || !this.#models.holds(entry) || !running) return;
+    const { id } = entry.spec;
+    if (state.kind === "ready" && entry.status === "recovering") {
+      this.#loaded(entry);
+      this.#recoveries.end(entry, null);
+    } else if (state.kind === "recovering") {
+      // A restart that failed answers those waiting for it, as a failed load would; later
+      // callers wait for the next one.
+      const restartFailed = entry.status === "recovering";
+      if (restartFailed) entry.loadedAtMs = null;
+      this.#recoveries.end(
+        entry,
+        restartFailed ? new NeuronError("load_failed", state.reason, { retryAfterS: 5 }) : null,
+      );
+      this.#models.setError(
+        entry,
+        `${state.reason.split("\n")[0]}; restarting in ${state.inMs} ms (attempt ${state.attempt})`,
+      );
+      this.#deps.log.warn(
+        { model: id, delay: state.inMs, reason: capText(state.reason) },
+        "harness crashed, restarting",
+      );
+      this.#clearIdle(entry);
+      this.#models.setStatus(entry, "recovering");
+      this.#recoveries.begin(entry);
+    } else if (state.kind === "failed") {
+      this.#clearIdle(entry);
+      this.#models.markFailed(entry, state.reason);
+      this.#deps.log.error({ model: id, crashes: state.crashes }, "model failed");
+      this.#recoveries.end(
+        entry,
+        new NeuronError("load_failed", capText(state.reason), { retryAfterS: 5 }),
+      );
+    }
+  }
+
   /** Plans the evictions a fresh load needs, or throws insufficient_vram with the numbers. */
   #makeRoom(entry: ModelEntry): string[] {
     const { spec } = entry;
     if (spec.devices.length === 0 || spec.vram_mb === 0) return [];
-    const others = [...this.#models.values()].filter((other) => other !== entry);
+    const others = this.#models.entries().filter((other) => other !== entry);
     const plan = planRoom(
       this.#deps.devices(),
       others.map(describeEntry),
       spec.devices,
       spec.vram_mb,
       entry.priority,
-      others.map((other) => ({
-        id: other.spec.id,
-        devices: other.spec.devices,
-        vram_mb: other.spec.vram_mb,
-        priority: other.priority,
-        lastUsedMs: other.lastAccessedMs ?? other.loadedAtMs ?? 0,
-        idle:
-          other.status === "loaded" &&
-          other.admission.running + other.admission.queued === 0 &&
-          !other.loading,
-      })),
+      others.map(candidateOf),
     );
     if ("message" in plan) {
       throw new NeuronError("insufficient_vram", `model "${spec.id}" ${plan.message}`, {
@@ -440,7 +353,7 @@ export class ModelManager {
     // Claimed now, before any await, so a concurrent load cannot pick the same victims.
     for (const id of plan.evict) {
       const victim = this.#models.get(id);
-      if (victim) victim.status = "unloaded";
+      if (victim) this.#models.setStatus(victim, "unloaded");
     }
     return plan.evict;
   }
@@ -460,170 +373,35 @@ export class ModelManager {
    */
   async #forget(entry: ModelEntry): Promise<void> {
     const id = entry.spec.id;
-    this.#clearTimers(entry);
-    if (this.#models.get(id) === entry) this.#models.delete(id);
-    const stopping = this.#stopProcess(entry);
+    this.#clearIdle(entry);
+    this.#models.remove(entry, false);
+    const stopping = this.#stopHarness(entry);
     this.#leaving.set(id, stopping);
     try {
       await stopping;
     } finally {
       if (this.#leaving.get(id) === stopping) this.#leaving.delete(id);
-      this.#deps.onChange?.({ id, removed: true });
+      this.#models.announceRemoved(id);
     }
   }
 
-  async #launch(entry: ModelEntry, modelPath: string): Promise<void> {
-    const { spec } = entry;
-    const harness = this.#deps.harnesses.get(spec.harness);
-    if (!harness)
-      throw new NeuronError("harness_not_found", `harness "${spec.harness}" is not configured`);
-    const port = await this.#deps.freePort();
-    const launch = harness.launch({ spec, modelPath, port, host: HOST });
-    // Only what the harness inherits (the system allow-list and its inherit_env), never the
-    // neuron's whole environment: see harnesses/environment.ts.
-    const env = {
-      ...launch.inherited,
-      ...this.#settings.harnessEnv,
-      ...launch.env,
-      // An empty list hides every GPU from a CPU model's harness.
-      CUDA_VISIBLE_DEVICES: spec.devices.join(","),
-    };
-    const child = this.#deps.runner.start(launch, env);
-    this.#record(() =>
-      this.#deps.pids?.add({
-        pid: child.pid,
-        model: spec.id,
-        started_at: new Date(this.#now()).toISOString(),
-      }),
-    );
-    entry.process = child;
-    entry.url = `http://${HOST}:${port}`;
-    entry.stopping = false;
-    void child.exited.then((status) => this.#onExit(entry, child, status));
-    try {
-      await this.#waitReady(child, `${entry.url}${launch.readyPath}`, spec);
-    } catch (error) {
-      entry.stopping = true;
-      await child.stop(this.#settings.stopGraceMs);
-      this.#record(() => this.#deps.pids?.remove(child.pid));
-      entry.process = null;
-      entry.url = null;
-      throw error;
-    }
+  /** Stops the harness, and a restart pending after a crash: it never starts. */
+  #stopHarness(entry: ModelEntry): Promise<void> {
+    entry.loadedAtMs = null;
+    return entry.harness.stop();
   }
 
-  /**
-   * Pid records are a safety net for reaping after a crash: failing to write them (a full or
-   * read-only state_dir) is logged, never allowed to break a load or a stop.
-   */
-  #record(write: () => void): void {
-    try {
-      write();
-    } catch (error) {
-      this.#deps.log.error({ err: error }, "could not update the harness pid records");
-    }
-  }
-
-  async #waitReady(child: RunningProcess, url: string, spec: ModelSpec): Promise<void> {
-    const deadline = this.#now() + this.#settings.readyTimeoutMs(spec.vram_mb);
-    for (;;) {
-      if (child.hasExited()) {
-        const status = await child.exited;
-        throw new NeuronError(
-          "load_failed",
-          `harness ${describeExit(status)} before it was ready; last output:\n${child.output.tail(15)}`,
-          { retryAfterS: 5 },
-        );
-      }
-      if (await this.#deps.probe(url).catch(() => false)) return;
-      if (this.#now() > deadline) {
-        throw new NeuronError(
-          "load_failed",
-          `harness was not ready within ${this.#settings.readyTimeoutMs(spec.vram_mb)} ms; last output:\n${child.output.tail(15)}`,
-          {
-            retryAfterS: 5,
-          },
-        );
-      }
-      await Promise.race([sleep(this.#settings.readyPollMs), child.exited]);
-    }
-  }
-
-  /** A harness that exits on its own is restarted with backoff, then given up on. */
-  #onExit(entry: ModelEntry, child: RunningProcess, status: ExitStatus): void {
-    if (entry.process !== child || entry.stopping || this.#shuttingDown) return;
-    this.#record(() => this.#deps.pids?.remove(child.pid));
-    entry.process = null;
-    entry.url = null;
-    if (entry.status !== "loaded") return; // a failed start is handled by #launch
-    this.#crashed(entry, `harness ${describeExit(status)}; last output:\n${child.output.tail(10)}`);
-  }
-
-  #crashed(entry: ModelEntry, reason: string): void {
-    const now = this.#now();
-    if (entry.loadedAtMs !== null && now - entry.loadedAtMs > this.#settings.stableAfterMs)
-      entry.crashes = 0;
-    entry.crashes += 1;
-    const delay = this.#settings.restartDelaysMs[entry.crashes - 1];
-    this.#clearTimers(entry);
-    if (delay === undefined) {
-      this.#markFailed(entry, `gave up after ${entry.crashes} crashes: ${reason}`);
-      this.#deps.log.error({ model: entry.spec.id, crashes: entry.crashes }, "model failed");
-      this.#changed(entry);
-      return;
-    }
-    entry.status = "recovering";
-    this.#setError(
-      entry,
-      `${reason.split("\n")[0]}; restarting in ${delay} ms (attempt ${entry.crashes})`,
-    );
-    this.#deps.log.warn(
-      { model: entry.spec.id, delay, reason: capText(reason) },
-      "harness crashed, restarting",
-    );
-    this.#changed(entry);
-    const recovery = (async () => {
-      await sleep(delay);
-      if (
-        this.#shuttingDown ||
-        this.#models.get(entry.spec.id) !== entry ||
-        entry.status !== "recovering"
-      ) {
-        throw new NeuronError(
-          "service_unavailable",
-          `model "${entry.spec.id}" is no longer recovering`,
-          { retryAfterS: 5 },
-        );
-      }
-      try {
-        await this.#bringUp(entry, false);
-      } catch (error) {
-        const message = error instanceof Error ? error.message : String(error);
-        entry.loadedAtMs = null;
-        this.#crashed(entry, message);
-        throw error;
-      }
-    })();
-    const shared: Promise<void> = recovery.finally(() => {
-      if (entry.loading === shared) entry.loading = null;
-    });
-    shared.catch(() => {});
-    entry.loading = shared;
-  }
-
-  #clearTimers(entry: ModelEntry): void {
-    if (entry.idleTimer) clearTimeout(entry.idleTimer);
+  #clearIdle(entry: ModelEntry): void {
+    if (entry.idleTimer) this.#timers.clear(entry.idleTimer);
     entry.idleTimer = null;
   }
 
   #scheduleIdle(entry: ModelEntry): void {
-    if (entry.idleTimer) clearTimeout(entry.idleTimer);
-    entry.idleTimer = null;
+    this.#clearIdle(entry);
     const ttl = entry.spec.idle_ttl_s;
     if (ttl <= 0 || entry.status !== "loaded") return;
     if (entry.admission.running + entry.admission.queued > 0) return;
-    entry.idleTimer = setTimeout(() => void this.#idleUnload(entry), ttl * 1000);
-    entry.idleTimer.unref();
+    entry.idleTimer = this.#timers.set(() => void this.#idleUnload(entry), ttl * 1000);
   }
 
   async #idleUnload(entry: ModelEntry): Promise<void> {
@@ -638,53 +416,21 @@ export class ModelManager {
       { model: entry.spec.id, idle_ttl_s: entry.spec.idle_ttl_s },
       "idle: unloading",
     );
-    entry.status = "unloaded";
-    await this.#stopProcess(entry);
-    this.#changed(entry);
-  }
-
-  #stopProcess(entry: ModelEntry): Promise<void> {
-    const child = entry.process;
-    entry.loadedAtMs = null;
-    if (!child) return entry.stopped ?? Promise.resolve();
-    entry.stopping = true;
-    entry.process = null;
-    entry.url = null;
-    const stopped = child.stop(this.#settings.stopGraceMs).then(() => {
-      this.#record(() => this.#deps.pids?.remove(child.pid));
-      if (entry.stopped === stopped) entry.stopped = null;
-    });
-    entry.stopped = stopped;
-    return stopped;
+    this.#models.setStatus(entry, "unloaded");
+    await this.#stopHarness(entry);
   }
 
   /** `POST /models/unload`: 409 while busy unless forced; the model is then forgotten. */
   async unload(id: string, force = false): Promise<void> {
     const entry = this.#models.get(id);
     if (!entry) throw new NeuronError("model_not_found", `model "${id}" is not on this node`);
-    const busy = entry.admission.running + entry.admission.queued;
-    if (busy > 0 && !force) {
-      throw new NeuronError(
-        "model_busy",
-        `model "${id}" has ${busy} request(s) in flight; wait, or unload with force: true`,
-        {
-          retryAfterS: 5,
-        },
-      );
-    }
-    this.#clearTimers(entry);
-    // A load under way finishes first; a crash recovery is not waited for: once the entry is
-    // forgotten, the pending restart finds it gone and does not start.
+    if (!force) refuseBusy(entry);
+    this.#clearIdle(entry);
+    // A load under way finishes first; a crash recovery is not waited for: forgetting the
+    // entry stops its supervisor, which cancels the pending restart.
     if (entry.loading && entry.status !== "recovering") await entry.loading.catch(() => {});
     // Requests admitted while it loaded run now: the busy check holds after the wait too.
-    const busyNow = entry.admission.running + entry.admission.queued;
-    if (busyNow > 0 && !force) {
-      throw new NeuronError(
-        "model_busy",
-        `model "${id}" has ${busyNow} request(s) in flight; wait, or unload with force: true`,
-        { retryAfterS: 5 },
-      );
-    }
+    if (!force) refuseBusy(entry);
     await this.#forget(entry);
     this.#deps.log.info({ model: id, force }, "model unloaded");
   }
@@ -713,73 +459,22 @@ export class ModelManager {
         `model "${id}" failed: ${entry.error ?? "unknown"}; load it again`,
       );
     }
-    if (entry.idleTimer) clearTimeout(entry.idleTimer);
-    entry.idleTimer = null;
-    try {
-      return await entry.admission.run(async () => {
-        entry.lastAccessedMs = this.#now();
-        // A loaded model (the hot path) goes straight to its harness.
-        const url =
-          entry.status === "loaded" && entry.url
-            ? entry.url
-            : await this.#whenLoaded(entry, signal);
-        try {
-          return await work(url);
-        } finally {
-          entry.lastAccessedMs = this.#now();
-        }
-      }, signal);
-    } catch (error) {
-      if (error instanceof AdmissionError) {
-        throw new NeuronError(error.code, `model "${id}": ${error.message}`, { retryAfterS: 1 });
-      }
-      throw error;
-    } finally {
-      this.#scheduleIdle(entry);
-    }
-  }
-
-  async #whenLoaded(entry: ModelEntry, signal: Abortable | undefined): Promise<string> {
-    for (let attempt = 0; attempt < 3; attempt += 1) {
-      if (entry.status === "loaded" && entry.url) return entry.url;
-      if (entry.status === "unloaded" && !entry.loading && !this.#shuttingDown) {
-        this.#deps.log.info({ model: entry.spec.id }, "lazy reload");
-        entry.status = "loading";
-        this.#changed(entry);
-        void this.#startLoad(entry, true).catch(() => {});
-      }
-      if (entry.loading) {
-        await unlessAborted(entry.loading, signal);
-        continue;
-      }
-      break;
-    }
-    if (entry.status === "loaded" && entry.url) return entry.url;
-    throw new NeuronError(
-      "service_unavailable",
-      `model "${entry.spec.id}" is ${entry.status}${entry.error ? `: ${entry.error}` : ""}`,
-      {
-        retryAfterS: 5,
-      },
-    );
+    return serve(entry, signal, work, this.#serveHooks);
   }
 
   /** Stops every harness gracefully (neuron SIGTERM/SIGINT). */
   async shutdown(): Promise<void> {
     this.#shuttingDown = true;
     await Promise.all(
-      [...this.#models.values()].map(async (entry) => {
-        this.#clearTimers(entry);
-        await this.#stopProcess(entry);
+      this.#models.entries().map(async (entry) => {
+        this.#clearIdle(entry);
+        await this.#stopHarness(entry);
       }),
     );
   }
 
   /** SIGKILLs every harness group synchronously; for process exit handlers. */
   killAllNow(): void {
-    for (const entry of this.#models.values()) {
-      entry.stopping = true;
-      entry.process?.killNow();
-    }
+    for (const entry of this.#models.entries()) entry.harness.killNow();
   }
 }

@@ -1,0 +1,59 @@
+import type { Device, NeuronModel } from "@cortex/protocol";
+import type { Harness } from "../harnesses/definitions.js";
+import type { PidRecords } from "../supervisor/pid-records.js";
+import type { ProcessRunner } from "../supervisor/process-runner.js";
+import type { Timers } from "../timers.js";
+import type { ProgressListener } from "./progress.js";
+
+// What the ModelManager is given: its side effects, behind small interfaces, and its settings.
+
+/** Turns a catalogue source into a local file path, downloading it when needed. */
+export interface SourcePreparer {
+  /** Throws a NeuronError for a source that may never be used (outside models_dir, bad URL). */
+  check(source: string): void;
+  prepare(source: string, onProgress: ProgressListener, signal?: AbortSignal): Promise<string>;
+}
+
+export interface Log {
+  info(object: object, message: string): void;
+  warn(object: object, message: string): void;
+  error(object: object, message: string): void;
+}
+
+export interface ManagerSettings {
+  /** The neuron's own base URL, as it sees itself (answers of load and endpoint). */
+  readonly selfUrl: string;
+  readonly defaultIdleTtlS: number;
+  readonly stopGraceMs: number;
+  /** Readiness deadline for a model of `sizeMb` (it grows with the model). */
+  readonly readyTimeoutMs: (sizeMb: number) => number;
+  readonly readyPollMs: number;
+  /** Delay before each restart after a crash; one more crash than entries means `failed`. */
+  readonly restartDelaysMs: readonly number[];
+  /** A harness that ran this long before crashing starts its crash count afresh. */
+  readonly stableAfterMs: number;
+  readonly maxQueued: number;
+  readonly queueTimeoutMs: number;
+  /** Environment every harness gets (CUDA_DEVICE_ORDER=PCI_BUS_ID). */
+  readonly harnessEnv: Readonly<Record<string, string>>;
+}
+
+export type ModelChange = NeuronModel | { id: string; removed: true };
+
+export interface ManagerDeps {
+  readonly harnesses: ReadonlyMap<string, Harness>;
+  readonly runner: ProcessRunner;
+  readonly sources: SourcePreparer;
+  /** The latest discovered devices (answered from the discovery cache, never waiting). */
+  readonly devices: () => readonly Device[];
+  readonly freePort: () => Promise<number>;
+  /** One readiness check: does `url` answer 2xx now? */
+  readonly probe: (url: string) => Promise<boolean>;
+  readonly log: Log;
+  readonly pids?: PidRecords;
+  readonly now?: () => number;
+  /** Restart backoff, idle TTL and readiness polls run on these (default: the global ones). */
+  readonly timers?: Timers;
+  /** Hears every status change (with the model as it is then) and every model forgotten. */
+  readonly onChange?: (change: ModelChange) => void;
+}

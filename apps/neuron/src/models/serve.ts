@@ -1,0 +1,74 @@
+import { type Abortable, unlessAborted } from "@cortex/http-kit";
+import { NeuronError } from "../errors.js";
+import { AdmissionError } from "./admission.js";
+import type { ModelEntry } from "./model-entry.js";
+
+/** What serving a request needs from the lifecycle. */
+export interface ServeHooks {
+  readonly now: () => number;
+  /** Starts a lazy reload of an `unloaded` model, unless the neuron is shutting down. */
+  readonly reload: (entry: ModelEntry) => void;
+  /** The model's idle TTL is paused while a request runs, and restarts after the last one. */
+  readonly pauseIdle: (entry: ModelEntry) => void;
+  readonly resumeIdle: (entry: ModelEntry) => void;
+}
+
+/**
+ * Runs `work` against the model's harness inside one admission slot: an `unloaded` model is
+ * reloaded first, a loading or recovering one is waited for. The slot is released however the
+ * work ends; the idle timer restarts when the last request finishes.
+ */
+export const serve = async <T>(
+  entry: ModelEntry,
+  signal: Abortable | undefined,
+  work: (baseUrl: string) => Promise<T>,
+  hooks: ServeHooks,
+): Promise<T> => {
+  hooks.pauseIdle(entry);
+  try {
+    return await entry.admission.run(async () => {
+      entry.lastAccessedMs = hooks.now();
+      // A loaded model (the hot path) goes straight to its harness.
+      const url =
+        entry.status === "loaded" && entry.harness.url
+          ? entry.harness.url
+          : await whenLoaded(entry, signal, hooks);
+      try {
+        return await work(url);
+      } finally {
+        entry.lastAccessedMs = hooks.now();
+      }
+    }, signal);
+  } catch (error) {
+    if (error instanceof AdmissionError) {
+      throw new NeuronError(error.code, `model "${entry.spec.id}": ${error.message}`, {
+        retryAfterS: 1,
+      });
+    }
+    throw error;
+  } finally {
+    hooks.resumeIdle(entry);
+  }
+};
+
+const whenLoaded = async (
+  entry: ModelEntry,
+  signal: Abortable | undefined,
+  hooks: ServeHooks,
+): Promise<string> => {
+  for (let attempt = 0; attempt < 3; attempt += 1) {
+    if (entry.status === "loaded" && entry.harness.url) return entry.harness.url;
+    if (entry.status === "unloaded" && !entry.loading) hooks.reload(entry);
+    if (entry.loading) {
+      await unlessAborted(entry.loading, signal);
+      continue;
+    }
+    break;
+  }
+  if (entry.status === "loaded" && entry.harness.url) return entry.harness.url;
+  throw new NeuronError(
+    "service_unavailable",
+    `model "${entry.spec.id}" is ${entry.status}${entry.error ? `: ${entry.error}` : ""}`,
+    { retryAfterS: 5 },
+  );
+};

@@ -1,0 +1,315 @@
+import { NeuronError } from "../errors.js";
+import type { Launch } from "../harnesses/definitions.js";
+import type { Timers } from "../timers.js";
+import type { PidRecords } from "./pid-records.js";
+import type { ExitStatus, ProcessRunner, RunningProcess } from "./process-runner.js";
+import type { RingBuffer } from "./ring-buffer.js";
+
+/**
+ * What one harness is doing. `recovering` is a crash waiting `inMs` for restart `attempt`;
+ * `failed` is a harness given up on after too many crashes; `stopped` is no process, by request.
+ */
+export type HarnessState =
+  | { readonly kind: "starting" }
+  | { readonly kind: "ready"; readonly url: string }
+  | {
+      readonly kind: "recovering";
+      readonly attempt: number;
+      readonly inMs: number;
+      readonly reason: string;
+    }
+  | { readonly kind: "failed"; readonly reason: string; readonly crashes: number }
+  | { readonly kind: "stopped" };
+
+/** How to start the harness once its port is known. */
+export interface HarnessCommand {
+  readonly launch: Launch;
+  /** The harness's whole environment (see harnesses/environment.ts). */
+  readonly env: Readonly<Record<string, string>>;
+}
+
+/** What one supervisor runs, and who hears about it. */
+export interface HarnessJob {
+  /** Named in the pid records. */
+  readonly id: string;
+  /**
+   * Readies what the harness needs (its model file) and says how to start it on a port. Asked
+   * before every start, restarts included, so a restart sees the source as it is now.
+   */
+  prepare(): Promise<(port: number, host: string) => HarnessCommand>;
+  /** The readiness deadline of the next start. */
+  readyTimeoutMs(): number;
+  /** Called on every state change, synchronously. */
+  onState(state: HarnessState): void;
+}
+
+export interface SupervisorDeps {
+  readonly runner: ProcessRunner;
+  readonly freePort: () => Promise<number>;
+  /** One readiness check: does `url` answer 2xx now? */
+  readonly probe: (url: string) => Promise<boolean>;
+  readonly pids?: Pick<PidRecords, "add" | "remove">;
+  readonly onRecordError: (error: unknown) => void;
+  readonly now: () => number;
+  readonly timers: Timers;
+}
+
+export interface SupervisorSettings {
+  /** SIGTERM → SIGKILL grace of a stop. */
+  readonly stopGraceMs: number;
+  readonly readyPollMs: number;
+  /** Delay before each restart after a crash; one more crash than entries means `failed`. */
+  readonly restartDelaysMs: readonly number[];
+  /** A harness that ran this long before crashing starts its crash count afresh. */
+  readonly stableAfterMs: number;
+}
+
+const HOST = "127.0.0.1";
+
+/** The restarts after a crash (docs/contract.md): 1 s, 5 s, 15 s, then `failed`. */
+export const RESTART_DELAYS_MS: readonly number[] = [1000, 5000, 15_000];
+/** A harness that ran this long before it crashed starts its crash count afresh. */
+export const STABLE_AFTER_MS = 5 * 60_000;
+
+export const describeExit = (status: ExitStatus): string =>
+  status.signal ? `was killed by ${status.signal}` : `exited with code ${status.code}`;
+
+const stoppedWhileStarting = (id: string): NeuronError =>
+  new NeuronError("service_unavailable", `the harness of "${id}" was stopped while starting`, {
+    retryAfterS: 5,
+  });
+
+/**
+ * One harness process on a loopback port: starts it and waits until it answers, restarts it
+ * with backoff when it exits by itself, and stops it with a grace period. Who decides what the
+ * model is doing (the ModelManager) hears each state change through `onState`.
+ */
+export class HarnessSupervisor {
+  readonly #job: HarnessJob;
+  readonly #deps: SupervisorDeps;
+  readonly #settings: SupervisorSettings;
+  #state: HarnessState = { kind: "stopped" };
+  #child: RunningProcess | null = null;
+  #url: string | null = null;
+  /** Consecutive crashes since the harness last ran stably. */
+  #crashes = 0;
+  #readyAtMs: number | null = null;
+  #restartTimer: ReturnType<Timers["set"]> | null = null;
+  /** The stop under way, which a start waits for so two copies never hold memory at once. */
+  #stopping: Promise<void> | null = null;
+  /** Bumped by every stop: a start or restart begun before it gives up at its next step. */
+  #generation = 0;
+
+  constructor(job: HarnessJob, deps: SupervisorDeps, settings: SupervisorSettings) {
+    this.#job = job;
+    this.#deps = deps;
+    this.#settings = settings;
+  }
+
+  get state(): HarnessState {
+    return this.#state;
+  }
+
+  /** Loopback base URL of the harness while it runs. */
+  get url(): string | null {
+    return this.#url;
+  }
+
+  /** The running process's recent output. */
+  get output(): RingBuffer | null {
+    return this.#child?.output ?? null;
+  }
+
+  /** Settles once a stop under way has ended (at once when none is). */
+  get stopped(): Promise<void> {
+    return this.#stopping ?? Promise.resolve();
+  }
+
+  /** A new load of the model starts counting crashes afresh. */
+  resetCrashes(): void {
+    this.#crashes = 0;
+  }
+
+  /** Starts the harness and resolves with its URL once it answers; throws if it never does. */
+  start(): Promise<string> {
+    this.#cancelRestart();
+    return this.#start(false);
+  }
+
+  async #start(restarting: boolean): Promise<string> {
+    const generation = this.#generation;
+    if (this.#stopping) await this.#stopping;
+    if (generation !== this.#generation) throw stoppedWhileStarting(this.#job.id);
+    this.#set({ kind: "starting" });
+    try {
+      const url = await this.#launch(generation);
+      this.#readyAtMs = this.#deps.now();
+      this.#set({ kind: "ready", url });
+      return url;
+    } catch (error) {
+      // A failed restart is one more crash (#restart), not a stop.
+      if (!restarting && generation === this.#generation) this.#set({ kind: "stopped" });
+      throw error;
+    }
+  }
+
+  /**
+   * Stops the harness (SIGTERM, then SIGKILL after the grace) and cancels a pending restart;
+   * resolves once the process has exited. A start under way gives up.
+   */
+  stop(): Promise<void> {
+    this.#generation += 1;
+    this.#cancelRestart();
+    this.#readyAtMs = null;
+    const child = this.#child;
+    this.#child = null;
+    this.#url = null;
+    if (child) {
+      const stopping = child.stop(this.#settings.stopGraceMs).then(() => {
+        this.#record(() => this.#deps.pids?.remove(child.pid));
+        if (this.#stopping === stopping) this.#stopping = null;
+      });
+      this.#stopping = stopping;
+    }
+    if (this.#state.kind !== "stopped") this.#set({ kind: "stopped" });
+    return this.#stopping ?? Promise.resolve();
+  }
+
+  /** SIGKILLs the process group synchronously; for process exit handlers. */
+  killNow(): void {
+    this.#generation += 1;
+    this.#cancelRestart();
+    const child = this.#child;
+    this.#child = null;
+    child?.killNow();
+  }
+
+  #set(state: HarnessState): void {
+    this.#state = state;
+    this.#job.onState(state);
+  }
+
+  #cancelRestart(): void {
+    if (this.#restartTimer) this.#deps.timers.clear(this.#restartTimer);
+    this.#restartTimer = null;
+  }
+
+  async #launch(generation: number): Promise<string> {
+    const command = await this.#job.prepare();
+    const port = await this.#deps.freePort();
+    if (generation !== this.#generation) throw stoppedWhileStarting(this.#job.id);
+    const { launch, env } = command(port, HOST);
+    const child = this.#deps.runner.start(launch, env);
+    this.#record(() =>
+      this.#deps.pids?.add({
+        pid: child.pid,
+        model: this.#job.id,
+        started_at: new Date(this.#deps.now()).toISOString(),
+      }),
+    );
+    const url = `http://${HOST}:${port}`;
+    this.#child = child;
+    this.#url = url;
+    void child.exited.then((status) => this.#onExit(child, status));
+    try {
+      await this.#waitReady(child, `${url}${launch.readyPath}`);
+      return url;
+    } catch (error) {
+      if (this.#child === child) {
+        this.#child = null;
+        this.#url = null;
+      }
+      await child.stop(this.#settings.stopGraceMs);
+      this.#record(() => this.#deps.pids?.remove(child.pid));
+      throw error;
+    }
+  }
+
+  async #waitReady(child: RunningProcess, url: string): Promise<void> {
+    const timeoutMs = this.#job.readyTimeoutMs();
+    const deadline = this.#deps.now() + timeoutMs;
+    for (;;) {
+      if (child.hasExited()) {
+        const status = await child.exited;
+        throw new NeuronError(
+          "load_failed",
+          `harness ${describeExit(status)} before it was ready; last output:\n${child.output.tail(15)}`,
+          { retryAfterS: 5 },
+        );
+      }
+      if (await this.#deps.probe(url).catch(() => false)) return;
+      if (this.#deps.now() > deadline) {
+        throw new NeuronError(
+          "load_failed",
+          `harness was not ready within ${timeoutMs} ms; last output:\n${child.output.tail(15)}`,
+          { retryAfterS: 5 },
+        );
+      }
+      let timer: ReturnType<Timers["set"]> | undefined;
+      await Promise.race([
+        new Promise<void>((resolve) => {
+          timer = this.#deps.timers.set(resolve, this.#settings.readyPollMs);
+        }),
+        child.exited,
+      ]);
+      if (timer) this.#deps.timers.clear(timer);
+    }
+  }
+
+  /** A harness that exits on its own, once ready, is restarted with backoff. */
+  #onExit(child: RunningProcess, status: ExitStatus): void {
+    // A stopped or replaced process is not a crash; a failed start is handled by #launch.
+    if (this.#child !== child) return;
+    this.#child = null;
+    this.#url = null;
+    this.#record(() => this.#deps.pids?.remove(child.pid));
+    if (this.#state.kind !== "ready") return;
+    this.#crashed(`harness ${describeExit(status)}; last output:\n${child.output.tail(10)}`);
+  }
+
+  #crashed(reason: string): void {
+    const now = this.#deps.now();
+    if (this.#readyAtMs !== null && now - this.#readyAtMs > this.#settings.stableAfterMs)
+      this.#crashes = 0;
+    this.#readyAtMs = null;
+    this.#crashes += 1;
+    const delay = this.#settings.restartDelaysMs[this.#crashes - 1];
+    if (delay === undefined) {
+      this.#set({
+        kind: "failed",
+        reason: `gave up after ${this.#crashes} crashes: ${reason}`,
+        crashes: this.#crashes,
+      });
+      return;
+    }
+    const generation = this.#generation;
+    this.#restartTimer = this.#deps.timers.set(() => {
+      this.#restartTimer = null;
+      void this.#restart(generation);
+    }, delay);
+    this.#set({ kind: "recovering", attempt: this.#crashes, inMs: delay, reason });
+  }
+
+  async #restart(generation: number): Promise<void> {
+    if (generation !== this.#generation) return;
+    try {
+      await this.#start(true);
+    } catch (error) {
+      // Stopped meanwhile: nothing more to do. Otherwise a failed restart is one more crash.
+      if (generation !== this.#generation) return;
+      this.#crashed(error instanceof Error ? error.message : String(error));
+    }
+  }
+
+  /**
+   * Pid records are a safety net for reaping after a crash: failing to write them (a full or
+   * read-only state_dir) is reported, never allowed to break a start or a stop.
+   */
+  #record(write: () => void): void {
+    try {
+      write();
+    } catch (error) {
+      this.#deps.onRecordError(error);
+    }
+  }
+}
