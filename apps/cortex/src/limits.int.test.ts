@@ -3,7 +3,6 @@ import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CortexConfig } from "@cortex/protocol";
-import { openAIProblems } from "@cortex/protocol/openai";
 import {
   type FakeNeuron,
   type FakeNeuronOptions,
@@ -11,6 +10,7 @@ import {
   neuronModel,
   startFakeNeuron,
 } from "@cortex/testkit";
+import { openAIProblems } from "@cortex/testkit/openai";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
 import { type Cortex, startCortex } from "./cortex.js";

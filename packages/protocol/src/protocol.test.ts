@@ -5,7 +5,6 @@ import {
   DiscoveryAnswer,
   ERROR_CODES,
   envOverrides,
-  errorEnvelope,
   FleetEvent,
   FleetSnapshot,
   HealthAnswer,
@@ -19,7 +18,6 @@ import {
   parseListen,
   problemsOf,
 } from "./index.js";
-import { openAIProblems } from "./openai.js";
 
 const designProfile = {
   id: "qwen3-8b",
@@ -288,16 +286,11 @@ describe("config files", () => {
 });
 
 describe("errors", () => {
-  it.each(Object.keys(ERROR_CODES))(
-    "%s builds an envelope valid against OpenAI's schema",
-    (code) => {
-      if (!isErrorCode(code)) throw new Error(code);
-      const envelope = errorEnvelope(code, "something to fix");
-      expect(openAIProblems("ErrorResponse", envelope)).toEqual([]);
-      const { status } = ERROR_CODES[code];
-      expect(status >= 400 && status < 600).toBe(true);
-    },
-  );
+  it.each(Object.keys(ERROR_CODES))("%s has a client or server error status", (code) => {
+    if (!isErrorCode(code)) throw new Error(code);
+    const { status } = ERROR_CODES[code];
+    expect(status >= 400 && status < 600).toBe(true);
+  });
 
   it("maps the DESIGN.md table", () => {
     expect(ERROR_CODES.missing_model.status).toBe(400);
@@ -307,10 +300,6 @@ describe("errors", () => {
     expect(ERROR_CODES.queue_timeout.status).toBe(504);
     expect(ERROR_CODES.invalid_api_key.status).toBe(401);
     expect(ERROR_CODES.upstream_error.status).toBe(502);
-  });
-
-  it("the schema validator notices a broken envelope", () => {
-    expect(openAIProblems("ErrorResponse", { error: { message: 1 } })).not.toEqual([]);
   });
 });
 

@@ -1,7 +1,7 @@
-import { openAIProblems } from "@cortex/protocol/openai";
 import OpenAI from "openai";
 import { afterEach, describe, expect, it } from "vitest";
 import { FakeBehaviour, startFakeHarness } from "./fake-harness.js";
+import { openAIProblems } from "./openai.js";
 
 // The fake must speak the same OpenAI shapes as a real harness, or neuron tests prove nothing.
 

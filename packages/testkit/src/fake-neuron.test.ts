@@ -7,11 +7,11 @@ import {
   LoadProgress,
   ModelsAnswer,
 } from "@cortex/protocol";
-import { openAIProblems } from "@cortex/protocol/openai";
 import OpenAI from "openai";
 import { afterEach, describe, expect, it } from "vitest";
 import { type FakeNeuron, type FakeNeuronOptions, startFakeNeuron } from "./fake-neuron.js";
 import { neuronModel } from "./fixtures.js";
+import { openAIProblems } from "./openai.js";
 
 // The fake neuron stands in for the real one in every cortex test: its answers must match the
 // protocol schemas, and its inference answers the official OpenAI ones.

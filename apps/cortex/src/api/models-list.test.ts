@@ -7,7 +7,7 @@ import {
   type ModelProfileInput,
   type ModelStatus,
 } from "@cortex/protocol";
-import { openAIProblems } from "@cortex/protocol/openai";
+import { openAIProblems } from "@cortex/testkit/openai";
 import { describe, expect, it } from "vitest";
 import { listModels } from "./models-list.js";
 

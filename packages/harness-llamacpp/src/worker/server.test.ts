@@ -1,6 +1,6 @@
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { openAIProblems } from "@cortex/protocol/openai";
+import { openAIProblems } from "@cortex/testkit/openai";
 import OpenAI from "openai";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { ChatTurn, Engine, GenerateOptions, Generation } from "./engine.js";
