@@ -1,4 +1,4 @@
-import { processLogOutput, shutdownOnSignal, timerMs } from "@cortex/http-kit";
+import { processLogOutput, stopOnSignals } from "@cortex/http-kit";
 import { cortexExposure } from "@cortex/protocol";
 import { pino } from "pino";
 import { ConfigError, loadConfig, redactConfig } from "./config.js";
@@ -6,8 +6,6 @@ import { startCortex } from "./cortex.js";
 
 /** What the stop may take beyond `shutdown_grace_ms` (polls, the state's last flush) before exiting anyway. */
 const STOP_MARGIN_MS = 5000;
-/** How long the last log lines may take to leave before the process exits. */
-const LOG_FLUSH_MS = 1000;
 
 export interface MainOptions {
   readonly configFile: string | undefined;
@@ -32,15 +30,11 @@ export const main = async ({ configFile, env }: MainOptions): Promise<void> => {
     log.warn({ listen: config.listen, open: exposure.open.map((s) => s.key) }, exposure.message);
 
   const cortex = await startCortex(config, log);
-  const onSignal = shutdownOnSignal({
+  stopOnSignals({
     stop: () => cortex.stop(config.shutdown_grace_ms),
     cut: () => void cortex.stop(0),
-    deadlineMs: timerMs(config.shutdown_grace_ms + STOP_MARGIN_MS),
+    deadlineMs: config.shutdown_grace_ms + STOP_MARGIN_MS,
     flush: () => output.flushed(),
-    flushMs: LOG_FLUSH_MS,
-    exit: (code) => process.exit(code),
     log,
   });
-  process.on("SIGTERM", () => onSignal("SIGTERM"));
-  process.on("SIGINT", () => onSignal("SIGINT"));
 };

@@ -1,4 +1,4 @@
-import { processLogOutput, shutdownOnSignal, timerMs } from "@cortex/http-kit";
+import { processLogOutput, stopOnSignals } from "@cortex/http-kit";
 import { neuronExposure } from "@cortex/protocol";
 import { pino } from "pino";
 import { ConfigError, loadConfig, redactConfig } from "./config.js";
@@ -6,8 +6,6 @@ import { startNeuron } from "./neuron.js";
 
 /** What the stop may take beyond the requests' grace and the harnesses' stop_grace_ms. */
 const STOP_MARGIN_MS = 5000;
-/** How long the last log lines may take to leave before the process exits. */
-const LOG_FLUSH_MS = 1000;
 
 export interface MainOptions {
   readonly configFile: string | undefined;
@@ -37,17 +35,13 @@ export const main = async ({ configFile, env }: MainOptions): Promise<void> => {
   const neuron = await startNeuron(config, log, env);
   // Whatever ends this process, no harness may outlive it.
   process.on("exit", () => neuron.killNow());
-  const onSignal = shutdownOnSignal({
+  stopOnSignals({
     // Requests in flight get shutdown_grace_ms (then are cut); then every harness stops, each
     // with stop_grace_ms between SIGTERM and SIGKILL.
     stop: () => neuron.stop(config.shutdown_grace_ms),
     cut: () => void neuron.stop(0),
-    deadlineMs: timerMs(config.shutdown_grace_ms + config.stop_grace_ms + STOP_MARGIN_MS),
+    deadlineMs: config.shutdown_grace_ms + config.stop_grace_ms + STOP_MARGIN_MS,
     flush: () => output.flushed(),
-    flushMs: LOG_FLUSH_MS,
-    exit: (code) => process.exit(code),
     log,
   });
-  process.on("SIGTERM", () => onSignal("SIGTERM"));
-  process.on("SIGINT", () => onSignal("SIGINT"));
 };

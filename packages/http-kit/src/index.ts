@@ -37,6 +37,7 @@ export {
   type ShutdownLog,
   type ShutdownOptions,
   shutdownOnSignal,
+  stopOnSignals,
   timerMs,
 } from "./shutdown.js";
 export { openEventStream, SSE_HEADERS, startEventStream } from "./sse.js";

@@ -130,3 +130,23 @@ export const shutdownOnSignal = (options: ShutdownOptions): ((signal: string) =>
     }
   };
 };
+
+/** How long the last log lines may take to leave before a server process exits. */
+const LOG_FLUSH_MS = 1000;
+
+/**
+ * A server process's stop: SIGTERM and SIGINT run `shutdownOnSignal` with `stop` and `cut`, the
+ * deadline, and the log output's flush, then exit the process.
+ */
+export const stopOnSignals = (
+  options: Pick<ShutdownOptions, "stop" | "cut" | "deadlineMs" | "flush" | "log">,
+): void => {
+  const onSignal = shutdownOnSignal({
+    ...options,
+    deadlineMs: timerMs(options.deadlineMs),
+    flushMs: LOG_FLUSH_MS,
+    exit: (code) => process.exit(code),
+  });
+  process.on("SIGTERM", () => onSignal("SIGTERM"));
+  process.on("SIGINT", () => onSignal("SIGINT"));
+};
