@@ -1,10 +1,17 @@
 // A server-sent events parser over decoded text chunks, as the SSE spec reads them: `data:`
-// lines are joined, `id:` is remembered for Last-Event-ID, a blank line ends a message and `:`
-// lines are comments (cortex's keep-alives). Pure and dependency-free, so cortexctl (Node) and the
-// dashboard (the browser) read cortex's streams with the same code.
+// lines are joined, `event:` names the message (`message` when absent), `id:` is remembered for
+// Last-Event-ID, a blank line ends a message and `:` lines are comments (cortex's keep-alives).
+// A line ends at LF, CRLF or CR, however the text is cut. Pure and dependency-free, so cortex
+// (a neuron's streamed loads), cortexctl and the dashboard (the browser) read streams with the
+// same code.
 
 export type SseMessage =
-  | { readonly kind: "message"; readonly id: string | null; readonly data: string }
+  | {
+      readonly kind: "message";
+      readonly event: string;
+      readonly id: string | null;
+      readonly data: string;
+    }
   | { readonly kind: "comment"; readonly text: string };
 
 export interface SseParser {
@@ -12,15 +19,23 @@ export interface SseParser {
   push(chunk: string): SseMessage[];
 }
 
+const LF = 10;
+const CR = 13;
+
 export const createSseParser = (): SseParser => {
   let buffer = "";
   let data: string[] = [];
+  let event = "";
   let id: string | null = null;
+  /** The last chunk ended on CR: an LF starting the next one belongs to that line end. */
+  let skipLf = false;
 
   const line = (text: string, out: SseMessage[]): void => {
     if (text === "") {
-      if (data.length > 0) out.push({ kind: "message", id, data: data.join("\n") });
+      if (data.length > 0)
+        out.push({ kind: "message", event: event || "message", id, data: data.join("\n") });
       data = [];
+      event = "";
       return;
     }
     if (text.startsWith(":")) {
@@ -32,22 +47,31 @@ export const createSseParser = (): SseParser => {
     let value = colon === -1 ? "" : text.slice(colon + 1);
     if (value.startsWith(" ")) value = value.slice(1);
     if (field === "data") data.push(value);
+    else if (field === "event") event = value;
     // The spec ignores an id containing NUL; cortex never sends one.
     else if (field === "id" && !value.includes("\0")) id = value;
-    // `event:` and `retry:` carry nothing cortex uses.
+    // `retry:` carries nothing cortex uses.
   };
 
   return {
     push(chunk) {
-      buffer += chunk;
       const out: SseMessage[] = [];
-      for (;;) {
-        const match = /\r\n|\r|\n/.exec(buffer);
-        // A lone `\r` at the end may be the first half of `\r\n`: wait for the next chunk.
-        if (!match || (match[0] === "\r" && match.index === buffer.length - 1)) break;
-        line(buffer.slice(0, match.index), out);
-        buffer = buffer.slice(match.index + match[0].length);
+      if (chunk === "") return out;
+      const text = buffer + chunk;
+      let start = 0;
+      if (skipLf && text.charCodeAt(0) === LF) start = 1;
+      skipLf = false;
+      for (let i = start; i < text.length; i += 1) {
+        const char = text.charCodeAt(i);
+        if (char !== LF && char !== CR) continue;
+        line(text.slice(start, i), out);
+        if (char === CR) {
+          if (i + 1 === text.length) skipLf = true;
+          else if (text.charCodeAt(i + 1) === LF) i += 1;
+        }
+        start = i + 1;
       }
+      buffer = text.slice(start);
       return out;
     },
   };

@@ -3,7 +3,7 @@ import type { Socket } from "node:net";
 import type { LoadProgress, NeuronModel } from "@cortex/protocol";
 import { neuronModel, startFakeNeuron } from "@cortex/testkit";
 import { afterEach, describe, expect, it } from "vitest";
-import { NeuronCallError, NeuronClient, SseParser } from "./neuron-client.js";
+import { NeuronCallError, NeuronClient } from "./neuron-client.js";
 
 // The client against real HTTP on loopback: the fake neuron for the API, and a raw server for
 // what a neuron should never do (hang, answer garbage, split its stream at awkward places).
@@ -258,31 +258,5 @@ describe("NeuronClient against a misbehaving server", () => {
     const error = await failure(clientFor(server.url).load(load, { onProgress: () => {} }));
     expect(error).toMatchObject({ code: "upstream_error", connectFailed: false });
     expect(error.message).toContain("without a result");
-  });
-});
-
-describe("SseParser", () => {
-  it.each([
-    ["LF", "event: a\ndata: 1\n\n"],
-    ["CRLF", "event: a\r\ndata: 1\r\n\r\n"],
-    ["CR", "event: a\rdata: 1\r\r"],
-  ])("splits events on %s line ends, however the text is cut", (_name, text) => {
-    for (let cut = 0; cut <= text.length; cut += 1) {
-      const seen: [string, string][] = [];
-      const parser = new SseParser((event, data) => seen.push([event, data]));
-      parser.push(text.slice(0, cut));
-      parser.push(text.slice(cut));
-      expect(seen).toEqual([["a", "1"]]);
-    }
-  });
-
-  it("joins data lines, defaults the event name and skips empty events", () => {
-    const seen: [string, string][] = [];
-    const parser = new SseParser((event, data) => seen.push([event, data]));
-    parser.push("data: x\ndata:y\n\nevent: lonely\n\ndata\n\n");
-    expect(seen).toEqual([
-      ["message", "x\ny"],
-      ["message", ""],
-    ]);
   });
 });

@@ -16,6 +16,7 @@ import {
   UnloadAnswer,
   type UnloadRequest,
 } from "@cortex/protocol";
+import { createSseParser } from "@cortex/protocol/sse";
 import got, { type Got } from "got";
 import { z } from "zod";
 
@@ -70,60 +71,6 @@ export class NeuronCallError extends Error {
     this.status = options.status ?? ERROR_CODES[code].status;
     this.retryAfterS = options.retryAfterS ?? null;
     this.connectFailed = options.connectFailed ?? false;
-  }
-}
-
-/**
- * Incremental server-sent events parser (WHATWG rules for `event:` and `data:`): text may be
- * split anywhere, including between `\r` and `\n`. Feed decoded text; events come out whole.
- */
-export class SseParser {
-  readonly #onEvent: (event: string, data: string) => void;
-  #buffer = "";
-  #event = "";
-  #data: string[] = [];
-  /** The last chunk ended on `\r`: a `\n` starting the next one belongs to that line end. */
-  #skipLf = false;
-
-  constructor(onEvent: (event: string, data: string) => void) {
-    this.#onEvent = onEvent;
-  }
-
-  push(text: string): void {
-    if (text === "") return;
-    const buffer = this.#buffer + text;
-    let start = 0;
-    if (this.#skipLf && buffer.charCodeAt(0) === 10) start = 1;
-    this.#skipLf = false;
-    for (let i = start; i < buffer.length; i += 1) {
-      const char = buffer.charCodeAt(i);
-      if (char !== 10 && char !== 13) continue;
-      this.#line(buffer.slice(start, i));
-      if (char === 13) {
-        if (i + 1 === buffer.length) this.#skipLf = true;
-        else if (buffer.charCodeAt(i + 1) === 10) i += 1;
-      }
-      start = i + 1;
-    }
-    this.#buffer = buffer.slice(start);
-  }
-
-  #line(line: string): void {
-    if (line === "") {
-      const data = this.#data;
-      const event = this.#event || "message";
-      this.#data = [];
-      this.#event = "";
-      if (data.length > 0) this.#onEvent(event, data.join("\n"));
-      return;
-    }
-    if (line.charCodeAt(0) === 58) return; // ":" starts a comment (keep-alive pings)
-    const colon = line.indexOf(":");
-    const field = colon < 0 ? line : line.slice(0, colon);
-    let value = colon < 0 ? "" : line.slice(colon + 1);
-    if (value.charCodeAt(0) === 32) value = value.slice(1);
-    if (field === "event") this.#event = value;
-    else if (field === "data") this.#data.push(value);
   }
 }
 
@@ -399,7 +346,8 @@ export class NeuronClient {
       let headers: IncomingHttpHeaders = {};
       const chunks: Buffer[] = [];
       const decoder = new StringDecoder("utf8");
-      const parser = new SseParser((event, data) => {
+      const sseParser = createSseParser();
+      const onEvent = (event: string, data: string) => {
         if (settled) return;
         const value = parseJson(data);
         if (event === "progress") {
@@ -429,7 +377,11 @@ export class NeuronClient {
                 ),
           );
         }
-      });
+      };
+      const parse = (text: string) => {
+        for (const message of sseParser.push(text))
+          if (message.kind === "message") onEvent(message.event, message.data);
+      };
       stream.on("response", (response: { statusCode: number; headers: IncomingHttpHeaders }) => {
         status = response.statusCode;
         headers = response.headers;
@@ -439,7 +391,7 @@ export class NeuronClient {
           String(headers["content-type"] ?? "").includes("text/event-stream");
       });
       stream.on("data", (chunk: Buffer) => {
-        if (sse) parser.push(decoder.write(chunk));
+        if (sse) parse(decoder.write(chunk));
         else chunks.push(chunk);
       });
       stream.on("end", () => {
@@ -455,7 +407,7 @@ export class NeuronClient {
           } else settle(this.#answered(what, status, headers, body));
           return;
         }
-        parser.push(`${decoder.end()}\n\n`);
+        parse(`${decoder.end()}\n\n`);
         settle(
           new NeuronCallError(
             this.name,
