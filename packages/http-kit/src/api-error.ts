@@ -23,10 +23,26 @@ export class ApiError extends Error {
   }
 }
 
-/** The logging the shared handlers need; pino's logger satisfies it. */
+/**
+ * The one logging interface of both servers and the worker: pino's logger satisfies it, tests
+ * pass `silentLog`. Code that needs less takes a `Pick` of it (`LevelLog`, `ErrorLog`), so a
+ * test may hand it a smaller object.
+ */
 export interface Log {
-  debug?(object: object, message: string): void;
+  debug(object: object, message: string): void;
   info(object: object, message: string): void;
   warn(object: object, message: string): void;
   error(object: object, message: string): void;
 }
+
+/** The levels that reach an operator by default. */
+export type LevelLog = Pick<Log, "info" | "warn" | "error">;
+/** What the shared error handlers use: they only report bugs. */
+export type ErrorLog = Pick<Log, "error">;
+
+export const silentLog: Log = {
+  debug: () => {},
+  info: () => {},
+  warn: () => {},
+  error: () => {},
+};

@@ -2,7 +2,7 @@ import type { ServerResponse } from "node:http";
 import { ERROR_CODES, errorEnvelope } from "@cortex/protocol";
 import type { ErrorRequestHandler, RequestHandler } from "express";
 import type { z } from "zod";
-import { ApiError, type Log } from "./api-error.js";
+import { ApiError, type ErrorLog } from "./api-error.js";
 
 /** The longest message an error envelope carries: messages may quote what a client sent. */
 export const MAX_ERROR_MESSAGE_CHARS = 4096;
@@ -64,7 +64,7 @@ const isBodyParserError = (error: unknown): error is { type: string; status: num
 
 /** Owns the error envelope. Unknown errors are logged with their stack and answered generically. */
 export const errorHandler =
-  (log: Log): ErrorRequestHandler =>
+  (log: ErrorLog): ErrorRequestHandler =>
   (error, req, res, _next) => {
     if (res.headersSent) {
       res.destroy();

@@ -6,7 +6,7 @@ import {
   type ServerResponse,
 } from "node:http";
 import type { Socket } from "node:net";
-import { ApiError, type Log } from "./api-error.js";
+import { ApiError, type ErrorLog } from "./api-error.js";
 import { sendError } from "./errors.js";
 
 // The inference path of both servers runs on plain node:http: express's routing, its request and
@@ -31,7 +31,7 @@ export const isInference = (req: IncomingMessage): boolean =>
   pathOf(req.url).length > 4;
 
 /** Answers a failed request: the envelope while nothing was sent, else a cut connection. */
-export const failRequest = (res: ServerResponse, error: unknown, log: Log): void => {
+export const failRequest = (res: ServerResponse, error: unknown, log: ErrorLog): void => {
   if (!(error instanceof ApiError)) log.error({ err: error }, "unexpected error");
   if (res.headersSent) {
     res.destroy();
@@ -51,7 +51,7 @@ export const withFastPath = (
   take: (req: IncomingMessage) => boolean,
   fast: FastHandler,
   rest: RequestListener,
-  log: Log,
+  log: ErrorLog,
 ): RequestListener => {
   const fail = (res: ServerResponse, error: unknown) => failRequest(res, error, log);
   return (req, res) => {

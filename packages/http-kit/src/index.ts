@@ -1,4 +1,4 @@
-export { ApiError, type Log } from "./api-error.js";
+export { ApiError, type ErrorLog, type LevelLog, type Log, silentLog } from "./api-error.js";
 export { bearerCheck, bearerOf, requireBearer, wrongToken } from "./auth.js";
 export {
   BodyBudget,

@@ -2,6 +2,7 @@ import { once } from "node:events";
 import { createServer, request, type Server, type ServerResponse } from "node:http";
 import { type AddressInfo, connect, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
+import { silentLog } from "./api-error.js";
 import { BodyBudget, readBody } from "./body.js";
 import { ClientSignal } from "./client-signal.js";
 import { failRequest, listen } from "./fast-path.js";
@@ -14,8 +15,6 @@ const closers: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   for (const close of closers.splice(0).reverse()) await close();
 });
-
-const silent = { info: () => {}, warn: () => {}, error: () => {} };
 
 const track = (server: Server): string => {
   closers.push(() => {
@@ -72,7 +71,7 @@ const holding = async (budget: BodyBudget) => {
           read += 1;
           waiting.push(() => res.end(String(body.length)));
         },
-        (error: unknown) => failRequest(res, error, silent),
+        (error: unknown) => failRequest(res, error, silentLog),
       );
     },
     0,

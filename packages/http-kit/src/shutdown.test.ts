@@ -1,7 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { silentLog } from "./api-error.js";
 import { type ShutdownOptions, shutdownOnSignal, timerMs } from "./shutdown.js";
-
-const silent = { info: () => {}, warn: () => {}, error: () => {} };
 
 /** A stop the test ends by hand, and every effect recorded. */
 const harness = (overrides: Partial<ShutdownOptions> = {}) => {
@@ -23,7 +22,7 @@ const harness = (overrides: Partial<ShutdownOptions> = {}) => {
     flush: () => Promise.resolve(),
     flushMs: 100,
     exit,
-    log: silent,
+    log: silentLog,
     ...overrides,
   });
   return { onSignal, stop, cut, exit, end: () => endStop(), fail: (e: Error) => failStop(e) };

@@ -1,4 +1,5 @@
 import type { Server, ServerResponse } from "node:http";
+import type { LevelLog } from "./api-error.js";
 
 // A bounded stop for both servers: the listener closes, in-flight requests get a grace period
 // and are then cut, the rest of the stop runs, and a hard deadline exits the process whatever
@@ -50,11 +51,7 @@ export const drainServer = (server: Server, graceMs: number, idleCheckMs = 50): 
 };
 
 /** What the stop logs through (pino's logger fits). */
-export interface ShutdownLog {
-  info(object: object, message: string): void;
-  warn(object: object, message: string): void;
-  error(object: object, message: string): void;
-}
+export type ShutdownLog = LevelLog;
 
 export interface ShutdownOptions {
   /** The whole orderly stop: requests drained (or cut), then the rest. */

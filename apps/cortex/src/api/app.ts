@@ -1,4 +1,4 @@
-import { errorHandler, type Log, notFound } from "@cortex/http-kit";
+import { type ErrorLog, errorHandler, notFound } from "@cortex/http-kit";
 import express, { type Express, type RequestHandler, type Router } from "express";
 import { requestId } from "./request-id.js";
 import { dashboardDist, uiRoute } from "./ui-route.js";
@@ -9,7 +9,7 @@ export interface CortexAppOptions {
   readonly openai: Router;
   readonly admin: Router;
   readonly metrics: RequestHandler;
-  readonly log: Log;
+  readonly log: ErrorLog;
   /** The built dashboard served at /ui/; default: @cortex/dashboard's dist/ (503 if missing). */
   readonly dashboardDir?: string | null;
 }

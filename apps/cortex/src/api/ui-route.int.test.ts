@@ -3,7 +3,7 @@ import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { requireBearer } from "@cortex/http-kit";
+import { requireBearer, silentLog } from "@cortex/http-kit";
 import express from "express";
 import { afterEach, describe, expect, it } from "vitest";
 import { createCortexApp } from "./app.js";
@@ -51,7 +51,7 @@ const start = async (dashboardDir: string | null): Promise<string> => {
     metrics: (_req, res) => {
       res.end();
     },
-    log: { info: () => {}, warn: () => {}, error: () => {} },
+    log: silentLog,
     dashboardDir,
   });
   const server: Server = await new Promise((resolve) => {

@@ -1,3 +1,4 @@
+import type { LevelLog } from "@cortex/http-kit";
 import type { Device, NeuronModel } from "@cortex/protocol";
 import type { Harness } from "../harnesses/definitions.js";
 import type { PidRecords } from "../supervisor/pid-records.js";
@@ -14,11 +15,8 @@ export interface SourcePreparer {
   prepare(source: string, onProgress: ProgressListener, signal?: AbortSignal): Promise<string>;
 }
 
-export interface Log {
-  info(object: object, message: string): void;
-  warn(object: object, message: string): void;
-  error(object: object, message: string): void;
-}
+/** The neuron's modules log at the levels an operator sees (the shared Log, less debug). */
+export type Log = LevelLog;
 
 export interface ManagerSettings {
   /** The neuron's own base URL, as it sees itself (answers of load and endpoint). */

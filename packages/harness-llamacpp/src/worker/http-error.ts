@@ -9,6 +9,7 @@ export { ApiError as HttpError, notFound, parseBody } from "@cortex/http-kit";
 
 /** The worker logs to stderr, which the neuron keeps as the harness's output. */
 const stderrLog: Log = {
+  debug: () => {},
   info: () => {},
   warn: (object, message) => console.error(message, object),
   error: (object, message) => console.error(message, object),
