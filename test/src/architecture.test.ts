@@ -117,6 +117,23 @@ describe("package boundaries", () => {
     expect(workspaceImports(byName("@cortex/protocol"))).toEqual([]);
   });
 
+  // Reading files, the environment and the command line lives in @cortex/config-file, which
+  // only the apps use: the contract stays schemas, loadable anywhere zod runs.
+  it("the protocol depends on zod alone at run time", () => {
+    expect(byName("@cortex/protocol").dependencies).toEqual(["zod"]);
+  });
+
+  it("the config loader builds on the protocol only, and only the apps use it", () => {
+    expect(
+      workspaceImports(byName("@cortex/config-file")).filter((e) => e.to !== "@cortex/protocol"),
+    ).toEqual([]);
+    const users = workspaces
+      .filter((workspace) => !["@cortex/cortex", "@cortex/neuron"].includes(workspace.name))
+      .flatMap((workspace) => workspaceImports(workspace))
+      .filter((edge) => edge.to === "@cortex/config-file");
+    expect(users).toEqual([]);
+  });
+
   // Routing decides with the catalogue's pure rules (feasibility, aliases): that edge is fine.
   it("routing is pure: no app, no I/O (its benchmark runner apart)", () => {
     const routing = byName("@cortex/routing");
@@ -148,12 +165,14 @@ describe("package boundaries", () => {
     const allowed: Record<string, readonly string[]> = {
       "@cortex/neuron": [
         "@cortex/protocol",
+        "@cortex/config-file",
         "@cortex/http-kit",
         "@cortex/routing",
         "@cortex/harness-llamacpp",
       ],
       "@cortex/cortex": [
         "@cortex/protocol",
+        "@cortex/config-file",
         "@cortex/http-kit",
         "@cortex/routing",
         "@cortex/catalogue",

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { runServeCommand } from "@cortex/protocol/config-file";
+import { runServeCommand } from "@cortex/config-file";
 import { main } from "./main.js";
 
 const USAGE = `usage: cortex serve [--config cortex.yaml]

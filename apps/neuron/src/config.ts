@@ -1,5 +1,5 @@
+import { ConfigError, loadConfigFile } from "@cortex/config-file";
 import { NeuronConfig } from "@cortex/protocol";
-import { ConfigError, loadConfigFile } from "@cortex/protocol/config-file";
 
 export { ConfigError };
 

@@ -2,7 +2,6 @@ export * from "./catalogue.js";
 export * from "./common.js";
 export * from "./config.js";
 export * from "./cortex.js";
-export * from "./env-overrides.js";
 export * from "./errors.js";
 export * from "./exposure.js";
 export * from "./issues.js";

@@ -4,7 +4,6 @@ import {
   CortexConfig,
   DiscoveryAnswer,
   ERROR_CODES,
-  envOverrides,
   FleetEvent,
   FleetSnapshot,
   HealthAnswer,
@@ -300,36 +299,5 @@ describe("errors", () => {
     expect(ERROR_CODES.queue_timeout.status).toBe(504);
     expect(ERROR_CODES.invalid_api_key.status).toBe(401);
     expect(ERROR_CODES.upstream_error.status).toBe(502);
-  });
-});
-
-describe("environment overrides", () => {
-  it("reads every key from PREFIX_KEY, as a string when the key takes one, as JSON otherwise", () => {
-    const { values, problems } = envOverrides(
-      NeuronConfig,
-      {
-        NEURON_NAME: "gpu-b",
-        NEURON_TOKEN: "12345",
-        NEURON_DEFAULT_IDLE_TTL_S: "60",
-        NEURON_DEVICES: '[{"vram_total_mb": 24000}]',
-        NEURON_CONFIG: "/etc/neuron.yaml",
-        OTHER: "x",
-      },
-      "NEURON",
-      ["NEURON_CONFIG"],
-    );
-    expect(problems).toEqual([]);
-    expect(values).toEqual({
-      name: "gpu-b",
-      token: "12345",
-      default_idle_ttl_s: 60,
-      devices: [{ vram_total_mb: 24000 }],
-    });
-    expect(NeuronConfig.safeParse({ ...values }).success).toBe(true);
-  });
-
-  it("calls an unknown prefixed variable a problem", () => {
-    const { problems } = envOverrides(NeuronConfig, { NEURON_LISTN: ":1" }, "NEURON");
-    expect(problems).toEqual([expect.objectContaining({ path: "NEURON_LISTN" })]);
   });
 });

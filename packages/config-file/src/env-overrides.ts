@@ -1,5 +1,5 @@
+import type { Problem } from "@cortex/protocol";
 import type { z } from "zod";
-import type { Problem } from "./issues.js";
 
 /**
  * Config keys from the environment: `<PREFIX>_<KEY>` for every top-level key of the schema

@@ -1,9 +1,9 @@
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
+import { type Problem, problemsOf } from "@cortex/protocol";
 import { parseDocument } from "yaml";
 import type { z } from "zod";
 import { envOverrides } from "./env-overrides.js";
-import { type Problem, problemsOf } from "./issues.js";
 
 /** Every problem with a configuration, listed so the operator can fix them all at once. */
 export class ConfigError extends Error {
