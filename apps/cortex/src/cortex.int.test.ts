@@ -630,6 +630,33 @@ describe("the admin API and model list", () => {
     expect((await fetch(`${c.url}/api/models/nope/logs`, { headers: admin })).status).toBe(404);
   });
 
+  it("serves the lifecycle history and the nodes it has seen", async () => {
+    const c = await fleet([{ name: "a", devices: [gpu(0, 24_000)] }]);
+    const admin = { authorization: `Bearer ${ADMIN}` };
+    await post(c, "/api/models/load", { model: "chat-small" }, ADMIN);
+    await post(c, "/api/models/unload", { model: "chat-small" }, ADMIN);
+    const answer = await fetch(`${c.url}/api/history?limit=50`, { headers: admin });
+    expect(answer.status).toBe(200);
+    const history = (await answer.json()) as {
+      events: { type: string; model: string | null; duration_ms: number | null; at: string }[];
+      nodes: { name: string; healthy: boolean; last_ok_at: string | null }[];
+    };
+    // Newest first: the unload, then the load that finished with its duration.
+    const types = history.events.filter((e) => e.model === "chat-small").map((e) => e.type);
+    expect(types.indexOf("unloaded")).toBeLessThan(types.indexOf("load_finished"));
+    expect(types).toContain("load_started");
+    const finished = history.events.find((e) => e.type === "load_finished");
+    expect(finished?.duration_ms).toBeGreaterThanOrEqual(0);
+    expect(Number.isNaN(Date.parse(finished?.at ?? ""))).toBe(false);
+    expect(history.nodes).toEqual([expect.objectContaining({ name: "a", healthy: true })]);
+    for (const limit of ["0", "1001", "x", "-1"]) {
+      const refused = await fetch(`${c.url}/api/history?limit=${limit}`, { headers: admin });
+      expect(refused.status).toBe(400);
+      expect((await errorOf(refused)).code).toBe("invalid_request_error");
+    }
+    expect((await fetch(`${c.url}/api/history`)).status).toBe(401);
+  });
+
   it("aggregates the request log into traffic buckets", async () => {
     const c = await fleet([
       { name: "a", devices: [gpu(0, 24_000)], models: [resident("chat-small")] },

@@ -28,10 +28,12 @@ import { LoadCoordinator } from "./router/load-coordinator.js";
 import { ModelActions } from "./router/model-actions.js";
 import { Reservations } from "./router/reservations.js";
 import {
+  knownNodes,
   LifecycleLog,
   openState,
   RequestLog,
   RequestLogRetention,
+  recentEvents,
   TrafficReader,
 } from "./state/index.js";
 
@@ -213,6 +215,11 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
       traffic: (query) => {
         requestLog.flush();
         return trafficReader.summary(query);
+      },
+      // The lifecycle log is written behind too.
+      history: (limit) => {
+        lifecycle.flush();
+        return { events: recentEvents(state.db, limit), nodes: knownNodes(state.db) };
       },
       events: eventsHandler(feed, { log }),
     }),

@@ -5,7 +5,7 @@ import express, { type RequestHandler, type Router } from "express";
 import { CortexError } from "../errors.js";
 import type { FleetStore } from "../fleet/fleet-store.js";
 import type { ModelActions } from "../router/model-actions.js";
-import type { TrafficQuery, TrafficSummary } from "../state/queries.js";
+import type { KnownNode, ModelEvent, TrafficQuery, TrafficSummary } from "../state/queries.js";
 
 export interface AdminRoutesOptions {
   readonly adminToken: string;
@@ -20,8 +20,16 @@ export interface AdminRoutesOptions {
    * (it ranks every request of the window).
    */
   readonly traffic: (query: TrafficQuery) => Promise<TrafficSummary>;
+  /** The newest `limit` lifecycle events kept in the state, and every node cortex has seen. */
+  readonly history: (limit: number) => {
+    events: readonly ModelEvent[];
+    nodes: readonly KnownNode[];
+  };
   readonly now?: () => number;
 }
+
+/** How many lifecycle events one `GET /api/history` answers at most. */
+const HISTORY_MAX = 1000;
 
 /** A whole number of seconds from a query string value, within bounds, or a 400. */
 const secondsParam = (
@@ -76,6 +84,38 @@ export const adminRoutes = (options: AdminRoutesOptions): Router => {
       ...(model === undefined ? {} : { model }),
     });
     res.json({ since: new Date(sinceMs).toISOString(), bucket_s: bucketS, buckets, overall });
+  });
+
+  // What survived restarts: loads with their durations, failures, evictions and health flips
+  // (newest first, `?limit=`, 100 by default), and every node cortex has discovered.
+  router.get("/api/history", (req, res) => {
+    const raw = req.query.limit;
+    const limit =
+      raw === undefined ? 100 : typeof raw === "string" && /^\d+$/.test(raw) ? Number(raw) : 0;
+    if (!Number.isSafeInteger(limit) || limit < 1 || limit > HISTORY_MAX)
+      throw new CortexError(
+        "invalid_request_error",
+        `limit must be a whole number from 1 to ${HISTORY_MAX}`,
+        { param: "limit" },
+      );
+    const { events, nodes } = options.history(limit);
+    res.json({
+      events: events.map((event) => ({
+        at: new Date(event.at).toISOString(),
+        type: event.type,
+        node: event.node,
+        model: event.model,
+        duration_ms: event.durationMs,
+        detail: event.detail,
+      })),
+      nodes: nodes.map((node) => ({
+        name: node.name,
+        url: node.url,
+        healthy: node.healthy,
+        last_ok_at: node.lastOkAt === null ? null : new Date(node.lastOkAt).toISOString(),
+        updated_at: new Date(node.updatedAt).toISOString(),
+      })),
+    });
   });
 
   // A model's harness output, from its neuron: `?node=` names it, or the one node that has it.

@@ -18,6 +18,8 @@ export {
   type ModelEventEntry,
 } from "./lifecycle-log.js";
 export {
+  type KnownNode,
+  knownNodes,
   type ModelEvent,
   recentEvents,
   type TrafficBucket,

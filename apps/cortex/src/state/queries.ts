@@ -1,6 +1,6 @@
 import { desc, type SQL, sql } from "drizzle-orm";
 import type { CortexDb } from "./database.js";
-import { type ModelEventType, modelEvents, requestLog } from "./schema.js";
+import { type ModelEventType, modelEvents, nodes, requestLog } from "./schema.js";
 
 export interface ModelEvent {
   id: number;
@@ -20,6 +20,31 @@ export const recentEvents = (db: CortexDb, limit: number): ModelEvent[] =>
     .from(modelEvents)
     .orderBy(desc(modelEvents.at), desc(modelEvents.id))
     .limit(Math.max(0, Math.trunc(limit)))
+    .all();
+
+/** A node cortex has seen, as its last discovery and health change left it. */
+export interface KnownNode {
+  name: string;
+  url: string;
+  healthy: boolean;
+  /** Epoch ms of its last successful poll, when it had one. */
+  lastOkAt: number | null;
+  /** Epoch ms of the last change to this row. */
+  updatedAt: number;
+}
+
+/** Every node cortex has discovered (configured now or not), by name. */
+export const knownNodes = (db: CortexDb): KnownNode[] =>
+  db
+    .select({
+      name: nodes.name,
+      url: nodes.url,
+      healthy: nodes.healthy,
+      lastOkAt: nodes.lastOkAt,
+      updatedAt: nodes.updatedAt,
+    })
+    .from(nodes)
+    .orderBy(nodes.name)
     .all();
 
 export interface TrafficQuery {
