@@ -29,12 +29,14 @@ export const main = async ({ configFile, env }: MainOptions): Promise<void> => {
   if (exposure.kind === "warn")
     log.warn({ listen: config.listen, open: exposure.open.map((s) => s.key) }, exposure.message);
 
-  const cortex = await startCortex(config, log);
+  // The handlers go in before the start: a signal while starting waits for the start, then stops.
+  const starting = startCortex(config, log);
   stopOnSignals({
-    stop: () => cortex.stop(config.shutdown_grace_ms),
-    cut: () => void cortex.stop(0),
+    stop: async () => (await starting).stop(config.shutdown_grace_ms),
+    cut: () => void starting.then((cortex) => cortex.stop(0)),
     deadlineMs: config.shutdown_grace_ms + STOP_MARGIN_MS,
     flush: () => output.flushed(),
     log,
   });
+  await starting;
 };

@@ -32,16 +32,18 @@ export const main = async ({ configFile, env }: MainOptions): Promise<void> => {
   if (exposure.kind === "warn")
     log.warn({ listen: config.listen, open: exposure.open.map((s) => s.key) }, exposure.message);
 
-  const neuron = await startNeuron(config, log, env);
-  // Whatever ends this process, no harness may outlive it.
-  process.on("exit", () => neuron.killNow());
+  // The handlers go in before the start: a signal while starting waits for the start, then stops.
+  const starting = startNeuron(config, log, env);
   stopOnSignals({
     // Requests in flight get shutdown_grace_ms (then are cut); then every harness stops, each
     // with stop_grace_ms between SIGTERM and SIGKILL.
-    stop: () => neuron.stop(config.shutdown_grace_ms),
-    cut: () => void neuron.stop(0),
+    stop: async () => (await starting).stop(config.shutdown_grace_ms),
+    cut: () => void starting.then((neuron) => neuron.stop(0)),
     deadlineMs: config.shutdown_grace_ms + config.stop_grace_ms + STOP_MARGIN_MS,
     flush: () => output.flushed(),
     log,
   });
+  const neuron = await starting;
+  // Whatever ends this process, no harness may outlive it.
+  process.on("exit", () => neuron.killNow());
 };
