@@ -2,11 +2,10 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import { existsSync, readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { processesMentioning, waitFor } from "@cortex/testkit";
+import { freePort, processesMentioning, waitFor } from "@cortex/testkit";
 import { openAIProblems } from "@cortex/testkit/openai";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -24,15 +23,6 @@ const rootScripts = (
     scripts: Record<string, string>;
   }
 ).scripts;
-
-const freePort = async (): Promise<number> => {
-  const server = createServer().listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const { port } = server.address() as { port: number };
-  server.close();
-  await once(server, "close");
-  return port;
-};
 
 let dir: string;
 let demo: ChildProcess;

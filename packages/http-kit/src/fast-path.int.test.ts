@@ -1,6 +1,7 @@
 import { once } from "node:events";
 import { type IncomingMessage, request, type Server } from "node:http";
 import { type AddressInfo, connect } from "node:net";
+import { deferred } from "@cortex/testkit";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { ApiError } from "./api-error.js";
 import { readBody } from "./body.js";
@@ -21,19 +22,6 @@ const closers: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   for (const close of closers.splice(0).reverse()) await close();
 });
-
-interface Deferred<T> {
-  readonly promise: Promise<T>;
-  resolve(value: T): void;
-}
-
-const deferred = <T = void>(): Deferred<T> => {
-  let resolve!: (value: T) => void;
-  const promise = new Promise<T>((res) => {
-    resolve = res;
-  });
-  return { promise, resolve };
-};
 
 const logSpy = () => ({ info: vi.fn(), warn: vi.fn(), error: vi.fn() });
 

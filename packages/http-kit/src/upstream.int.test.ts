@@ -12,6 +12,7 @@ import { createServer as createHttpsServer, Agent as HttpsAgent } from "node:htt
 import { type AddressInfo, connect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { deferred } from "@cortex/testkit";
 import { afterEach, describe, expect, it } from "vitest";
 import {
   type PipeOptions,
@@ -34,22 +35,6 @@ const closers: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   for (const close of closers.splice(0).reverse()) await close();
 });
-
-interface Deferred<T> {
-  readonly promise: Promise<T>;
-  resolve(value: T): void;
-  reject(error: unknown): void;
-}
-
-const deferred = <T = void>(): Deferred<T> => {
-  let resolve!: (value: T) => void;
-  let reject!: (error: unknown) => void;
-  const promise = new Promise<T>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  return { promise, resolve, reject };
-};
 
 /** A server whose handler decides everything; keeps its sockets to cut them and to close. */
 const serve = async (

@@ -1,3 +1,5 @@
+export { type Deferred, deferred, freePort } from "./async.js";
+
 import { fileURLToPath } from "node:url";
 
 export {

@@ -1,9 +1,9 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import { mkdtemp, rm } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { freePort } from "@cortex/testkit";
 import { openAIProblems } from "@cortex/testkit/openai";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -12,16 +12,6 @@ import { WORKER_ENTRY } from "./entry.js";
 
 // The real worker process on the real tiny model: what the neuron will start per model.
 // Its output is noise (random weights); these tests check the protocol, not the prose.
-
-const freePort = async (): Promise<number> => {
-  const server = createServer();
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const { port } = server.address() as { port: number };
-  server.close();
-  await once(server, "close");
-  return port;
-};
 
 interface Worker {
   readonly child: ChildProcess;
