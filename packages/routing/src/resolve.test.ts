@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { at, catalogue, fleet, gpu, model, NOW, node, profile } from "./fleet.fixtures.js";
+import { at, catalogue, fleet, gpu, model, node, profile } from "./fleet.fixtures.js";
 import { replicaKey } from "./fleet-index.js";
 import { resolve } from "./resolve.js";
 import type { Decision, LiveState } from "./types.js";
@@ -208,21 +208,19 @@ const cases: Case[] = [
 
 describe("resolve", () => {
   it.each(cases)("$name", ({ snapshot, request, live, expected }) => {
-    expect(resolve(snapshot, cat, request, NOW, live)).toMatchObject(expected);
+    expect(resolve(snapshot, cat, request, live)).toMatchObject(expected);
   });
 
   it("plans the cold load on the named node only", () => {
-    const decision = resolve(fleet(node("a"), node("b")), cat, { model: "qwen", node: "b" }, NOW);
+    const decision = resolve(fleet(node("a"), node("b")), cat, { model: "qwen", node: "b" });
     expect(decision).toMatchObject({ kind: "load", plan: { node: "b" } });
   });
 
   it("never routes to a node that was not asked for, even when it is the only one with the model", () => {
-    const decision = resolve(
-      fleet(node("a", { models: [model("manual")] }), node("b")),
-      cat,
-      { model: "manual", node: "b" },
-      NOW,
-    );
+    const decision = resolve(fleet(node("a", { models: [model("manual")] }), node("b")), cat, {
+      model: "manual",
+      node: "b",
+    });
     expect(decision).toMatchObject({ kind: "reject", code: "model_not_found" });
   });
 
@@ -232,8 +230,8 @@ describe("resolve", () => {
       node("b", { models: [model("qwen", { last_accessed: at(5) })] }),
       node("c", { devices: [gpu(0, 24_000), gpu(1, 24_000)] }),
     );
-    const first = resolve(snapshot, cat, { model: "qwen" }, NOW);
+    const first = resolve(snapshot, cat, { model: "qwen" });
     for (let i = 0; i < 10; i += 1)
-      expect(resolve(snapshot, cat, { model: "qwen" }, NOW)).toEqual(first);
+      expect(resolve(snapshot, cat, { model: "qwen" })).toEqual(first);
   });
 });

@@ -67,9 +67,6 @@ export const resolve = (
   snapshot: FleetSnapshot,
   catalogue: Catalogue,
   request: RoutingRequest,
-  // Part of the contract so time-based rules stay testable; today's rules need only the times
-  // recorded in the snapshot and in cortex's live state.
-  _now: number,
   live?: LiveState,
 ): Decision => {
   const index = indexSnapshot(snapshot);

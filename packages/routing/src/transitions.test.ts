@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { at, catalogue, fleet, gpu, model, NOW, node, profile } from "./fleet.fixtures.js";
+import { at, catalogue, fleet, gpu, model, node, profile } from "./fleet.fixtures.js";
 import { indexSnapshot } from "./fleet-index.js";
 import { toLoadRequest } from "./load-request.js";
 import { planPlacement } from "./placement.js";
@@ -27,7 +27,7 @@ describe("snapshot transitions", () => {
     expect(plan.evict).toEqual([{ node: "a", model: "victim" }]);
     const after = applyLoadPlan(before, newcomer, plan);
     // The evicted model is gone from "a"; asking for it must not route there.
-    const decision = resolve(after, cat, { model: "victim" }, NOW);
+    const decision = resolve(after, cat, { model: "victim" });
     expect(decision.kind).not.toBe("route");
     expect(decision).not.toMatchObject({ node: "a" });
   });
@@ -43,7 +43,7 @@ describe("snapshot transitions", () => {
   it("makes requests for the loading model wait on that load", () => {
     const before = fleet(node("a"), node("b"));
     const after = applyLoadPlan(before, newcomer, planFor(before));
-    expect(resolve(after, cat, { model: "newcomer" }, NOW)).toMatchObject({
+    expect(resolve(after, cat, { model: "newcomer" })).toMatchObject({
       kind: "lazy",
       reason: "loading",
     });
@@ -67,7 +67,7 @@ describe("snapshot transitions", () => {
     const before = fleet(node("a", { models: [model("m1"), model("m2")] }));
     const after = withModelStatus(before, "a", "m1", "recovering");
     expect(after.nodes[0]?.models.map((m) => m.status)).toEqual(["recovering", "loaded"]);
-    expect(resolve(after, cat, { model: "m1" }, NOW)).toMatchObject({ kind: "hold" });
+    expect(resolve(after, cat, { model: "m1" })).toMatchObject({ kind: "hold" });
   });
 
   it("turns a plan into the neuron's load request", () => {

@@ -68,7 +68,6 @@ export class Dispatcher {
       this.#options.store.snapshot,
       this.#options.catalogue(),
       node === undefined ? { model } : { model, node },
-      this.#now(),
       this.reservations.live,
     );
   }
@@ -87,7 +86,7 @@ export class Dispatcher {
       const snapshot =
         excluded && excluded.size > 0 ? excluding(store.snapshot, excluded) : store.snapshot;
       const now = this.#now();
-      const decision = resolve(snapshot, catalogue(), { model }, now, this.reservations.live);
+      const decision = resolve(snapshot, catalogue(), { model }, this.reservations.live);
       switch (decision.kind) {
         case "route":
           return this.#lease(decision.model, decision.node, decision.url, coldStart, now);

@@ -30,7 +30,6 @@ export class Admission {
   #running = 0;
   /** Waiting callers' start functions, oldest first (a Set keeps insertion order). */
   readonly #waiting = new Set<() => void>();
-  #idle: (() => void)[] = [];
 
   constructor(concurrency: number, limits: AdmissionLimits) {
     if (!Number.isSafeInteger(concurrency) || concurrency < 1)
@@ -93,12 +92,6 @@ export class Admission {
     });
   }
 
-  /** Resolves when nothing runs and nothing waits. */
-  idle(): Promise<void> {
-    if (this.#running === 0 && this.#waiting.size === 0) return Promise.resolve();
-    return new Promise((resolve) => this.#idle.push(resolve));
-  }
-
   async #start<T>(work: () => Promise<T>): Promise<T> {
     this.#running += 1;
     try {
@@ -109,19 +102,13 @@ export class Admission {
     }
   }
 
-  /** Hands a free slot to the oldest waiting caller, or tells `idle()` callers nothing is left. */
+  /** Hands a free slot to the oldest waiting caller. */
   #settle(): void {
-    if (this.#running < this.#concurrency) {
-      for (const start of this.#waiting) {
-        this.#waiting.delete(start);
-        start();
-        return;
-      }
-    }
-    if (this.#running === 0 && this.#waiting.size === 0 && this.#idle.length > 0) {
-      const waiters = this.#idle;
-      this.#idle = [];
-      for (const resolve of waiters) resolve();
+    if (this.#running >= this.#concurrency) return;
+    for (const start of this.#waiting) {
+      this.#waiting.delete(start);
+      start();
+      return;
     }
   }
 }

@@ -147,11 +147,11 @@ export const runResolveBench = (
     indexSnapshot(snapshot);
     indexBuild[String(nodes)] = Number(process.hrtime.bigint() - started) / 1e6;
     const route = (i: number) =>
-      resolve(snapshot, catalogue, { model: `model-${i % MODELS}` }, EPOCH, live);
+      resolve(snapshot, catalogue, { model: `model-${i % MODELS}` }, live);
     time(Math.min(calls, 2000), route); // warm-up: let the JIT settle before measuring
     results.push(summarise(nodes, "route-loaded", time(calls, route)));
     const coldCalls = Math.max(10, Math.floor(calls / Math.max(1, nodes / 100)));
-    const cold = () => resolve(snapshot, catalogue, { model: "cold" }, EPOCH, live);
+    const cold = () => resolve(snapshot, catalogue, { model: "cold" }, live);
     time(Math.min(coldCalls, 200), cold);
     results.push(summarise(nodes, "cold-placement", time(coldCalls, cold)));
   }
