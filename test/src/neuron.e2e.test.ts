@@ -2,12 +2,11 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { writeTinyModel } from "@cortex/harness-llamacpp";
-import { processesMentioning, waitFor } from "@cortex/testkit";
+import { FAKE_HARNESS_TEMPLATE, processesMentioning, waitFor } from "@cortex/testkit";
 import { openAIProblems } from "@cortex/testkit/openai";
 import OpenAI from "openai";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
-  FAKE_HARNESS_TEMPLATE,
   modelsOf,
   type NeuronProcess,
   startNeuron,

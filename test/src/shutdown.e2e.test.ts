@@ -4,6 +4,7 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { networkInterfaces, tmpdir } from "node:os";
 import { join } from "node:path";
 import {
+  FAKE_HARNESS_TEMPLATE,
   type FakeNeuron,
   neuronModel,
   processesMentioning,
@@ -13,7 +14,7 @@ import {
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
 import { type AppProcess, CORTEX_CLI, NEURON_CLI, startApp } from "./support/app-process.js";
-import { FAKE_HARNESS_TEMPLATE, startNeuron, testNeuronConfig } from "./support/neuron-process.js";
+import { startNeuron, testNeuronConfig } from "./support/neuron-process.js";
 
 // Issue 13: the built apps as processes. A server on a non-loopback address without
 // authentication refuses to start; a stop is bounded whatever the log output or the requests in

@@ -2,7 +2,7 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { FleetSnapshot } from "@cortex/protocol";
-import { FAKE_HARNESS_ENTRY, processesMentioning, waitFor } from "@cortex/testkit";
+import { FAKE_HARNESS_TEMPLATE, processesMentioning, waitFor } from "@cortex/testkit";
 import { stringify } from "yaml";
 import {
   type AppProcess,
@@ -107,16 +107,7 @@ export const startStack = async (
         stop_grace_ms: 2000,
         harnesses: {
           llamacpp: {},
-          fake: {
-            command: [
-              process.execPath,
-              FAKE_HARNESS_ENTRY,
-              "--model",
-              "{model_path}",
-              "--port",
-              "{port}",
-            ],
-          },
+          fake: FAKE_HARNESS_TEMPLATE,
         },
       },
       env: { NEURON_LOG_LEVEL: "info" },

@@ -1,15 +1,11 @@
 import { join } from "node:path";
 import { writeTinyModel } from "@cortex/harness-llamacpp";
 import { ModelsAnswer, type NeuronModel } from "@cortex/protocol";
-import { FAKE_HARNESS_ENTRY } from "@cortex/testkit";
 import { type AppProcess, NEURON_CLI, startApp } from "./app-process.js";
 
 export type NeuronProcess = AppProcess & { readonly token: string };
 
 /** The fake harness of @cortex/testkit, as neuron.yaml declares a template harness. */
-export const FAKE_HARNESS_TEMPLATE = {
-  command: [process.execPath, FAKE_HARNESS_ENTRY, "--model", "{model_path}", "--port", "{port}"],
-};
 
 /**
  * neuron.yaml for a test node `name` with `token`: models from `dir/models`, its state in

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BodyBudget } from "@cortex/http-kit";
 import { type DiscoveryAnswer, ModelsAnswer } from "@cortex/protocol";
-import { FAKE_HARNESS_ENTRY, gpuDevice } from "@cortex/testkit";
+import { fakeHarnessTemplate, gpuDevice } from "@cortex/testkit";
 import { openAIProblems } from "@cortex/testkit/openai";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -55,22 +55,10 @@ beforeAll(async () => {
     join(dir, "fast.json"),
     JSON.stringify({ banner: "hello from the fake", stream_chunks: 8, latency_ms: 20 }),
   );
-  const fake = defineHarness(
-    "fake",
-    {
-      command: [
-        process.execPath,
-        FAKE_HARNESS_ENTRY,
-        "--model",
-        "{model_path}",
-        "--port",
-        "{port}",
-        "--alias",
-        "{model_id}",
-      ],
-    },
-    { node: process.execPath, entry: "unused" },
-  ) as Harness;
+  const fake = defineHarness("fake", fakeHarnessTemplate(["--alias", "{model_id}"]), {
+    node: process.execPath,
+    entry: "unused",
+  }) as Harness;
   manager = testManager(
     {
       harnesses: new Map([["fake", fake]]),

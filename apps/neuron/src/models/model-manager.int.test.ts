@@ -2,7 +2,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Device, LoadRequest } from "@cortex/protocol";
-import { FAKE_HARNESS_ENTRY, type FakeBehaviourInput, gpuDevice } from "@cortex/testkit";
+import { type FakeBehaviourInput, fakeHarnessTemplate, gpuDevice } from "@cortex/testkit";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { defineHarness, type Harness } from "../harnesses/definitions.js";
 import { freeLoopbackPort, probeReady } from "../supervisor/net.js";
@@ -60,20 +60,7 @@ beforeEach(async () => {
   gpus = [gpu(0, 24_000), gpu(1, 24_000)];
   const fake = defineHarness(
     "fake",
-    {
-      command: [
-        process.execPath,
-        FAKE_HARNESS_ENTRY,
-        "--model",
-        "{model_path}",
-        "--port",
-        "{port}",
-        "--host",
-        "{host}",
-        "--alias",
-        "{model_id}",
-      ],
-    },
+    fakeHarnessTemplate(["--host", "{host}", "--alias", "{model_id}"]),
     { node: process.execPath, entry: "unused" },
   ) as Harness;
   const real = spawnRunner({ parentPid: process.pid, watchdogGraceMs: 500 });
