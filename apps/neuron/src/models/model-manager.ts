@@ -11,20 +11,12 @@ import {
 import { systemTimers, type Timers } from "../timers.js";
 import { Admission } from "./admission.js";
 import { harnessJob, supervisionOf } from "./harness-job.js";
-import { checkRequest, chooseDevices } from "./load-spec.js";
+import { evictionsFor, specForLoad } from "./load-request.js";
 import type { ManagerDeps, ManagerSettings } from "./manager-deps.js";
-import {
-  candidateOf,
-  describeEntry,
-  type ModelEntry,
-  refuseBusy,
-  sameSpec,
-  trackLoading,
-} from "./model-entry.js";
+import { type ModelEntry, refuseBusy, sameSpec, trackLoading } from "./model-entry.js";
 import { ModelRegistry } from "./model-registry.js";
 import { type ProgressListener, ProgressListeners } from "./progress.js";
 import { RecoveryWaits } from "./recovery-waits.js";
-import { planRoom } from "./room.js";
 import { type ServeHooks, serve } from "./serve.js";
 
 export { FAILED_TTL_MS, MAX_FAILED_ENTRIES } from "./failed-entries.js";
@@ -106,28 +98,10 @@ export class ModelManager {
       throw new NeuronError("service_unavailable", "the neuron is shutting down", {
         retryAfterS: 5,
       });
-    const checked = checkRequest(request, this.#deps.harnesses, this.#settings.defaultIdleTtlS);
-    if (checked.kind === "reject") throw checked.error;
-    // Before anything is evicted: a load with a bad source must change nothing.
-    try {
-      this.#deps.sources.check(checked.spec.source);
-    } catch (error) {
-      throw error instanceof NeuronError ? boundedError(error) : error;
-    }
-    const devices = this.#deps.devices();
-    const here = this.#models.get(checked.spec.id);
-    const chosen = chooseDevices(
-      checked.spec,
-      request.devices !== undefined,
-      devices,
-      // Only when a pick is needed: list() also forgets expired failures.
-      request.devices === undefined && checked.spec.vram_mb > 0 && devices.length > 0
-        ? this.list().filter((model) => model.id !== checked.spec.id)
-        : [],
-      here && { status: here.status, devices: here.spec.devices },
-    );
-    if (chosen.kind === "reject") throw chosen.error;
-    const { spec } = chosen;
+    const spec = specForLoad(request, this.#deps, this.#settings.defaultIdleTtlS, {
+      get: (id) => this.#models.get(id),
+      others: (id) => this.list().filter((model) => model.id !== id),
+    });
 
     const started = this.#now();
     // A model being evicted or unloaded is out of the map but its process is still stopping:
@@ -332,30 +306,15 @@ export class ModelManager {
     }
   }
 
-  /** Plans the evictions a fresh load needs, or throws insufficient_vram with the numbers. */
+  /** Plans the evictions a fresh load needs (or throws insufficient_vram) and claims them. */
   #makeRoom(entry: ModelEntry): string[] {
-    const { spec } = entry;
-    if (spec.devices.length === 0 || spec.vram_mb === 0) return [];
-    const others = this.#models.entries().filter((other) => other !== entry);
-    const plan = planRoom(
-      this.#deps.devices(),
-      others.map(describeEntry),
-      spec.devices,
-      spec.vram_mb,
-      entry.priority,
-      others.map(candidateOf),
-    );
-    if ("message" in plan) {
-      throw new NeuronError("insufficient_vram", `model "${spec.id}" ${plan.message}`, {
-        retryAfterS: 5,
-      });
-    }
+    const evict = evictionsFor(entry, this.#models.entries(), this.#deps);
     // Claimed now, before any await, so a concurrent load cannot pick the same victims.
-    for (const id of plan.evict) {
+    for (const id of evict) {
       const victim = this.#models.get(id);
       if (victim) this.#models.setStatus(victim, "unloaded");
     }
-    return plan.evict;
+    return evict;
   }
 
   async #evict(id: string): Promise<void> {
