@@ -1,2 +1,6 @@
-export * from "./config-file.js";
-export * from "./env-overrides.js";
+export {
+  ConfigError,
+  type ConfigFileOptions,
+  loadConfigFile,
+  runServeCommand,
+} from "./config-file.js";

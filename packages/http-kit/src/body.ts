@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { totalmem } from "node:os";
 import { ApiError } from "./api-error.js";
-import { JsonScanError, type Span, scanJsonObject } from "./json-scan.js";
+import { JsonScanError, type ScanProblem, type Span, scanJsonObject } from "./json-scan.js";
 
 // Request bodies on the inference path: read with a size limit, charged to a budget shared by
 // every request of the server until its response closes, and scanned (not parsed) for the two
@@ -192,6 +192,14 @@ export interface InferenceFields {
 
 const WANTED: ReadonlySet<string> = new Set(["model", "stream"]);
 
+/** What a client is told for each way its body fails the scan. */
+const SCAN_REFUSALS: Readonly<Record<ScanProblem, string>> = {
+  empty: "the request body must be a JSON object with a model",
+  invalid: "the request body is not valid JSON",
+  too_deep: `the request body nests objects and arrays deeper than ${MAX_BODY_DEPTH} levels`,
+  not_object: "the request body must be a JSON object",
+};
+
 /**
  * Reads `model` and `stream` from a JSON body without building its tree: 400 when the body is
  * empty, not JSON, nested deeper than MAX_BODY_DEPTH, or not an object; `missing_model` when it
@@ -203,16 +211,7 @@ export const inferenceFields = (body: Buffer): InferenceFields => {
     members = scanJsonObject(body, WANTED, MAX_BODY_DEPTH);
   } catch (error) {
     if (!(error instanceof JsonScanError)) throw error;
-    throw new ApiError(
-      "invalid_request_error",
-      error.problem === "empty"
-        ? "the request body must be a JSON object with a model"
-        : error.problem === "too_deep"
-          ? `the request body nests objects and arrays deeper than ${MAX_BODY_DEPTH} levels`
-          : error.problem === "not_object"
-            ? "the request body must be a JSON object"
-            : "the request body is not valid JSON",
-    );
+    throw new ApiError("invalid_request_error", SCAN_REFUSALS[error.problem]);
   }
   const modelSpan = members.get("model");
   const first = modelSpan === undefined ? undefined : body[modelSpan.start];

@@ -1,21 +1,16 @@
-import { type IncomingMessage, request, type Server } from "node:http";
+import { type IncomingMessage, request } from "node:http";
 import type { AddressInfo } from "node:net";
 import { deferred } from "@cortex/testkit";
 import { type Mock, vi } from "vitest";
 import { readBody } from "./body.js";
+import { closers, closeServer } from "./closers.fixtures.js";
 import { type FastHandler, isInference, listen, withFastPath } from "./fast-path.js";
 
 // The plain node:http inference path on loopback: routing between the fast handler and the rest,
 // the error envelope it answers failures with, and reading bodies from real (and misbehaving)
 // clients.
 
-/** What each test started; every test file runs `afterEach(closeAll)`. */
-export const closers: (() => Promise<void> | void)[] = [];
-
-/** Closes what the last test started, newest first. */
-export const closeAll = async (): Promise<void> => {
-  for (const close of closers.splice(0).reverse()) await close();
-};
+export { closeAll, closers, closeServer } from "./closers.fixtures.js";
 
 /** A logger whose calls the test can check. */
 export interface LogSpy {
@@ -25,11 +20,6 @@ export interface LogSpy {
 }
 
 export const logSpy = (): LogSpy => ({ info: vi.fn(), warn: vi.fn(), error: vi.fn() });
-
-export const closeServer = (server: Server) => () => {
-  server.closeAllConnections();
-  return new Promise<void>((resolve) => server.close(() => resolve()));
-};
 
 /** The fast path in front of a stand-in for the express app, listening on loopback. */
 export const start = async (fast: FastHandler, take = isInference) => {

@@ -4,10 +4,8 @@ export {
   BodyBudget,
   type BodyCharge,
   bodyBudgetFor,
-  defaultBufferedBytes,
   type InferenceFields,
   inferenceFields,
-  MAX_BODY_DEPTH,
   readBody,
   withModel,
 } from "./body.js";
@@ -22,10 +20,8 @@ export {
   pathOf,
   withFastPath,
 } from "./fast-path.js";
-export { JsonScanError, type Span, scanJsonObject } from "./json-scan.js";
+export { type Span, scanJsonObject } from "./json-scan.js";
 export {
-  fdWriter,
-  ignoreStdioErrors,
   LogOutput,
   type LogOutputOptions,
   processLogOutput,
@@ -34,11 +30,8 @@ export {
 export {
   type Drain,
   drainServer,
-  type ShutdownLog,
   type ShutdownOptions,
-  shutdownOnSignal,
   stopOnSignals,
-  timerMs,
 } from "./shutdown.js";
 export { openEventStream, SSE_HEADERS, startEventStream } from "./sse.js";
 export {
@@ -48,7 +41,6 @@ export {
   pipeBody,
   post,
   proxyAgents,
-  stallGuard,
   targetOf,
   type UpstreamAnswer,
   UpstreamFailure,

@@ -5,22 +5,17 @@ import { afterEach, describe, expect, it } from "vitest";
 import { silentLog } from "./api-error.js";
 import { BodyBudget, readBody } from "./body.js";
 import { ClientSignal } from "./client-signal.js";
+import { closeAll, closers, closeServer } from "./closers.fixtures.js";
 import { failRequest, listen } from "./fast-path.js";
 import { pipeBody, post, proxyAgents, targetOf } from "./upstream.js";
 
 // What a client can make a server hold, on loopback with real sockets: bodies (one budget for
 // all requests), connections, and an answer nobody reads.
 
-const closers: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  for (const close of closers.splice(0).reverse()) await close();
-});
+afterEach(closeAll);
 
 const track = (server: Server): string => {
-  closers.push(() => {
-    server.closeAllConnections();
-    return new Promise<void>((resolve) => server.close(() => resolve()));
-  });
+  closers.push(closeServer(server));
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 };
 

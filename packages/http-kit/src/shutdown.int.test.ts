@@ -1,7 +1,7 @@
 import { once } from "node:events";
 import { Agent, createServer, request, type Server, type ServerResponse } from "node:http";
 import { connect } from "node:net";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { drainServer } from "./shutdown.js";
 
 // drainServer against a real server on loopback, with a keep-alive client like cortex's agents.
@@ -16,6 +16,9 @@ afterEach(async () => {
   if (server?.listening) await new Promise((resolve) => server?.close(resolve));
   held.length = 0;
 });
+
+/** How long a loopback request may take to arrive (vi.waitUntil's default 1 s is tight on CI). */
+const WAIT = { timeout: 10_000, interval: 5 };
 
 /** A server that holds `/hold` requests until the test answers them, and answers others at once. */
 const start = async (): Promise<string> => {
@@ -48,16 +51,12 @@ const get = (url: string) =>
     req.end();
   });
 
-const waitUntil = async (what: () => boolean) => {
-  while (!what()) await new Promise((resolve) => setImmediate(resolve));
-};
-
 describe("drainServer", () => {
   it("lets a request in flight finish, then closes its keep-alive connection at once", async () => {
     const url = await start();
     expect(await get(`${url}/`)).toMatchObject({ body: "quick" }); // an idle pooled connection
     const answer = get(`${url}/hold`);
-    await waitUntil(() => held.length === 1);
+    await vi.waitUntil(() => held.length === 1, WAIT);
     const started = Date.now();
     const drain = drainServer(server as Server, 60_000);
     held[0]?.end("finished");
@@ -70,7 +69,7 @@ describe("drainServer", () => {
   it("cuts a request that never finishes when the grace ends", async () => {
     const url = await start();
     const answer = get(`${url}/hold`);
-    await waitUntil(() => held.length === 1);
+    await vi.waitUntil(() => held.length === 1, WAIT);
     const started = Date.now();
     const drain = drainServer(server as Server, 200);
     await drain.closed;
@@ -81,7 +80,7 @@ describe("drainServer", () => {
   it("cut() ends the grace early", async () => {
     const url = await start();
     const answer = get(`${url}/hold`);
-    await waitUntil(() => held.length === 1);
+    await vi.waitUntil(() => held.length === 1, WAIT);
     const drain = drainServer(server as Server, 60_000);
     drain.cut();
     await drain.closed;
@@ -98,11 +97,11 @@ describe("drainServer", () => {
       received += chunk;
     });
     socket.write("GET /hold HTTP/1.1\r\nHost: x\r\n\r\n");
-    await waitUntil(() => held.length === 1);
+    await vi.waitUntil(() => held.length === 1, WAIT);
     // No periodic idle check here: only the answer's header can end the connection.
     const drain = drainServer(server as Server, 60_000, 3_600_000);
     held[0]?.end("first");
-    await waitUntil(() => received.includes("first"));
+    await vi.waitUntil(() => received.includes("first"), WAIT);
     expect(received).toMatch(/connection: keep-alive/i);
     socket.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     await once(socket, "close");

@@ -1,12 +1,10 @@
 import type { Server, ServerResponse } from "node:http";
+import { MAX_TIMER_MS } from "@cortex/protocol";
 import type { LevelLog } from "./api-error.js";
 
 // A bounded stop for both servers: the listener closes, in-flight requests get a grace period
 // and are then cut, the rest of the stop runs, and a hard deadline exits the process whatever
 // the stop (or its log output) is doing.
-
-/** The longest delay a Node.js timer holds; a longer one would fire after 1 ms. */
-const MAX_TIMER_MS = 2_147_483_647;
 
 /** Milliseconds bounded to what a timer holds (grace + margin may pass it). */
 export const timerMs = (ms: number): number => Math.min(Math.max(0, ms), MAX_TIMER_MS);
@@ -50,9 +48,6 @@ export const drainServer = (server: Server, graceMs: number, idleCheckMs = 50): 
   return { closed, cut };
 };
 
-/** What the stop logs through (pino's logger fits). */
-export type ShutdownLog = LevelLog;
-
 export interface ShutdownOptions {
   /** The whole orderly stop: requests drained (or cut), then the rest. */
   readonly stop: () => Promise<void>;
@@ -64,7 +59,8 @@ export interface ShutdownOptions {
   readonly flush: () => Promise<void>;
   readonly flushMs: number;
   readonly exit: (code: number) => void;
-  readonly log: ShutdownLog;
+  /** What the stop logs through (pino's logger fits). */
+  readonly log: LevelLog;
 }
 
 /**
@@ -95,17 +91,19 @@ export const shutdownOnSignal = (options: ShutdownOptions): ((signal: string) =>
     options.flush().then(exit, exit);
   };
 
+  // The deadline may be a sum of configured durations: bounded once, so the log tells the truth.
+  const deadlineMs = timerMs(options.deadlineMs);
   return (signal) => {
     signals += 1;
     if (signals === 1) {
-      options.log.info({ signal, deadline_ms: options.deadlineMs }, "stopping");
+      options.log.info({ signal, deadline_ms: deadlineMs }, "stopping");
       deadline = setTimeout(() => {
         options.log.error(
-          { deadline_ms: options.deadlineMs },
+          { deadline_ms: deadlineMs },
           "the stop did not finish in time; exiting anyway",
         );
         finish(1);
-      }, timerMs(options.deadlineMs));
+      }, deadlineMs);
       deadline.unref();
       Promise.resolve()
         .then(options.stop)
@@ -140,7 +138,6 @@ export const stopOnSignals = (
 ): void => {
   const onSignal = shutdownOnSignal({
     ...options,
-    deadlineMs: timerMs(options.deadlineMs),
     flushMs: LOG_FLUSH_MS,
     exit: (code) => process.exit(code),
   });

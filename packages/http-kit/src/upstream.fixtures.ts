@@ -9,6 +9,7 @@ import {
 import type { AddressInfo, Socket } from "node:net";
 import { deferred } from "@cortex/testkit";
 import { expect } from "vitest";
+import { closers } from "./closers.fixtures.js";
 import {
   type PipeOptions,
   type ProxyAgents,
@@ -26,13 +27,7 @@ import {
 // decides everything (answer, stall, reset), and for pipeBody a relay in between that does what
 // apps/*/src/proxy/forward.ts does, so both of its sides are real sockets.
 
-/** What each test started; every test file runs `afterEach(closeAll)`. */
-export const closers: (() => Promise<void> | void)[] = [];
-
-/** Closes what the last test started, newest first. */
-export const closeAll = async (): Promise<void> => {
-  for (const close of closers.splice(0).reverse()) await close();
-};
+export { closeAll, closers } from "./closers.fixtures.js";
 
 /** A server whose handler decides everything; keeps its sockets to cut them and to close. */
 export const serve = async (

@@ -233,11 +233,16 @@ export const stallGuard = (res: ServerResponse, ms: number): (() => void) => {
     }
     res.destroy();
   };
-  res.on("drain", disarm);
-  res.once("finish", disarm);
-  res.once("close", disarm);
+  // Most responses never wait on their client: the listeners go on at the first arming only.
+  let watching = false;
   return () => {
     if (timer || res.writableFinished || res.destroyed) return;
+    if (!watching) {
+      watching = true;
+      res.on("drain", disarm);
+      res.once("finish", disarm);
+      res.once("close", disarm);
+    }
     waiting = res.writableLength;
     timer = setTimeout(check, ms);
   };

@@ -128,7 +128,8 @@ export const cortexOpenSurfaces = (
         },
       ]
     : []),
-  ...(config.api_keys.every((key) => key === "")
+  // The schema refuses an empty key, so no keys at all is the only way to have none.
+  ...(config.api_keys.length === 0
     ? [{ key: "api_keys", opens: "inference (/v1/*) on every model of the fleet" }]
     : []),
 ];
