@@ -23,7 +23,7 @@ export interface InferenceLimits {
 }
 
 /** The neuron's limits unless neuron.yaml says otherwise. */
-export const DEFAULT_INFERENCE_LIMITS: InferenceLimits = {
+const DEFAULT_INFERENCE_LIMITS: InferenceLimits = {
   bodyLimitBytes: 20 * 2 ** 20,
   clientStallTimeoutMs: 30_000,
 };

@@ -9,7 +9,7 @@ import { type AppDeps, createNeuronApp } from "./app.js";
 // The neuron's HTTP API for loopback tests, in front of a manager the test built.
 
 /** A node with no devices and no harnesses, for tests that never ask /discovery. */
-export const TEST_DISCOVERY: DiscoveryAnswer = {
+const TEST_DISCOVERY: DiscoveryAnswer = {
   node: { name: "n", hostname: "n", os: "Linux", kernel: "6.1", cpu: "test", memory_mb: 1024 },
   devices: [],
   harnesses: [],

@@ -10,7 +10,7 @@
  * CUDA and ROCm toolkits live (CUDA_HOME, CUDA_PATH, ROCM_PATH, HIP_PATH). Anything else, such
  * as HF_TOKEN or an HTTPS_PROXY with credentials, must be named in the harness's `inherit_env`.
  */
-export const SYSTEM_ENV: readonly string[] = [
+const SYSTEM_ENV: readonly string[] = [
   "PATH",
   "HOME",
   "USER",

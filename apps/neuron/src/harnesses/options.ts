@@ -25,8 +25,7 @@ export const optionTable = (entries: Readonly<Record<string, OptionSpec>>): Opti
 const SAFE_STRING = /^[^\0\n\r]{0,4096}$/;
 
 /** The spec of a declared option, or undefined for any other name (inherited ones included). */
-export const optionOf = (table: OptionTable, name: string): OptionSpec | undefined =>
-  table.get(name);
+const optionOf = (table: OptionTable, name: string): OptionSpec | undefined => table.get(name);
 
 /** The value `args` gives `name` itself, never one inherited from Object.prototype. */
 export const ownArg = (args: HarnessArgs, name: string): HarnessArgs[string] | undefined =>

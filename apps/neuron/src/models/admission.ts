@@ -46,6 +46,11 @@ export class Admission {
     return this.#waiting.size;
   }
 
+  /** Requests running or waiting: a model with any is busy (no idle unload, no eviction). */
+  get inFlight(): number {
+    return this.#running + this.#waiting.size;
+  }
+
   /**
    * Runs `work` in a slot. Rejects with AdmissionError when the queue is full or the wait
    * times out, and with the signal's reason when the caller gives up while waiting.

@@ -51,10 +51,7 @@ export const candidateOf = (entry: ModelEntry): Candidate => ({
   vram_mb: entry.spec.vram_mb,
   priority: entry.priority,
   lastUsedMs: entry.lastAccessedMs ?? entry.loadedAtMs ?? 0,
-  idle:
-    entry.status === "loaded" &&
-    entry.admission.running + entry.admission.queued === 0 &&
-    !entry.loading,
+  idle: entry.status === "loaded" && entry.admission.inFlight === 0 && !entry.loading,
 });
 
 export const sameSpec = (a: ModelSpec, b: ModelSpec): boolean =>
@@ -62,7 +59,7 @@ export const sameSpec = (a: ModelSpec, b: ModelSpec): boolean =>
 
 /** `unload` of a model with requests running or waiting needs `force`. */
 export const refuseBusy = (entry: ModelEntry): void => {
-  const busy = entry.admission.running + entry.admission.queued;
+  const busy = entry.admission.inFlight;
   if (busy > 0)
     throw new NeuronError(
       "model_busy",

@@ -117,7 +117,7 @@ export class ModelManager {
       }
       if (existing?.status === "loaded") {
         if (sameSpec(existing.spec, spec)) return this.#answer(spec.id, started, true);
-        if (existing.admission.running + existing.admission.queued > 0) {
+        if (existing.admission.inFlight > 0) {
           throw new NeuronError(
             "model_busy",
             `model "${spec.id}" is loaded with another spec and busy; unload it first`,
@@ -359,18 +359,13 @@ export class ModelManager {
     this.#clearIdle(entry);
     const ttl = entry.spec.idle_ttl_s;
     if (ttl <= 0 || entry.status !== "loaded") return;
-    if (entry.admission.running + entry.admission.queued > 0) return;
+    if (entry.admission.inFlight > 0) return;
     entry.idleTimer = this.#timers.set(() => void this.#idleUnload(entry), ttl * 1000);
   }
 
   async #idleUnload(entry: ModelEntry): Promise<void> {
     entry.idleTimer = null;
-    if (
-      entry.status !== "loaded" ||
-      entry.loading ||
-      entry.admission.running + entry.admission.queued > 0
-    )
-      return;
+    if (entry.status !== "loaded" || entry.loading || entry.admission.inFlight > 0) return;
     this.#deps.log.info(
       { model: entry.spec.id, idle_ttl_s: entry.spec.idle_ttl_s },
       "idle: unloading",

@@ -93,6 +93,20 @@ describe("classifyHost", () => {
   });
 });
 
+describe("the loopback class: where a source may use plain http", () => {
+  it.each([
+    ["localhost", true],
+    ["127.0.0.1", true],
+    ["127.255.0.9", true],
+    ["[::1]", true],
+    ["128.0.0.1", false],
+    ["127.0.0.1.nip.io", false],
+    ["example.com", false],
+  ])("plain http may reach %s: %s (parse-source's loopback rule)", (host, loopback) => {
+    expect(classifyHost(host) === "loopback").toBe(loopback);
+  });
+});
+
 describe("sourceAllowed: what a download checks of its own source", () => {
   it.each([
     "https://huggingface.co/x.gguf",

@@ -121,9 +121,10 @@ export const classifyHost = (hostname: string): HostClass => {
 };
 
 /**
- * What the download itself checks of its source. parse-source owns the rest of the source rules
- * (and `hf:` URLs are built on `hf_endpoint`, operator config that may be a plain-http mirror);
- * an unspecified address, which it lets through over https, is refused here.
+ * The one rule every source URL is held to, never an unspecified address: parse-source applies it
+ * (through urlAllowed) before anything is evicted, and the download to the URL it fetches (an `hf:`
+ * URL is built on `hf_endpoint`, operator config that may be a plain-http mirror and that
+ * parse-source does not check).
  */
 export const sourceAllowed = (url: URL): Verdict =>
   classifyHost(url.hostname) === "unspecified"

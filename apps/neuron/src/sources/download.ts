@@ -82,7 +82,8 @@ const get = async (
 ): Promise<Response> => {
   let url = new URL(request.url);
   const origin = url.origin;
-  // parse-source vouches for the rest of the source; it lets https://0.0.0.0 through.
+  // parse-source vouches for a source URL (0.0.0.0 and :: included) before anything is evicted;
+  // an hf: URL is built on hf_endpoint, which it does not check, so this is where that one is.
   const source = sourceAllowed(url);
   if (!source.allowed) {
     throw new NeuronError(

@@ -1,12 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { parseContentRange } from "./download.js";
-import {
-  hfRepositoryOf,
-  isInside,
-  isLoopbackHost,
-  type ParsedSource,
-  parseSource,
-} from "./parse-source.js";
+import { hfRepositoryOf, isInside, type ParsedSource, parseSource } from "./parse-source.js";
 
 const context = { modelsDir: "/srv/models", hfEndpoint: "https://huggingface.co" };
 const parse = (source: string): ParsedSource => parseSource(source, context);
@@ -173,18 +167,6 @@ describe("helpers", () => {
     ["/m", "/m/../a", false],
   ])("isInside(%s, %s) is %s", (root, path, inside) => {
     expect(isInside(root, path)).toBe(inside);
-  });
-
-  it.each([
-    ["localhost", true],
-    ["127.0.0.1", true],
-    ["127.255.0.9", true],
-    ["[::1]", true],
-    ["128.0.0.1", false],
-    ["127.0.0.1.nip.io", false],
-    ["example.com", false],
-  ])("isLoopbackHost(%s) is %s", (host, loopback) => {
-    expect(isLoopbackHost(host)).toBe(loopback);
   });
 
   it.each([

@@ -1,6 +1,6 @@
 import { isAbsolute, join, relative, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
-import { sourceAllowed } from "./address-policy.js";
+import { urlAllowed } from "./address-policy.js";
 
 /**
  * What a catalogue `source:` string means, decided without touching the disk or the network.
@@ -49,13 +49,6 @@ const reject = (message: string): ParsedSource => ({ kind: "reject", message });
 export const isInside = (root: string, path: string): boolean => {
   const rel = relative(root, path);
   return rel !== "" && rel !== ".." && !rel.startsWith(`..${sep}`) && !isAbsolute(rel);
-};
-
-/** 127.0.0.0/8, ::1 and localhost: the only hosts plain http may reach (the tests' fakes). */
-export const isLoopbackHost = (hostname: string): boolean => {
-  const host = hostname.toLowerCase();
-  if (host === "localhost" || host === "[::1]" || host === "::1") return true;
-  return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 };
 
 /** The URL as messages may show it: no credentials, no query, no fragment. */
@@ -127,18 +120,11 @@ const parseHttpUrl = (source: string, context: SourceContext): ParsedSource => {
   } catch {
     return reject(`source "${source}" is not a valid URL`);
   }
-  if (url.username !== "" || url.password !== "") {
-    // Credentials in the URL would end up in logs and error messages.
-    return reject(`source URL ${displayUrl(url)} must not contain credentials`);
-  }
-  if (url.protocol === "http:" && !isLoopbackHost(url.hostname)) {
-    return reject(
-      `source ${displayUrl(url)} uses plain http; use https (http is allowed only for loopback hosts)`,
-    );
-  }
-  // 0.0.0.0 and :: are refused here, before anything is evicted, not when the download starts.
-  const unspecified = sourceAllowed(url);
-  if (!unspecified.allowed) return reject(`source ${displayUrl(url)}: ${unspecified.reason}`);
+  // The rules every download URL is held to, redirects included (address-policy.ts): no
+  // credentials (they would end up in logs), plain http only to loopback, never 0.0.0.0 or ::.
+  // Checked here, before anything is evicted.
+  const verdict = urlAllowed(url);
+  if (!verdict.allowed) return reject(`source ${displayUrl(url)} is refused: ${verdict.reason}`);
   const segments = rawSegments(source);
   if (typeof segments === "string") return reject(`source ${displayUrl(url)}: ${segments}`);
   if (segments.length === 0 || /[/\\]$/.test(url.pathname)) {

@@ -3,10 +3,12 @@ import { NeuronError } from "../errors.js";
 import type { Launch } from "../harnesses/definitions.js";
 import { systemTimers } from "../timers.js";
 import {
+  type HarnessJob,
   type HarnessState,
   HarnessSupervisor,
   RESTART_DELAYS_MS,
   STABLE_AFTER_MS,
+  type SupervisorSettings,
 } from "./harness-supervisor.js";
 import type { ExitStatus, RunningProcess } from "./process-runner.js";
 import { RingBuffer } from "./ring-buffer.js";
@@ -87,28 +89,38 @@ const crash = async () => {
   await flush();
 };
 
-beforeEach(() => {
-  vi.useFakeTimers({ now: Date.parse("2025-01-01T00:00:00Z") });
-  processes = [];
-  states = [];
-  ready = true;
-  supervisor = new HarnessSupervisor(
+/** A supervisor over scripted processes; `job` and `settings` replace the defaults they name. */
+const supervisorWith = ({
+  job,
+  pidBase = 1000,
+  port = async () => 40_000 + processes.length,
+  probe = async () => ready,
+  settings,
+}: {
+  job?: Partial<HarnessJob>;
+  pidBase?: number;
+  port?: () => Promise<number>;
+  probe?: () => Promise<boolean>;
+  settings?: Partial<SupervisorSettings>;
+}): HarnessSupervisor =>
+  new HarnessSupervisor(
     {
       id: "m",
       prepare: async () => () => ({ launch: LAUNCH, env: {} }),
       readyTimeoutMs: () => 60_000,
       onState: (state) => states.push(state),
+      ...job,
     },
     {
       runner: {
         start: () => {
-          const process = scripted(1000 + processes.length);
+          const process = scripted(pidBase + processes.length);
           processes.push(process);
           return process.child;
         },
       },
-      freePort: async () => 40_000 + processes.length,
-      probe: async () => ready,
+      freePort: port,
+      probe,
       onRecordError: () => {},
       now: () => Date.now(),
       timers: systemTimers,
@@ -118,8 +130,16 @@ beforeEach(() => {
       readyPollMs: 200,
       restartDelaysMs: RESTART_DELAYS_MS,
       stableAfterMs: STABLE_AFTER_MS,
+      ...settings,
     },
   );
+
+beforeEach(() => {
+  vi.useFakeTimers({ now: Date.parse("2025-01-01T00:00:00Z") });
+  processes = [];
+  states = [];
+  ready = true;
+  supervisor = supervisorWith({});
 });
 
 afterEach(() => {
@@ -241,32 +261,19 @@ describe("HarnessSupervisor", () => {
 
   it("a stop before the restart's process starts means it never starts", async () => {
     let release: () => void = () => {};
-    const supervisorSlowPrepare = new HarnessSupervisor(
-      {
+    const supervisorSlowPrepare = supervisorWith({
+      job: {
         id: "slow",
         prepare: async () => {
           if (processes.length > 0) await new Promise<void>((resolve) => (release = resolve));
           return () => ({ launch: LAUNCH, env: {} });
         },
-        readyTimeoutMs: () => 60_000,
-        onState: (state) => states.push(state),
       },
-      {
-        runner: {
-          start: () => {
-            const process = scripted(2000 + processes.length);
-            processes.push(process);
-            return process.child;
-          },
-        },
-        freePort: async () => 41_000,
-        probe: async () => true,
-        onRecordError: () => {},
-        now: () => Date.now(),
-        timers: systemTimers,
-      },
-      { stopGraceMs: 100, readyPollMs: 200, restartDelaysMs: [1000], stableAfterMs: 1000 },
-    );
+      pidBase: 2000,
+      port: async () => 41_000,
+      probe: async () => true,
+      settings: { restartDelaysMs: [1000], stableAfterMs: 1000 },
+    });
     await supervisorSlowPrepare.start();
     latest().crash();
     await flush();

@@ -1,6 +1,6 @@
 import { NeuronError } from "../errors.js";
 import type { Launch } from "../harnesses/definitions.js";
-import type { Timers } from "../timers.js";
+import type { TimerHandle, Timers } from "../timers.js";
 import type { PidRecords } from "./pid-records.js";
 import type { ExitStatus, ProcessRunner, RunningProcess } from "./process-runner.js";
 import type { RingBuffer } from "./ring-buffer.js";
@@ -71,7 +71,7 @@ export const RESTART_DELAYS_MS: readonly number[] = [1000, 5000, 15_000];
 /** A harness that ran this long before it crashed starts its crash count afresh. */
 export const STABLE_AFTER_MS = 5 * 60_000;
 
-export const describeExit = (status: ExitStatus): string =>
+const describeExit = (status: ExitStatus): string =>
   status.signal ? `was killed by ${status.signal}` : `exited with code ${status.code}`;
 
 const stoppedWhileStarting = (id: string): NeuronError =>
@@ -90,11 +90,10 @@ export class HarnessSupervisor {
   readonly #settings: SupervisorSettings;
   #state: HarnessState = { kind: "stopped" };
   #child: RunningProcess | null = null;
-  #url: string | null = null;
   /** Consecutive crashes since the harness last ran stably. */
   #crashes = 0;
   #readyAtMs: number | null = null;
-  #restartTimer: ReturnType<Timers["set"]> | null = null;
+  #restartTimer: TimerHandle | null = null;
   /** The stop under way, which a start waits for so two copies never hold memory at once. */
   #stopping: Promise<void> | null = null;
   /** Bumped by every stop: a start or restart begun before it gives up at its next step. */
@@ -110,9 +109,9 @@ export class HarnessSupervisor {
     return this.#state;
   }
 
-  /** Loopback base URL of the harness while it runs. */
+  /** Loopback base URL of the harness while it is ready. */
   get url(): string | null {
-    return this.#url;
+    return this.#state.kind === "ready" ? this.#state.url : null;
   }
 
   /** The running process's recent output. */
@@ -163,7 +162,6 @@ export class HarnessSupervisor {
     this.#readyAtMs = null;
     const child = this.#child;
     this.#child = null;
-    this.#url = null;
     if (child) {
       const stopping = child.stop(this.#settings.stopGraceMs).then(() => {
         this.#record(() => this.#deps.pids?.remove(child.pid));
@@ -209,16 +207,12 @@ export class HarnessSupervisor {
     );
     const url = `http://${HOST}:${port}`;
     this.#child = child;
-    this.#url = url;
     void child.exited.then((status) => this.#onExit(child, status));
     try {
       await this.#waitReady(child, `${url}${launch.readyPath}`);
       return url;
     } catch (error) {
-      if (this.#child === child) {
-        this.#child = null;
-        this.#url = null;
-      }
+      if (this.#child === child) this.#child = null;
       await child.stop(this.#settings.stopGraceMs);
       this.#record(() => this.#deps.pids?.remove(child.pid));
       throw error;
@@ -245,7 +239,7 @@ export class HarnessSupervisor {
           { retryAfterS: 5 },
         );
       }
-      let timer: ReturnType<Timers["set"]> | undefined;
+      let timer: TimerHandle | undefined;
       await Promise.race([
         new Promise<void>((resolve) => {
           timer = this.#deps.timers.set(resolve, this.#settings.readyPollMs);
@@ -261,7 +255,6 @@ export class HarnessSupervisor {
     // A stopped or replaced process is not a crash; a failed start is handled by #launch.
     if (this.#child !== child) return;
     this.#child = null;
-    this.#url = null;
     this.#record(() => this.#deps.pids?.remove(child.pid));
     if (this.#state.kind !== "ready") return;
     this.#crashed(`harness ${describeExit(status)}; last output:\n${child.output.tail(10)}`);
