@@ -3,14 +3,10 @@ import { ERROR_CODES, errorEnvelope } from "@cortex/protocol";
 import type { ErrorRequestHandler, RequestHandler } from "express";
 import type { z } from "zod";
 import { ApiError, type ErrorLog } from "./api-error.js";
+import { capText } from "./cap-text.js";
 
 /** The longest message an error envelope carries: messages may quote what a client sent. */
 export const MAX_ERROR_MESSAGE_CHARS = 4096;
-
-const boundedMessage = (message: string): string =>
-  message.length <= MAX_ERROR_MESSAGE_CHARS
-    ? message
-    : `${message.slice(0, MAX_ERROR_MESSAGE_CHARS - 40)} […${message.length - MAX_ERROR_MESSAGE_CHARS + 40} characters cut]`;
 
 /**
  * Writes `error` as the OpenAI envelope with its status (and Retry-After when transient). Plain
@@ -18,7 +14,7 @@ const boundedMessage = (message: string): string =>
  */
 export const sendError = (res: ServerResponse, error: ApiError): void => {
   const body = JSON.stringify(
-    errorEnvelope(error.code, boundedMessage(error.message), error.param),
+    errorEnvelope(error.code, capText(error.message, MAX_ERROR_MESSAGE_CHARS), error.param),
   );
   if (error.retryAfterS !== null) res.setHeader("Retry-After", String(error.retryAfterS));
   res.statusCode = ERROR_CODES[error.code].status;

@@ -9,6 +9,7 @@ export {
   readBody,
   withModel,
 } from "./body.js";
+export { capText } from "./cap-text.js";
 export { type Abortable, ClientSignal, unlessAborted } from "./client-signal.js";
 export { errorHandler, notFound, parseBody, sendError } from "./errors.js";
 export {
