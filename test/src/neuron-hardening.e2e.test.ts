@@ -12,6 +12,7 @@ import {
   type NeuronProcess,
   startNeuron,
   statusOf,
+  stopNeurons,
   testNeuronConfig,
 } from "./support/neuron-process.js";
 
@@ -99,12 +100,7 @@ beforeAll(async () => {
 });
 
 afterEach(async () => {
-  for (const node of running.splice(0)) {
-    if (node.child.exitCode === null && node.child.signalCode === null) {
-      node.child.kill("SIGTERM");
-      await node.exited;
-    }
-  }
+  await stopNeurons(running);
   for (const pgid of strays.splice(0)) {
     try {
       process.kill(-pgid, "SIGKILL");

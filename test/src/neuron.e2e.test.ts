@@ -11,6 +11,7 @@ import {
   type NeuronProcess,
   startNeuron,
   statusOf,
+  stopNeurons,
   testNeuronConfig,
 } from "./support/neuron-process.js";
 
@@ -57,12 +58,7 @@ beforeAll(async () => {
 });
 
 afterEach(async () => {
-  for (const node of running.splice(0)) {
-    if (node.child.exitCode === null && node.child.signalCode === null) {
-      node.child.kill("SIGTERM");
-      await node.exited;
-    }
-  }
+  await stopNeurons(running);
 });
 
 afterAll(async () => {

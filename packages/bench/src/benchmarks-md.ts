@@ -1,4 +1,4 @@
-import type { BenchResult } from "./support.js";
+import type { BenchResult, Budget } from "./support.js";
 
 // BENCHMARKS.md after a run of some benchmarks only (`--only`): their budget rows and sections
 // replace the ones they wrote before, everything the other benchmarks wrote stays as it was, and
@@ -28,7 +28,7 @@ export const alignTable = (lines: readonly string[]): string[] => {
 };
 
 /** `text` with every Markdown table aligned. */
-export const alignTables = (text: string): string => {
+const alignTables = (text: string): string => {
   const lines = text.split("\n");
   const out: string[] = [];
   for (let i = 0; i < lines.length; ) {
@@ -44,6 +44,10 @@ export const alignTables = (text: string): string => {
   }
   return out.join("\n");
 };
+
+/** One row of the budget table. */
+export const budgetRow = (b: Budget): string =>
+  `| ${b.budget} | ${b.measured} | ${b.pass ? "PASS" : "MISS"} |`;
 
 const budgetCell = (row: string): string =>
   row.trim().replace(/^\|/, "").split("|")[0]?.trim() ?? "";
@@ -81,9 +85,7 @@ export const spliceBenchmarksMd = (
   }
 
   // Budget table: rows of these budgets replaced, new ones appended.
-  const newRows = results.flatMap((r) =>
-    r.budgets.map((b) => `| ${b.budget} | ${b.measured} | ${b.pass ? "PASS" : "MISS"} |`),
-  );
+  const newRows = results.flatMap((r) => r.budgets.map(budgetRow));
   const newBudgets = new Set(newRows.map(budgetCell));
   const heading = lines.indexOf("## Budgets");
   if (heading >= 0) {

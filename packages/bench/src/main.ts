@@ -1,7 +1,7 @@
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
-import { spliceBenchmarksMd } from "./benchmarks-md.js";
+import { budgetRow, spliceBenchmarksMd } from "./benchmarks-md.js";
 import { BODY_ATTACK_FULL, BODY_ATTACK_SMOKE, runBodyAttack } from "./body-attack.js";
 import { COLD_FULL, COLD_SMOKE, runColdLoad } from "./cold-load.js";
 import { FLEET_FULL, FLEET_SMOKE, runFleetScale } from "./fleet-scale.js";
@@ -68,7 +68,8 @@ const main = async () => {
   };
   writeReport("summary", summary);
   const mdFile = join(ROOT, "BENCHMARKS.md");
-  if ((!smoke || args.includes("--write-md")) && only && existsSync(mdFile)) {
+  const writeMd = !smoke || args.includes("--write-md");
+  if (writeMd && only && existsSync(mdFile)) {
     writeFileSync(
       mdFile,
       spliceBenchmarksMd(readFileSync(mdFile, "utf8"), results, {
@@ -77,10 +78,7 @@ const main = async () => {
         durationS: summary.duration_s,
       }),
     );
-  } else if (!smoke || args.includes("--write-md")) {
-    const budgetRows = summary.budgets.map(
-      (b) => `| ${b.budget} | ${b.measured} | ${b.pass ? "PASS" : "MISS"} |`,
-    );
+  } else if (writeMd) {
     const md = [
       "# Benchmarks",
       "",
@@ -94,7 +92,7 @@ const main = async () => {
       "",
       "| budget | measured | result |",
       "| --- | --- | --- |",
-      ...budgetRows,
+      ...summary.budgets.map(budgetRow),
       "",
       "Routing-decision timings are in `.bench/routing-resolve.json` (packages/routing).",
       "",

@@ -26,6 +26,12 @@ export interface FleetIndex {
 
 export const replicaKey = (node: string, model: string): string => `${node}\u0000${model}`;
 
+/** The node and model of a `replicaKey`; undefined for a string that is not one. */
+export const splitReplicaKey = (key: string): { node: string; model: string } | undefined => {
+  const cut = key.indexOf("\u0000");
+  return cut < 0 ? undefined : { node: key.slice(0, cut), model: key.slice(cut + 1) };
+};
+
 const parseTime = (value: string | null): number => {
   if (value === null) return 0;
   const ms = Date.parse(value);

@@ -7,6 +7,7 @@ export {
   type Replica,
   replicaKey,
   replicaLoad,
+  splitReplicaKey,
 } from "./fleet-index.js";
 export { toLoadRequest } from "./load-request.js";
 export { isLoopbackHost, rewriteLoopback } from "./loopback.js";

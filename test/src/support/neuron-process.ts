@@ -5,8 +5,6 @@ import { type AppProcess, NEURON_CLI, startApp } from "./app-process.js";
 
 export type NeuronProcess = AppProcess & { readonly token: string };
 
-/** The fake harness of @cortex/testkit, as neuron.yaml declares a template harness. */
-
 /**
  * neuron.yaml for a test node `name` with `token`: models from `dir/models`, its state in
  * `dir/state-<name>`; `extra` adds settings or replaces these.
@@ -40,6 +38,16 @@ export const startNeuron = async (
     env: { NEURON_LOG_LEVEL: "info", ...env },
   });
   return { ...app, token };
+};
+
+/** Stops (SIGTERM) every neuron of `nodes` still running, and empties the list. */
+export const stopNeurons = async (nodes: NeuronProcess[]): Promise<void> => {
+  for (const node of nodes.splice(0)) {
+    if (node.child.exitCode === null && node.child.signalCode === null) {
+      node.child.kill("SIGTERM");
+      await node.exited;
+    }
+  }
 };
 
 /** The models `node` lists, checked against the contract. */

@@ -31,20 +31,21 @@ export interface AdminRoutesOptions {
 /** How many lifecycle events one `GET /api/history` answers at most. */
 const HISTORY_MAX = 1000;
 
-/** A whole number of seconds from a query string value, within bounds, or a 400. */
-const secondsParam = (
+/** A whole number (of `unit`, when given) from a query string value, within bounds, or a 400. */
+const wholeParam = (
   value: unknown,
   name: string,
   fallback: number,
   min: number,
   max: number,
+  unit?: string,
 ): number => {
   if (value === undefined) return fallback;
   const parsed = typeof value === "string" && /^\d+$/.test(value) ? Number(value) : Number.NaN;
   if (!Number.isSafeInteger(parsed) || parsed < min || parsed > max)
     throw new CortexError(
       "invalid_request_error",
-      `${name} must be a whole number of seconds from ${min} to ${max}`,
+      `${name} must be a whole number${unit ? ` of ${unit}` : ""} from ${min} to ${max}`,
       { param: name },
     );
   return parsed;
@@ -74,8 +75,8 @@ export const adminRoutes = (options: AdminRoutesOptions): Router => {
   // request log (for dashboards): `?window=3600&bucket=60[&model=id]`. `overall` is its own
   // grouping over every model (or over the one asked for), since percentiles do not add up.
   router.get("/api/traffic", async (req, res) => {
-    const windowS = secondsParam(req.query.window, "window", 3600, 60, 7 * 86_400);
-    const bucketS = secondsParam(req.query.bucket, "bucket", 60, 1, windowS);
+    const windowS = wholeParam(req.query.window, "window", 3600, 60, 7 * 86_400, "seconds");
+    const bucketS = wholeParam(req.query.bucket, "bucket", 60, 1, windowS, "seconds");
     const model = typeof req.query.model === "string" ? req.query.model : undefined;
     const sinceMs = (options.now ?? Date.now)() - windowS * 1000;
     const { buckets, overall } = await options.traffic({
@@ -89,15 +90,7 @@ export const adminRoutes = (options: AdminRoutesOptions): Router => {
   // What survived restarts: loads with their durations, failures, evictions and health flips
   // (newest first, `?limit=`, 100 by default), and every node cortex has discovered.
   router.get("/api/history", (req, res) => {
-    const raw = req.query.limit;
-    const limit =
-      raw === undefined ? 100 : typeof raw === "string" && /^\d+$/.test(raw) ? Number(raw) : 0;
-    if (!Number.isSafeInteger(limit) || limit < 1 || limit > HISTORY_MAX)
-      throw new CortexError(
-        "invalid_request_error",
-        `limit must be a whole number from 1 to ${HISTORY_MAX}`,
-        { param: "limit" },
-      );
+    const limit = wholeParam(req.query.limit, "limit", 100, 1, HISTORY_MAX);
     const { events, nodes } = options.history(limit);
     res.json({
       events: events.map((event) => ({

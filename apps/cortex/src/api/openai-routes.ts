@@ -175,28 +175,22 @@ export const openAIRoutes = (options: OpenAIRoutesOptions): OpenAIRoutes => {
     try {
       checkPath(path);
       // Charged to the budget until the answer closes, waiting for a slot included.
-      let body = await readBody(req, bodyLimit, options.bodyBudget?.charge(res));
-      parsed = inferenceFields(body);
-      const requested = parsed.model;
+      const body = await readBody(req, bodyLimit, options.bodyBudget?.charge(res));
+      const fields = inferenceFields(body);
+      parsed = fields;
       // Streams that wait (cold load, admission queue, lazy reload) get keep-alive comments.
-      if (parsed.stream)
-        feedback = new WaitFeedback(res, () => waitingFor(requested), options.feedbackEveryMs);
+      if (fields.stream)
+        feedback = new WaitFeedback(res, () => waitingFor(fields.model), options.feedbackEveryMs);
       const excluded = new Set<string>();
       for (let attempt = 0; ; attempt += 1) {
-        lease = await options.dispatcher.acquire(parsed.model, gone, excluded);
-        // An alias becomes the model's id in the body; every other byte goes as sent. The
-        // rewritten body replaces the original (a retry sends the same).
-        if (lease.model !== parsed.model) {
-          body = withModel(body, parsed.modelSpan, lease.model);
-          const start: number = parsed.modelSpan.start;
-          const end: number = start + Buffer.byteLength(JSON.stringify(lease.model));
-          parsed = { ...parsed, model: lease.model, modelSpan: { start, end } };
-        }
+        lease = await options.dispatcher.acquire(fields.model, gone, excluded);
         try {
           const result = await forward(res, {
             baseUrl: lease.url,
             path,
-            body,
+            // An alias becomes the model's id in the body; every other byte goes as sent.
+            body:
+              lease.model === fields.model ? body : withModel(body, fields.modelSpan, lease.model),
             token: options.tokenOf(lease.node),
             requestId,
             accept: req.headers.accept,

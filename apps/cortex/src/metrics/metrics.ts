@@ -1,4 +1,5 @@
 import { type FleetSnapshot, ModelStatus } from "@cortex/protocol";
+import { splitReplicaKey } from "@cortex/routing";
 import type { RequestHandler } from "express";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { FleetStore } from "../fleet/fleet-store.js";
@@ -16,7 +17,7 @@ import type { FleetStore } from "../fleet/fleet-store.js";
 export interface LiveCounts {
   /** Requests waiting in cortex's admission queues, by model id. */
   readonly queued: ReadonlyMap<string, number>;
-  /** Requests cortex is proxying right now, keyed `${node}\u0000${model}`. */
+  /** Requests cortex is proxying right now, keyed by routing's `replicaKey(node, model)`. */
   readonly inFlight: ReadonlyMap<string, number>;
 }
 
@@ -39,12 +40,6 @@ export interface RequestObservation {
   /** Time to the first streamed byte of the answer, when there was one. */
   readonly ttftSeconds?: number;
 }
-
-/**
- * Separates node and model in `LiveCounts.inFlight` keys (routing's `replicaKey`); neither may
- * contain it.
- */
-export const IN_FLIGHT_KEY_SEPARATOR = "\u0000";
 
 // From a cache hit on a tiny model (0.5 ms) to a long generation or a request that waited on a
 // cold load (120 s).
@@ -166,10 +161,10 @@ export class CortexMetrics {
       ["model", "node"],
       (gauge, counts) => {
         for (const [key, count] of counts.inFlight) {
-          const cut = key.indexOf(IN_FLIGHT_KEY_SEPARATOR);
-          // A key without a separator is a caller bug; exporting it would invent a label.
-          if (cut < 0) continue;
-          gauge.set({ model: key.slice(cut + 1), node: key.slice(0, cut) }, count);
+          const replica = splitReplicaKey(key);
+          // A key that is no replicaKey is a caller bug; exporting it would invent a label.
+          if (replica === undefined) continue;
+          gauge.set({ model: replica.model, node: replica.node }, count);
         }
       },
     );

@@ -63,7 +63,7 @@ export const requestAccounting = (
       status: entry.status,
       ms: Math.round(entry.latencyMs),
     };
-    if (entry.status >= 500 && entry.status !== 499) log.warn(line, "request failed");
+    if (entry.status >= 500) log.warn(line, "request failed");
     else log.debug(line, "request");
   };
 };

@@ -20,7 +20,7 @@ const fieldsOf = (error: unknown): ErrorLike =>
   typeof error === "object" && error !== null ? (error as ErrorLike) : {};
 
 /** The neuron's code for a failed call, if it carried one. */
-export const neuronCode = (error: unknown): unknown => fieldsOf(error).code;
+const neuronCode = (error: unknown): unknown => fieldsOf(error).code;
 
 /** The model was not on the node (unloaded by hand since the last poll): gone all the same. */
 export const isGone = (error: unknown): boolean => neuronCode(error) === "model_not_found";

@@ -1,10 +1,10 @@
-import type { FleetEvent } from "@cortex/protocol";
+import type { NeuronModel } from "@cortex/protocol";
 import { describe, expect, it } from "vitest";
 import { CortexError } from "../errors.js";
 import { silentLog } from "../log.js";
 import { LoadCoordinator } from "./load-coordinator.js";
 import {
-  FakeNeurons,
+  fakeFleet,
   loadAnswer,
   modelsOn,
   neuronError,
@@ -12,17 +12,13 @@ import {
   profile,
   resident,
   settle,
-  storeWith,
 } from "./router.fixtures.js";
 
 /** A coordinator over a fake fleet and a clock the test moves. */
-const setup = (models: Record<string, ReturnType<typeof resident>[]> = { a: [] }) => {
+const setup = (models?: Record<string, NeuronModel[]>) => {
   const clock = { now: 1_000 };
   const now = () => clock.now;
-  const store = storeWith(models, now);
-  const neurons = new FakeNeurons();
-  const events: FleetEvent[] = [];
-  store.subscribe((event) => events.push(event));
+  const { store, neurons, events } = fakeFleet(models, now);
   const observed: string[] = [];
   const refreshed: string[] = [];
   const loads = new LoadCoordinator({

@@ -1,11 +1,11 @@
 import { createCatalogue } from "@cortex/catalogue";
-import type { FleetEvent } from "@cortex/protocol";
+import type { NeuronModel } from "@cortex/protocol";
 import { describe, expect, it } from "vitest";
 import { silentLog } from "../log.js";
 import { LoadCoordinator } from "./load-coordinator.js";
 import { ModelActions } from "./model-actions.js";
 import {
-  FakeNeurons,
+  fakeFleet,
   loadAnswer,
   modelsOn,
   neuronError,
@@ -13,14 +13,10 @@ import {
   profile,
   resident,
   settle,
-  storeWith,
 } from "./router.fixtures.js";
 
-const setup = (models: Record<string, ReturnType<typeof resident>[]> = { a: [] }) => {
-  const store = storeWith(models);
-  const neurons = new FakeNeurons();
-  const events: FleetEvent[] = [];
-  store.subscribe((event) => events.push(event));
+const setup = (models?: Record<string, NeuronModel[]>) => {
+  const { store, neurons, events } = fakeFleet(models);
   const catalogue = createCatalogue([{ ...profile("m"), aliases: ["alias-m"] }]);
   const loads = new LoadCoordinator({
     store,

@@ -4,6 +4,7 @@ import type {
   ApiLoadRequest,
   ApiUnloadAnswer,
   ApiUnloadRequest,
+  FleetNode,
   FleetSnapshot,
 } from "@cortex/protocol";
 import { type LoadPlan, withoutModel } from "@cortex/routing";
@@ -42,6 +43,12 @@ const answerOf = (loaded: LoadedModel): ApiLoadAnswer => ({
 
 const nodeUrl = (snapshot: FleetSnapshot, node: string): string =>
   snapshot.nodes.find((entry) => entry.name === node)?.url ?? "";
+
+/** The nodes that have model `id`: only `node` when one is named. */
+const holdersOf = (snapshot: FleetSnapshot, id: string, node: string | undefined): FleetNode[] =>
+  snapshot.nodes.filter(
+    (entry) => (node === undefined || entry.name === node) && entry.models.some((m) => m.id === id),
+  );
 
 /**
  * The operator's changes to the fleet (placing a model, removing it) as operations any transport
@@ -133,11 +140,7 @@ export class ModelActions {
     // Cortex's own load of this model finishes (or fails) first; the unload then acts on what
     // it left.
     await loads.running(id)?.catch(() => {});
-    const holders = store.snapshot.nodes.filter(
-      (node) =>
-        (request.node === undefined || node.name === request.node) &&
-        node.models.some((model) => model.id === id),
-    );
+    const holders = holdersOf(store.snapshot, id, request.node);
     if (holders.length === 0) {
       throw new CortexError(
         "model_not_found",
@@ -174,10 +177,7 @@ export class ModelActions {
   /** A model's harness output, from its neuron: `node` names it, or the one node that has it. */
   async logs(model: string, node?: string): Promise<string> {
     const id = resolveModelName(this.#options.catalogue(), model)?.id ?? model;
-    const holders = this.#options.store.snapshot.nodes.filter(
-      (entry) =>
-        (node === undefined || entry.name === node) && entry.models.some((m) => m.id === id),
-    );
+    const holders = holdersOf(this.#options.store.snapshot, id, node);
     if (holders.length === 0)
       throw new CortexError("model_not_found", `model "${id}" is not on ${node ?? "any node"}`);
     if (holders.length > 1)

@@ -1,4 +1,5 @@
 import {
+  type FleetEvent,
   type FleetNode,
   type LoadAnswer,
   type LoadProgress,
@@ -121,4 +122,16 @@ export const loadAnswer = (model: string, node: string): LoadAnswer => ({
 /** Lets every promise that can settle now settle. */
 export const settle = async (): Promise<void> => {
   for (let i = 0; i < 5; i += 1) await new Promise((resolve) => setImmediate(resolve));
+};
+
+/** A fleet of polled nodes with these models, its neurons as one fake, and every event it emits. */
+export const fakeFleet = (
+  models: Record<string, NeuronModel[]> = { a: [] },
+  now?: () => number,
+): { store: FleetStore; neurons: FakeNeurons; events: FleetEvent[] } => {
+  const store = storeWith(models, now);
+  const neurons = new FakeNeurons();
+  const events: FleetEvent[] = [];
+  store.subscribe((event) => events.push(event));
+  return { store, neurons, events };
 };

@@ -5,8 +5,6 @@ import { ContextOverflowError } from "./engine.js";
 // The worker answers errors exactly as cortex and the neuron do: http-kit's error type, body
 // validation and envelope writer. Only the engine's own overflow error is mapped here.
 
-export { ApiError as HttpError, notFound, parseBody } from "@cortex/http-kit";
-
 /** The worker logs to stderr, which the neuron keeps as the harness's output. */
 const stderrLog: Log = {
   debug: () => {},

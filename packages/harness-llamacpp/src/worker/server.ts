@@ -1,6 +1,7 @@
+import { ApiError, notFound, parseBody } from "@cortex/http-kit";
 import express, { type Response } from "express";
 import type { ChatTurn, Engine, Generation } from "./engine.js";
-import { errorHandler, HttpError, notFound, parseBody } from "./http-error.js";
+import { errorHandler } from "./http-error.js";
 import {
   type ChatMessage,
   ChatRequest,
@@ -85,7 +86,7 @@ const readyEngine = (context: WorkerContext): Engine => {
   const engine = context.engine();
   const phase = context.phase();
   if (phase === "ready" && engine) return engine;
-  throw new HttpError(
+  throw new ApiError(
     "service_unavailable",
     phase === "stopping" ? "the model is shutting down" : "the model is still loading",
     { retryAfterS: 1 },
@@ -114,7 +115,7 @@ const withConnection = async (
     // An aborted generation has nobody to answer (client gone) or is ending by shutdown.
     if (!both.aborted) throw error;
     if (!res.headersSent) {
-      throw new HttpError(
+      throw new ApiError(
         "service_unavailable",
         "the request was aborted: the model is shutting down",
         {
