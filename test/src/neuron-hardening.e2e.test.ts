@@ -155,6 +155,8 @@ describe("a harness never outlives its watchdog", () => {
     node.child.kill("SIGKILL");
     process.kill(pgid, "SIGKILL");
     await node.exited;
+    // SIGKILL is delivered asynchronously: the watchdog may still be listed for a moment.
+    await waitFor("the watchdog to be gone", () => !alive(pgid), 10_000);
     // The watchdog's own check of its parent never ran: the harness and its child live on,
     // in a group without its leader.
     expect(fakeHarnesses("restart.json")).toHaveLength(1);
