@@ -51,6 +51,13 @@ const ModelProfileFields = z.strictObject({
   pinned_on: z.array(NodeName).default([]),
   residency_priority: z.int().min(0).max(1_000_000).default(0),
   max_concurrency: PositiveInt.max(1024).default(4),
+  /**
+   * Replicas cortex keeps loaded without waiting for a request, spread over distinct nodes when
+   * it can. With more than 0, cortex manages the idle unload itself (never below this).
+   */
+  min_replicas: NonNegativeInt.max(1024).default(0),
+  /** Replicas cortex may load when every one is at `max_concurrency` and requests wait. */
+  max_replicas: PositiveInt.max(1024).default(1),
   idle_ttl_s: TimerSeconds.optional(),
   context_length: PositiveInt.optional(),
   capabilities: z.array(Capability).min(1).default(["chat", "completions"]),
@@ -61,7 +68,10 @@ const ModelProfileFields = z.strictObject({
  * One catalogue entry. `min_device_vram_mb` defaults to the model's even share per device,
  * so a profile that omits it still cannot be placed on devices too small for its share.
  */
-export const ModelProfile = ModelProfileFields.transform((profile) => ({
+export const ModelProfile = ModelProfileFields.refine(
+  (profile) => profile.min_replicas <= profile.max_replicas,
+  { message: "min_replicas must not exceed max_replicas", path: ["min_replicas"] },
+).transform((profile) => ({
   ...profile,
   min_device_vram_mb:
     profile.min_device_vram_mb ??

@@ -118,6 +118,11 @@ export const NeuronConfig = z.strictObject({
   /** Requests that may wait per model beyond its `max_concurrency` running ones. */
   queue_max: NonNegativeInt.default(256),
   queue_timeout_ms: TimerMs.default(60_000),
+  /**
+   * Once a request has waited this long for a model that needs a busy one swapped out, the
+   * busy model takes no new requests, drains, and is swapped for it.
+   */
+  swap_max_wait_ms: TimerMs.default(30_000),
   /** How long a stopping harness gets between SIGTERM and SIGKILL. */
   stop_grace_ms: TimerMsOrZero.default(10_000),
   ...ServerLimits,
@@ -151,6 +156,8 @@ export const CortexConfig = z
     stream_idle_timeout_ms: TimerMs.default(120_000),
     queue_max: NonNegativeInt.default(256),
     queue_timeout_ms: TimerMs.default(60_000),
+    /** As the neuron's: the longest a swap waits for busy models before they drain. */
+    swap_max_wait_ms: TimerMs.default(30_000),
     neurons: z.array(NeuronTarget).default([]),
     ...ServerLimits,
   })

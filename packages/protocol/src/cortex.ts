@@ -133,6 +133,41 @@ export const FleetEvent = z.discriminatedUnion("type", [
   }),
   z.object({ type: z.literal("evicted"), at: IsoTime, node: NodeName, model: ModelId }),
   z.object({ type: z.literal("unloaded"), at: IsoTime, node: NodeName, model: ModelId }),
+  /** One more replica is being loaded: for waiting requests (`demand`) or `min_replicas`. */
+  z.object({
+    type: z.literal("scaled_out"),
+    at: IsoTime,
+    node: NodeName,
+    model: ModelId,
+    reason: z.enum(["demand", "min_replicas"]),
+    replicas: NonNegativeInt,
+  }),
+  /** A replica beyond `min_replicas` was unloaded after its idle TTL. */
+  z.object({
+    type: z.literal("scaled_in"),
+    at: IsoTime,
+    node: NodeName,
+    model: ModelId,
+    replicas: NonNegativeInt,
+  }),
+  /** Requests for a model wait on a node until busy models there can be swapped out. */
+  z.object({
+    type: z.literal("swap_queued"),
+    at: IsoTime,
+    node: NodeName,
+    model: ModelId,
+    blockers: z.array(ModelId),
+  }),
+  /** The blocking models drained (or were drained at the bound): evict them and load. */
+  z.object({
+    type: z.literal("swap_started"),
+    at: IsoTime,
+    node: NodeName,
+    model: ModelId,
+    evicting: z.array(ModelId),
+    waiting: NonNegativeInt,
+    waited_ms: z.number().nonnegative(),
+  }),
   z.object({
     type: z.literal("catalogue_reloaded"),
     at: IsoTime,

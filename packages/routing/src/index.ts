@@ -15,11 +15,20 @@ export {
   chooseDevices,
   evictionCandidates,
   planPlacement,
+  priorityOf,
   RETRY_AFTER_S,
   selectDevices,
 } from "./placement.js";
 export { type Pick, pickReplica } from "./replica.js";
 export { resolve } from "./resolve.js";
+export {
+  nextSwap,
+  type ResidentWork,
+  type SwapAction,
+  type SwapGroup,
+  type SwapQueueState,
+} from "./swap.js";
+export { planSwap, type SwapPlan, swapBlockers } from "./swap-placement.js";
 export { applyLoadPlan, withModel, withModelStatus, withoutModel } from "./transitions.js";
 export type {
   Decision,

@@ -17,6 +17,10 @@ export const RETRY_AFTER_S = 5;
 /** Residents not in the catalogue (loaded by hand) rank lowest: anything may evict them. */
 const UNKNOWN_PRIORITY = 0;
 
+/** A resident's residency priority: the catalogue's, or the lowest for one loaded by hand. */
+export const priorityOf = (catalogue: Catalogue, id: string): number =>
+  catalogue.byId.get(id)?.residency_priority ?? UNKNOWN_PRIORITY;
+
 /** Listing every node would make a 10,000-node fleet's error message useless. */
 const MAX_REASONS = 5;
 
@@ -61,8 +65,7 @@ export const evictionCandidates = (
       if (resident.id === model.id || resident.status !== "loaded") return false;
       // Busy by the same count routing uses: cortex's finished requests do not pin it.
       if (loadOf(replicaKey(node.name, resident.id), resident, live) > 0) return false;
-      const priority = catalogue.byId.get(resident.id)?.residency_priority ?? UNKNOWN_PRIORITY;
-      return priority <= model.residency_priority;
+      return priorityOf(catalogue, resident.id) <= model.residency_priority;
     })
     .map((resident) => ({ resident, used: modelLastUsedMs(node.name, resident, live) }))
     .sort((a, b) => a.used - b.used || (a.resident.id < b.resident.id ? -1 : 1))
@@ -145,8 +148,11 @@ export const planPlacement = (
   catalogue: Catalogue,
   live: LiveState | undefined,
   onlyNode?: string,
+  /** Nodes left out (those already holding a replica, for a scale-out). */
+  skip?: ReadonlySet<string>,
 ): LoadPlan | Reject => {
-  const nodes = onlyNode === undefined ? index.snapshot.nodes : [index.byNode.get(onlyNode)];
+  const all = onlyNode === undefined ? index.snapshot.nodes : [index.byNode.get(onlyNode)];
+  const nodes = skip ? all.filter((node) => node === undefined || !skip.has(node.name)) : all;
   const infeasible: string[] = [];
   const down: string[] = [];
   let best: Option | null = null;

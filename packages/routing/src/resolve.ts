@@ -1,7 +1,8 @@
 import { type Catalogue, resolveModelName } from "@cortex/catalogue/rules";
-import type { FleetSnapshot, ModelStatus } from "@cortex/protocol";
+import type { FleetSnapshot, ModelProfile, ModelStatus } from "@cortex/protocol";
 import {
   effectiveFree,
+  type FleetIndex,
   indexSnapshot,
   type ModelReplicas,
   type Replica,
@@ -10,6 +11,7 @@ import {
 } from "./fleet-index.js";
 import { planPlacement, RETRY_AFTER_S } from "./placement.js";
 import { pickReplica } from "./replica.js";
+import { planSwap } from "./swap-placement.js";
 import type { Decision, LiveState, Reject, RoutingRequest } from "./types.js";
 
 const reject = (code: Reject["code"], message: string, retryable: boolean): Reject => ({
@@ -29,6 +31,43 @@ const healthyIn = (
 ): readonly Replica[] => {
   const list = replicas?.healthy[status] ?? NONE;
   return onlyNode === undefined ? list : list.filter((replica) => replica.node.name === onlyNode);
+};
+
+/** Replicas that take new requests: not draining for a swap, unless the request holds a turn. */
+const open = (
+  list: readonly Replica[],
+  live: LiveState | undefined,
+  request: RoutingRequest,
+): readonly Replica[] => {
+  const draining = live?.draining;
+  if (draining === undefined || draining.size === 0 || request.turn === true) return list;
+  return list.some((replica) => draining.has(replica.key))
+    ? list.filter((replica) => !draining.has(replica.key))
+    : list;
+};
+
+/** Replicas that hold or will hold the model's memory and serve it. */
+const SERVING: readonly ModelStatus[] = ["loaded", "loading", "recovering"];
+
+/**
+ * One more replica of a saturated catalogue model, when `max_replicas` allows it and a node
+ * without one can take it without evicting a busy model (placement evicts only idle ones).
+ */
+const scaleOutFor = (
+  index: FleetIndex,
+  profile: ModelProfile | undefined,
+  catalogue: Catalogue,
+  replicas: ModelReplicas | undefined,
+  live: LiveState | undefined,
+  onlyNode: string | undefined,
+): Extract<Decision, { kind: "saturated" }>["scaleOut"] => {
+  if (profile === undefined || onlyNode !== undefined || replicas === undefined) return undefined;
+  let serving = 0;
+  for (const status of SERVING) serving += replicas.healthy[status].length;
+  if (serving >= profile.max_replicas) return undefined;
+  const holding = new Set(replicas.all.map((replica) => replica.node.name));
+  const plan = planPlacement(index, profile, catalogue, live, undefined, holding);
+  return "kind" in plan ? undefined : { profile, plan };
 };
 
 const firstByName = (replicas: readonly Replica[]): Replica | undefined =>
@@ -59,8 +98,10 @@ const pickUnloaded = (replicas: readonly Replica[]): Replica | undefined => {
 
 /**
  * Decides where a request goes. Pure: the same inputs give the same decision, and `now` is the
- * only notion of time. Order (DESIGN.md "Resolving a request"): alias → loaded replica →
- * still loading → recovering (hold) → lazily unloaded → catalogue cold-load → not found.
+ * only notion of time. Order (DESIGN.md "Resolving a request"): alias → loaded replica (or
+ * saturated, with a scale-out when allowed) → still loading → draining (wait for its turn) →
+ * recovering (hold) → lazily unloaded → catalogue cold-load → swap (busy models hold the
+ * memory) → not found.
  * Only healthy nodes count; a model known only on unhealthy nodes is unavailable, not unknown.
  */
 export const resolve = (
@@ -78,19 +119,28 @@ export const resolve = (
   }
   const replicas = index.byModel.get(id);
 
-  const loaded = healthyIn(replicas, "loaded", onlyNode);
+  const allLoaded = healthyIn(replicas, "loaded", onlyNode);
+  const loaded = open(allLoaded, live, request);
   const picked = pickReplica(loaded, live);
   if (picked !== null) {
-    if (picked.saturated) return { kind: "saturated", model: id, replicas: loaded.length };
+    if (picked.saturated) {
+      const scaleOut = scaleOutFor(index, profile, catalogue, replicas, live, onlyNode);
+      return scaleOut
+        ? { kind: "saturated", model: id, replicas: loaded.length, scaleOut }
+        : { kind: "saturated", model: id, replicas: loaded.length };
+    }
     const { node } = picked.replica;
     return { kind: "route", model: id, node: node.name, url: node.url };
   }
 
-  const loading = firstByName(healthyIn(replicas, "loading", onlyNode));
+  const allLoading = healthyIn(replicas, "loading", onlyNode);
+  const loading = firstByName(open(allLoading, live, request));
   if (loading) {
     const { node } = loading;
     return { kind: "lazy", model: id, node: node.name, url: node.url, reason: "loading" };
   }
+  // Resident, but every copy drains for a swap: the request waits for the model's next turn.
+  if (allLoaded.length > 0 || allLoading.length > 0) return { kind: "draining", model: id };
 
   const recovering = firstByName(healthyIn(replicas, "recovering", onlyNode));
   if (recovering) {
@@ -105,8 +155,13 @@ export const resolve = (
 
   if (profile) {
     const plan = planPlacement(index, profile, catalogue, live, onlyNode);
-    if ("kind" in plan) return plan;
-    return { kind: "load", model: id, profile, plan };
+    if (!("kind" in plan)) return { kind: "load", model: id, profile, plan };
+    if (plan.code !== "no_capacity") return plan;
+    // Busy models hold the memory: wait for them on the node where that costs least, unless
+    // higher priorities hold it (waiting would never help).
+    const swap = planSwap(index, profile, catalogue, live, onlyNode);
+    if (swap === null) return plan;
+    return { kind: "swap", model: id, profile, ...swap };
   }
 
   // Not in the catalogue: only what the fleet reports can serve it.

@@ -6,6 +6,11 @@ export interface RoutingRequest {
   readonly model: string;
   /** Restrict every branch to this node (an operator's `POST /api/models/load {node}`). */
   readonly node?: string;
+  /**
+   * The request was queued for the swap that brings its model in: it is served even while the
+   * model drains for the next swap (a swap serves everything that waited for it).
+   */
+  readonly turn?: boolean;
 }
 
 /**
@@ -21,6 +26,11 @@ export interface LiveState {
   readonly reservedAtPoll?: ReadonlyMap<string, number>;
   /** Epoch milliseconds of cortex's last pick of the replica. */
   readonly lastUsedMs?: ReadonlyMap<string, number>;
+  /**
+   * Replicas draining for a swap (keys from `replicaKey`): they take no new request but those
+   * holding a turn, and count toward nothing new (no scale-out, no join of their load).
+   */
+  readonly draining?: ReadonlySet<string>;
 }
 
 /** Where and how to cold-load a model, and what must be unloaded first. */
@@ -43,11 +53,33 @@ export type Decision =
       readonly node: string;
       readonly url: string;
     }
-  /** Loaded, but every healthy replica is at `max_concurrency`: wait in the admission queue. */
+  /**
+   * Loaded, but every healthy replica is at `max_concurrency`: wait in the admission queue.
+   * `scaleOut`: the model may have one more replica and this plan places it without evicting a
+   * busy model; the caller starts it (once per model at a time) and the request still waits.
+   */
   | {
       readonly kind: "saturated";
       readonly model: string;
       readonly replicas: number;
+      readonly scaleOut?: { readonly profile: ModelProfile; readonly plan: LoadPlan };
+    }
+  /** Resident only on replicas draining for a swap: wait for the model's next turn. */
+  | {
+      readonly kind: "draining";
+      readonly model: string;
+    }
+  /**
+   * A catalogue model that fits on `node` only once busy models there (`blockers`) leave:
+   * wait in that node's swap queue; the swap scheduler says when to go.
+   */
+  | {
+      readonly kind: "swap";
+      readonly model: string;
+      readonly profile: ModelProfile;
+      readonly node: string;
+      readonly url: string;
+      readonly blockers: readonly string[];
     }
   /** Only recovering replicas exist: answer 503 with Retry-After, place nothing new. */
   | {
