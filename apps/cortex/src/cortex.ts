@@ -26,6 +26,7 @@ import { AdmissionQueue } from "./router/admission-queue.js";
 import { Dispatcher } from "./router/dispatcher.js";
 import { LoadCoordinator } from "./router/load-coordinator.js";
 import { ModelActions } from "./router/model-actions.js";
+import { ReplicaKeeper } from "./router/replica-keeper.js";
 import { Reservations } from "./router/reservations.js";
 import {
   knownNodes,
@@ -128,7 +129,8 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
     timeoutMs: config.queue_timeout_ms,
     retryAfterS: 2,
   });
-  const reservations = new Reservations((model) => admission.wakeOne(model));
+  // A release wakes the model's next waiter and lets the swap queues look again.
+  const reservations = new Reservations((model) => dispatcher.released(model));
   const poller = new Poller({
     store,
     targets: config.neurons,
@@ -153,7 +155,11 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
 
   const metrics = new CortexMetrics({
     store,
-    live: () => ({ queued: admission.depths(), inFlight: reservations.byReplica }),
+    live: () => ({
+      queued: admission.depths(),
+      inFlight: reservations.byReplica,
+      swapQueued: dispatcher.swaps.depths(),
+    }),
   });
   const loads = new LoadCoordinator({
     store,
@@ -166,7 +172,19 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
       eviction: (model, node) => metrics.eviction(model, node),
     },
   });
-  const dispatcher = new Dispatcher({ store, catalogue, loads, admission, reservations });
+  const dispatcher: Dispatcher = new Dispatcher({
+    store,
+    catalogue,
+    loads,
+    admission,
+    reservations,
+    swapLimits: { maxQueued: config.queue_max, maxWaitMs: config.swap_max_wait_ms },
+    observer: {
+      waited: (model, seconds) => metrics.queueWait(model, seconds),
+      swap: (model, node) => metrics.swap(model, node),
+      scaleOut: (model, node) => metrics.scaleOut(model, node),
+    },
+  });
   const actions = new ModelActions({
     store,
     catalogue,
@@ -174,6 +192,21 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
     loads,
     client: clientOf,
     unloadTimeoutMs: config.load_timeout_ms,
+  });
+  const keeper = new ReplicaKeeper({
+    store,
+    catalogue,
+    loads,
+    live: dispatcher.live,
+    unload: async (node, model) => {
+      await actions.unload({ model, node });
+    },
+    drain: (node, model) => dispatcher.swaps.drainReplica(node, model),
+    log,
+    observer: {
+      scaleOut: (model, node) => metrics.scaleOut(model, node),
+      scaleIn: (model, node) => metrics.scaleIn(model, node),
+    },
   });
   const record = requestAccounting({
     metrics,
@@ -210,6 +243,7 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
       adminToken: config.admin_token,
       store,
       catalogue,
+      waiting: () => dispatcher.waiting(),
       actions,
       // The request log is written behind: flush it so the newest requests count.
       traffic: (query) => {
@@ -240,6 +274,7 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
     host === "0.0.0.0" || host === "::" ? "localhost" : host.includes(":") ? `[${host}]` : host;
   log.info({ listen: config.listen, url: `http://${urlHost}:${address.port}` }, "listening");
   poller.start();
+  keeper.start();
 
   let stopped: Promise<void> | undefined;
   let drain: Drain | undefined;
@@ -251,6 +286,8 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
       drain = drainServer(server, graceMs);
       // Event streams never end by themselves: they end now rather than at the grace's end.
       feed.close();
+      keeper.stop();
+      dispatcher.swaps.close();
       await poller.stop();
       await drain.closed;
       await catalogueWatcher.close().catch(() => {});

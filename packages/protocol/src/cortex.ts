@@ -27,6 +27,12 @@ export const FleetSnapshot = z.object({
 });
 export type FleetSnapshot = z.infer<typeof FleetSnapshot>;
 
+/** `GET /api/fleet`: the snapshot, and the requests cortex holds per model (slot, turn, swap). */
+export const FleetAnswer = FleetSnapshot.extend({
+  waiting: z.record(ModelId, NonNegativeInt).default({}),
+});
+export type FleetAnswer = z.infer<typeof FleetAnswer>;
+
 export const ApiLoadRequest = z.strictObject({
   model: ModelAlias,
   node: NodeName.optional(),
@@ -75,6 +81,8 @@ export const CortexModel = z.object({
   status: z.enum(["loaded", "loading", "unloaded", "recovering", "failed", "available"]),
   locations: z.array(ModelLocation),
   aliases: z.array(ModelAlias),
+  /** Requests cortex holds for the model now: for a slot, a turn or a swap. */
+  waiting: NonNegativeInt,
 });
 export type CortexModel = z.infer<typeof CortexModel>;
 

@@ -15,7 +15,9 @@ export const toLoadRequest = (profile: ModelProfile, plan: LoadPlan): LoadReques
     residency_priority: profile.residency_priority,
   };
   if (profile.quant !== undefined) request.quant = profile.quant;
-  if (profile.idle_ttl_s !== undefined) request.idle_ttl_s = profile.idle_ttl_s;
+  // With a minimum, cortex unloads idle replicas itself (never below it); the neuron must not.
+  if (profile.min_replicas > 0) request.idle_ttl_s = 0;
+  else if (profile.idle_ttl_s !== undefined) request.idle_ttl_s = profile.idle_ttl_s;
   if (profile.context_length !== undefined) request.context_length = profile.context_length;
   return request;
 };

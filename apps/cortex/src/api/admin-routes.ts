@@ -11,6 +11,8 @@ export interface AdminRoutesOptions {
   readonly adminToken: string;
   readonly store: FleetStore;
   readonly catalogue: () => Catalogue;
+  /** Requests cortex holds per model now (for a slot, a turn or a swap). */
+  readonly waiting?: () => ReadonlyMap<string, number>;
   /** Placing and removing models, and their logs: the routes validate, call, and answer. */
   readonly actions: Pick<ModelActions, "load" | "unload" | "logs">;
   readonly events: RequestHandler;
@@ -62,7 +64,7 @@ export const adminRoutes = (options: AdminRoutesOptions): Router => {
   router.use("/api", requireBearer(options.adminToken));
 
   router.get("/api/fleet", (_req, res) => {
-    res.json(store.snapshot);
+    res.json({ ...store.snapshot, waiting: Object.fromEntries(options.waiting?.() ?? []) });
   });
 
   router.get("/api/catalogue", (_req, res) => {

@@ -225,6 +225,7 @@ describe("listModels", () => {
       snapshot(node("a", true, { "hand-loaded": "loaded" })),
       catalogue,
       CREATED,
+      new Map([["qwen3-8b", 3]]),
     );
     expect(list.object).toBe("list");
     expect(list.data.find((model) => model.id === "qwen3-8b")).toEqual({
@@ -235,7 +236,9 @@ describe("listModels", () => {
       status: "available",
       locations: [],
       aliases: ["qwen", "default"],
+      waiting: 3,
     });
+    expect(list.data.find((model) => model.id === "hand-loaded")?.waiting).toBe(0);
     expect(list.data.find((model) => model.id === "llama-70b")?.aliases).toEqual([
       "llama",
       "Org/Llama-70B",

@@ -40,12 +40,14 @@ const aliasesOf = (catalogue: Catalogue, profile: ModelProfile | undefined): str
  * (loaded by hand), sorted by id. Status and locations count healthy nodes only, as routing
  * does: a model known only to an unreachable node would answer 404, so it is not listed, and a
  * catalogue model present on no healthy node is `available` (it would be cold-loaded).
- * `createdS` is the Unix time in seconds every entry reports as `created`.
+ * `createdS` is the Unix time in seconds every entry reports as `created`; `waiting` counts the
+ * requests cortex holds for each model (for a slot, a turn or a swap).
  */
 export const listModels = (
   snapshot: FleetSnapshot,
   catalogue: Catalogue,
   createdS: number,
+  waiting: ReadonlyMap<string, number> = new Map(),
 ): CortexModelList => {
   const locations = new Map<string, Location[]>();
   for (const profile of catalogue.models) locations.set(profile.id, []);
@@ -70,6 +72,7 @@ export const listModels = (
       status: aggregateStatus(at),
       locations: at,
       aliases: aliasesOf(catalogue, catalogue.byId.get(id)),
+      waiting: waiting.get(id) ?? 0,
     };
   });
   return { object: "list", data };

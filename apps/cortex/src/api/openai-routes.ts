@@ -128,14 +128,23 @@ export const openAIRoutes = (options: OpenAIRoutesOptions): OpenAIRoutes => {
     const model = resolveModelName(options.catalogue(), requested)?.id ?? requested;
     return (
       board.describe(model) ??
-      (options.dispatcher.admission.depth(model) > 0
-        ? `waiting for a free slot on ${model}`
-        : `loading ${model}`)
+      ((options.dispatcher.swaps.depths().get(model) ?? 0) > 0
+        ? `waiting for busy models to be swapped out for ${model}`
+        : options.dispatcher.admission.depth(model) > 0
+          ? `waiting for a free slot on ${model}`
+          : `loading ${model}`)
     );
   };
   router.use("/v1", requireBearer(options.apiKeys));
   router.get("/v1/models", (_req, res) => {
-    res.json(listModels(options.snapshot(), options.catalogue(), options.startedS));
+    res.json(
+      listModels(
+        options.snapshot(),
+        options.catalogue(),
+        options.startedS,
+        options.dispatcher.waiting(),
+      ),
+    );
   });
 
   const authorized = bearerCheck(options.apiKeys);

@@ -4,8 +4,8 @@ import {
   ApiUnloadAnswer,
   type ApiUnloadRequest,
   CatalogueAnswer,
+  FleetAnswer,
   FleetEvent,
-  FleetSnapshot,
   type ModelProfile,
 } from "@cortex/protocol";
 import { createSseParser } from "@cortex/protocol/sse";
@@ -138,8 +138,8 @@ export class CortexClient {
     });
   }
 
-  fleet(): Promise<FleetSnapshot> {
-    return this.#json(FleetSnapshot, "/api/fleet");
+  fleet(): Promise<FleetAnswer> {
+    return this.#json(FleetAnswer, "/api/fleet");
   }
 
   async catalogue(): Promise<ModelProfile[]> {

@@ -233,6 +233,16 @@ export const formatEvent = (event: FleetEvent): string => {
       case "evicted":
       case "unloaded":
         return `${event.model} from ${event.node}`;
+      case "scaled_out":
+        return `${event.model} on ${event.node} (${event.reason === "demand" ? "requests waiting" : "min_replicas"}; ${event.replicas} replica(s))`;
+      case "scaled_in":
+        return `${event.model} from ${event.node} (idle; ${event.replicas} replica(s) left)`;
+      case "swap_queued":
+        return `${event.model} on ${event.node} waits for ${event.blockers.join(", ") || "room"}`;
+      case "swap_started":
+        return `${event.model} on ${event.node}${
+          event.evicting.length === 0 ? "" : ` (evicting ${event.evicting.join(", ")})`
+        }: ${event.waiting} request(s) waited ${formatDuration(event.waited_ms)}`;
       case "catalogue_reloaded":
         return event.error === null
           ? `${event.models} models`

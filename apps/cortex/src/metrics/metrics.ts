@@ -19,6 +19,8 @@ export interface LiveCounts {
   readonly queued: ReadonlyMap<string, number>;
   /** Requests cortex is proxying right now, keyed by routing's `replicaKey(node, model)`. */
   readonly inFlight: ReadonlyMap<string, number>;
+  /** Requests waiting for busy models to be swapped out for theirs, by model id. */
+  readonly swapQueued?: ReadonlyMap<string, number>;
 }
 
 export interface CortexMetricsOptions {
@@ -65,6 +67,10 @@ export class CortexMetrics {
   readonly #coldStarts: Counter<"model" | "node">;
   readonly #loadDuration: Histogram<"model" | "node" | "outcome">;
   readonly #evictions: Counter<"model" | "node">;
+  readonly #swaps: Counter<"model" | "node">;
+  readonly #scaleOuts: Counter<"model" | "node">;
+  readonly #scaleIns: Counter<"model" | "node">;
+  readonly #queueWait: Histogram<"model">;
 
   constructor(options: CortexMetricsOptions) {
     const { store, live } = options;
@@ -107,6 +113,32 @@ export class CortexMetrics {
       name: "cortex_evictions_total",
       help: "Models cortex evicted to make room for another.",
       labelNames: ["model", "node"],
+      registers,
+    });
+
+    this.#swaps = new Counter({
+      name: "cortex_swaps_total",
+      help: "Swaps started: busy models drained and evicted for a model requests waited for.",
+      labelNames: ["model", "node"],
+      registers,
+    });
+    this.#scaleOuts = new Counter({
+      name: "cortex_scale_outs_total",
+      help: "Replicas cortex added: for waiting requests (max_replicas) or for min_replicas.",
+      labelNames: ["model", "node"],
+      registers,
+    });
+    this.#scaleIns = new Counter({
+      name: "cortex_scale_ins_total",
+      help: "Idle replicas beyond min_replicas cortex unloaded.",
+      labelNames: ["model", "node"],
+      registers,
+    });
+    this.#queueWait = new Histogram({
+      name: "cortex_queue_wait_seconds",
+      help: "How long requests that had to wait (for a slot, a swap or a turn) waited for a replica.",
+      labelNames: ["model"],
+      buckets: TTFT_BUCKETS,
       registers,
     });
 
@@ -153,6 +185,14 @@ export class CortexMetrics {
       ["model"],
       (gauge, counts) => {
         for (const [model, depth] of counts.queued) gauge.set({ model }, depth);
+      },
+    );
+    fromLive(
+      "cortex_swap_queue_depth",
+      "Requests waiting for busy models to be swapped out for theirs.",
+      ["model"],
+      (gauge, counts) => {
+        for (const [model, depth] of counts.swapQueued ?? []) gauge.set({ model }, depth);
       },
     );
     fromLive(
@@ -255,6 +295,23 @@ export class CortexMetrics {
 
   eviction(model: string, node: string): void {
     this.#evictions.inc({ model, node });
+  }
+
+  swap(model: string, node: string): void {
+    this.#swaps.inc({ model, node });
+  }
+
+  scaleOut(model: string, node: string): void {
+    this.#scaleOuts.inc({ model, node });
+  }
+
+  scaleIn(model: string, node: string): void {
+    this.#scaleIns.inc({ model, node });
+  }
+
+  queueWait(model: string, seconds: number): void {
+    const value = duration(seconds);
+    if (value !== undefined) this.#queueWait.observe({ model }, value);
   }
 }
 

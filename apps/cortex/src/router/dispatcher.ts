@@ -1,12 +1,41 @@
 import type { Catalogue } from "@cortex/catalogue";
 import { type Abortable, unlessAborted } from "@cortex/http-kit";
 import type { FleetSnapshot } from "@cortex/protocol";
-import { type Decision, resolve } from "@cortex/routing";
+import {
+  type Decision,
+  indexSnapshot,
+  type LiveState,
+  loadOf,
+  type ResidentWork,
+  replicaKey,
+  resolve,
+} from "@cortex/routing";
 import { CortexError } from "../errors.js";
 import type { FleetStore } from "../fleet/fleet-store.js";
 import type { AdmissionQueue } from "./admission-queue.js";
 import type { LoadCoordinator } from "./load-coordinator.js";
 import type { Reservations } from "./reservations.js";
+import { SwapQueue } from "./swap-queue.js";
+
+/** Statuses of a replica that serves or will: what `min_replicas` and `max_replicas` count. */
+const SERVING = new Set(["loaded", "loading", "recovering"]);
+
+/** The healthy nodes holding a serving replica of `model`. */
+export const servingReplicas = (snapshot: FleetSnapshot, model: string): FleetSnapshot["nodes"] =>
+  snapshot.nodes.filter(
+    (node) =>
+      node.healthy && node.models.some((entry) => entry.id === model && SERVING.has(entry.status)),
+  );
+
+type ScaleOut = NonNullable<Extract<Decision, { kind: "saturated" }>["scaleOut"]>;
+
+/** Hooks for metrics; every one optional. */
+export interface DispatchObserver {
+  /** A request that waited (for a slot, a swap or a turn) got its replica after `seconds`. */
+  waited?(model: string, seconds: number): void;
+  swap?(model: string, node: string): void;
+  scaleOut?(model: string, node: string): void;
+}
 
 /** A reserved slot on one replica: where to send the request, and how to give the slot back. */
 export interface Lease {
@@ -29,6 +58,9 @@ export interface DispatcherOptions {
   readonly admission: AdmissionQueue;
   /** Cortex's own requests per replica; a release should wake the model's admission queue. */
   readonly reservations: Reservations;
+  /** `queue_max` and `swap_max_wait_ms`, for the swap queues. */
+  readonly swapLimits: { readonly maxQueued: number; readonly maxWaitMs: number };
+  readonly observer?: DispatchObserver;
   readonly now?: () => number;
 }
 
@@ -49,6 +81,10 @@ const excluding = (snapshot: FleetSnapshot, excluded: ReadonlySet<string>): Flee
 export class Dispatcher {
   readonly reservations: Reservations;
   readonly admission: AdmissionQueue;
+  /** Requests waiting for busy models to be swapped out, per node. */
+  readonly swaps: SwapQueue;
+  /** Reservations and draining replicas: what routing reads, live views, never copied. */
+  readonly live: LiveState;
   readonly #options: DispatcherOptions;
   readonly #now: () => number;
 
@@ -57,9 +93,31 @@ export class Dispatcher {
     this.#now = options.now ?? Date.now;
     this.admission = options.admission;
     this.reservations = options.reservations;
+    this.swaps = new SwapQueue({
+      ...options.swapLimits,
+      retryAfterS: 2,
+      work: (node, model) => this.#work(node, model),
+      recheck: (node, model) => {
+        const decision = this.decide(model);
+        return decision.kind === "swap" && decision.node === node ? decision.blockers : null;
+      },
+      emit: (event) => options.store.emit(event),
+      onSwap: (node, model) => options.observer?.swap?.(model, node),
+      now: this.#now,
+    });
+    this.live = { ...options.reservations.live, draining: this.swaps.draining };
     // Slots also free up when a poll shows a neuron less busy, a replica finishes loading, or
     // a node comes back: whoever waits decides again on the new snapshot.
-    options.store.onReplaced(() => this.admission.wakeEveryone());
+    options.store.onReplaced(() => {
+      this.admission.wakeEveryone();
+      this.swaps.settled(true);
+    });
+  }
+
+  /** A reservation of `model` was released: its next waiter, and the swap queues, look again. */
+  released(model: string): void {
+    this.admission.wakeOne(model);
+    this.swaps.settled(false);
   }
 
   /** The decision for `model` right now (no reservation); for admin answers and tests. */
@@ -68,8 +126,49 @@ export class Dispatcher {
       this.#options.store.snapshot,
       this.#options.catalogue(),
       node === undefined ? { model } : { model, node },
-      this.reservations.live,
+      this.live,
     );
+  }
+
+  /** Waiting requests by model: for a slot, for a turn, or for a swap. */
+  waiting(): ReadonlyMap<string, number> {
+    const counts = new Map(this.admission.depths());
+    for (const [model, count] of this.swaps.depths())
+      counts.set(model, (counts.get(model) ?? 0) + count);
+    return counts;
+  }
+
+  /**
+   * A resident's work as the swap scheduler weighs it: requests on it (cortex's and others'),
+   * one more while it is not `loaded` yet (a load is work too), and requests waiting for a slot.
+   */
+  #work(node: string, model: string): ResidentWork {
+    const resident = indexSnapshot(this.#options.store.snapshot)
+      .byNode.get(node)
+      ?.models.find((entry) => entry.id === model);
+    if (!resident) return { running: 0, queued: 0 };
+    const running =
+      loadOf(replicaKey(node, model), resident, this.live) + (resident.status === "loaded" ? 0 : 1);
+    return { running, queued: this.admission.depth(model) };
+  }
+
+  /** Loads one more replica of a saturated model, unless a load of it is under way. */
+  #scaleOut({ profile, plan }: ScaleOut): void {
+    const { loads, store } = this.#options;
+    if (loads.running(profile.id)) return;
+    const serving = servingReplicas(store.snapshot, profile.id).length;
+    store.emit({
+      type: "scaled_out",
+      at: new Date(this.#now()).toISOString(),
+      node: plan.node,
+      model: profile.id,
+      reason: "demand",
+      replicas: serving + 1,
+    });
+    this.#options.observer?.scaleOut?.(profile.id, plan.node);
+    // The waiting requests go to whichever replica frees first; this one's failure is logged
+    // by the coordinator and changes nothing for them.
+    loads.load(profile, plan).catch(() => {});
   }
 
   /**
@@ -78,18 +177,42 @@ export class Dispatcher {
    */
   async acquire(model: string, signal: Abortable, excluded?: ReadonlySet<string>): Promise<Lease> {
     const { store, catalogue, loads } = this.#options;
-    let deadline: number | undefined;
+    /** When the request first had to wait, and its deadline from then (queue_timeout_ms). */
+    let waitedFrom: number | undefined;
+    let deadline = 0;
     let ticket = 0;
     let coldStart = false;
+    /** Queued for the swap that brought the model in: served while it drains for the next. */
+    let turn = false;
+    let swapSince: number | undefined;
+    let swapReturning = false;
+    /** Before a wait: whether the request waited before (it keeps its ticket and deadline). */
+    const startWaiting = (now: number): boolean => {
+      if (waitedFrom !== undefined) return true;
+      waitedFrom = now;
+      deadline = this.admission.deadline(now);
+      ticket = this.admission.ticket();
+      return false;
+    };
+    const lease = (model: string, node: string, url: string, cold: boolean, now: number) => {
+      if (waitedFrom !== undefined)
+        this.#options.observer?.waited?.(model, (now - waitedFrom) / 1000);
+      return this.#lease(model, node, url, cold, now);
+    };
     for (;;) {
       signal.throwIfAborted();
       const snapshot =
         excluded && excluded.size > 0 ? excluding(store.snapshot, excluded) : store.snapshot;
       const now = this.#now();
-      const decision = resolve(snapshot, catalogue(), { model }, this.reservations.live);
+      const decision = resolve(
+        snapshot,
+        catalogue(),
+        turn ? { model, turn } : { model },
+        this.live,
+      );
       switch (decision.kind) {
         case "route":
-          return this.#lease(decision.model, decision.node, decision.url, coldStart, now);
+          return lease(decision.model, decision.node, decision.url, coldStart, now);
         case "lazy": {
           const running = loads.running(decision.model);
           if (decision.reason === "loading" && running) {
@@ -98,7 +221,7 @@ export class Dispatcher {
             continue;
           }
           // The neuron wakes an unloaded model (or finishes a load it started) on this request.
-          return this.#lease(
+          return lease(
             decision.model,
             decision.node,
             decision.url,
@@ -106,16 +229,30 @@ export class Dispatcher {
             now,
           );
         }
-        case "saturated": {
-          const returning = deadline !== undefined;
-          deadline ??= this.admission.deadline(now);
-          if (!returning) ticket = this.admission.ticket();
+        case "saturated":
+        case "draining": {
+          if (decision.kind === "saturated" && decision.scaleOut) this.#scaleOut(decision.scaleOut);
+          const returning = startWaiting(now);
           await this.admission.wait(decision.model, signal, {
             ticket,
             deadlineMs: deadline,
             nowMs: now,
             returning,
           });
+          continue;
+        }
+        case "swap": {
+          startWaiting(now);
+          swapSince ??= now;
+          turn = false;
+          turn = await this.swaps.wait(decision.node, decision.model, decision.blockers, signal, {
+            ticket,
+            sinceMs: swapSince,
+            deadlineMs: deadline,
+            returning: swapReturning,
+          });
+          swapReturning = true;
+          if (turn) coldStart = true;
           continue;
         }
         case "load": {

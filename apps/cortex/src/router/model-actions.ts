@@ -78,14 +78,18 @@ export class ModelActions {
     const decision = dispatcher.decide(request.model, request.node);
     switch (decision.kind) {
       case "route":
-      case "saturated": {
+      case "saturated":
+      case "draining": {
         const node =
           decision.kind === "route"
             ? decision.node
             : (store.snapshot.nodes.find(
                 (entry) =>
                   (request.node === undefined || entry.name === request.node) &&
-                  entry.models.some((m) => m.id === decision.model && m.status === "loaded"),
+                  entry.models.some(
+                    (m) =>
+                      m.id === decision.model && (m.status === "loaded" || m.status === "loading"),
+                  ),
               )?.name ?? "");
         return {
           status: "loaded",
@@ -99,6 +103,13 @@ export class ModelActions {
       }
       case "load":
         return answerOf(await loads.load(decision.profile, decision.plan));
+      case "swap":
+        // Requests wait for busy models to drain; an operator's load does not evict them.
+        throw new CortexError(
+          "no_capacity",
+          `model "${decision.model}" fits on ${decision.node} only once ${decision.blockers.join(", ")} leave, and they are busy; requests for it wait for that, or unload them with force`,
+          { retryAfterS: 5 },
+        );
       case "lazy":
       case "hold": {
         // Known to a node but not serving (idle-unloaded, loading, recovering): load it there.

@@ -49,6 +49,30 @@ export const describeEvent = (event: FleetEvent): EventText => {
       return { title: "evicted", detail: "to make room for another model", tone: "warn" };
     case "unloaded":
       return { title: "unloaded", detail: "", tone: "info" };
+    case "scaled_out":
+      return {
+        title: "scaled out",
+        detail: `${event.reason === "demand" ? "requests waiting" : "min_replicas"}; ${event.replicas} replica(s)`,
+        tone: "info",
+      };
+    case "scaled_in":
+      return {
+        title: "scaled in",
+        detail: `idle; ${event.replicas} replica(s) left`,
+        tone: "info",
+      };
+    case "swap_queued":
+      return {
+        title: "swap queued",
+        detail: `waits for ${event.blockers.join(", ") || "room"} to go`,
+        tone: "warn",
+      };
+    case "swap_started":
+      return {
+        title: "swap started",
+        detail: `${event.evicting.length > 0 ? `evicting ${event.evicting.join(", ")}; ` : ""}${event.waiting} request(s) waited ${formatMs(event.waited_ms)}`,
+        tone: "info",
+      };
     case "catalogue_reloaded":
       return event.error === null
         ? { title: "catalogue reloaded", detail: `${event.models} models`, tone: "info" }

@@ -32,6 +32,8 @@ const profile = (id: string): ModelProfile => ({
   pinned_on: [],
   residency_priority: 0,
   max_concurrency: 4,
+  min_replicas: 0,
+  max_replicas: 1,
   capabilities: ["chat"],
   args: {},
 });
