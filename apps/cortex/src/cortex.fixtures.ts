@@ -68,14 +68,14 @@ export type FleetSpec = {
  * close every fake neuron after it, even when the test fails. Call it once at the top level of
  * a test file; the returned `fleet` starts the neurons and cortex, `neuron` finds one by name.
  */
-export const useCortexFleet = () => {
+export const useCortexFleet = (catalogue: { models: readonly unknown[] } = CATALOGUE) => {
   let dir: string;
   let neurons: FakeNeuron[] = [];
   let cortex: Cortex | undefined;
 
   beforeEach(async () => {
     dir = await mkdtemp(join(tmpdir(), "cortex-int-"));
-    await writeFile(join(dir, "models.yaml"), stringify(CATALOGUE));
+    await writeFile(join(dir, "models.yaml"), stringify(catalogue));
   });
 
   afterEach(async () => {
@@ -130,7 +130,7 @@ export const useCortexFleet = () => {
     return found;
   };
 
-  return { fleet, neuron };
+  return { fleet, neuron, catalogueDir: () => dir };
 };
 
 export const client = (c: Cortex, apiKey = KEY) =>

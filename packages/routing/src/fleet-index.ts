@@ -94,6 +94,10 @@ export const loadOf = (key: string, model: NeuronModel, live: LiveState | undefi
   return external + (live?.reserved?.get(key) ?? 0);
 };
 
+/** Requests on a replica or waiting for its load to finish: what keeps it from eviction. */
+export const busyOf = (key: string, model: NeuronModel, live: LiveState | undefined): number =>
+  loadOf(key, model, live) + (live?.pending?.get(key) ?? 0);
+
 /** `loadOf` for an indexed replica. */
 export const replicaLoad = (replica: Replica, live: LiveState | undefined): number =>
   loadOf(replica.key, replica.model, live);

@@ -1,4 +1,5 @@
 export {
+  busyOf,
   effectiveFree,
   type FleetIndex,
   indexSnapshot,

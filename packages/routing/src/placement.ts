@@ -1,9 +1,9 @@
 import { type Catalogue, eligibleDevices, infeasibility } from "@cortex/catalogue/rules";
 import type { Eviction, FleetNode, ModelProfile, NeuronModel } from "@cortex/protocol";
 import {
+  busyOf,
   effectiveFree,
   type FleetIndex,
-  loadOf,
   modelLastUsedMs,
   replicaKey,
   residentShareMb,
@@ -63,8 +63,9 @@ export const evictionCandidates = (
   node.models
     .filter((resident) => {
       if (resident.id === model.id || resident.status !== "loaded") return false;
-      // Busy by the same count routing uses: cortex's finished requests do not pin it.
-      if (loadOf(replicaKey(node.name, resident.id), resident, live) > 0) return false;
+      // Busy by the same count routing uses (cortex's finished requests do not pin it), and
+      // requests waiting for its load to finish count too: they are about to run on it.
+      if (busyOf(replicaKey(node.name, resident.id), resident, live) > 0) return false;
       return priorityOf(catalogue, resident.id) <= model.residency_priority;
     })
     .map((resident) => ({ resident, used: modelLastUsedMs(node.name, resident, live) }))

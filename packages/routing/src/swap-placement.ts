@@ -2,9 +2,9 @@ import type { Catalogue } from "@cortex/catalogue/rules";
 import { eligibleDevices, infeasibility } from "@cortex/catalogue/rules";
 import type { FleetNode, ModelProfile, NeuronModel } from "@cortex/protocol";
 import {
+  busyOf,
   effectiveFree,
   type FleetIndex,
-  loadOf,
   modelLastUsedMs,
   replicaKey,
   residentShareMb,
@@ -55,7 +55,7 @@ export const swapBlockers = (
       resident,
       // A model still loading counts as busy: it will serve what waits for it first.
       work:
-        loadOf(replicaKey(node.name, resident.id), resident, live) +
+        busyOf(replicaKey(node.name, resident.id), resident, live) +
         (resident.status === "loaded" ? 0 : 1),
       used: modelLastUsedMs(node.name, resident, live),
     }))

@@ -31,6 +31,11 @@ export interface LiveState {
    * holding a turn, and count toward nothing new (no scale-out, no join of their load).
    */
   readonly draining?: ReadonlySet<string>;
+  /**
+   * Requests waiting on a load of a replica (its cold load, or a load they joined): they will
+   * run on it, so it is busy for eviction and swaps even before any of them holds a slot.
+   */
+  readonly pending?: ReadonlyMap<string, number>;
 }
 
 /** Where and how to cold-load a model, and what must be unloaded first. */

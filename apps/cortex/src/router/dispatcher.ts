@@ -2,10 +2,10 @@ import type { Catalogue } from "@cortex/catalogue";
 import { type Abortable, unlessAborted } from "@cortex/http-kit";
 import type { FleetSnapshot } from "@cortex/protocol";
 import {
+  busyOf,
   type Decision,
   indexSnapshot,
   type LiveState,
-  loadOf,
   type ResidentWork,
   replicaKey,
   resolve,
@@ -87,6 +87,8 @@ export class Dispatcher {
   readonly live: LiveState;
   readonly #options: DispatcherOptions;
   readonly #now: () => number;
+  /** Requests waiting on a replica's load, by replica key (`live.pending`). */
+  readonly #pending = new Map<string, number>();
 
   constructor(options: DispatcherOptions) {
     this.#options = options;
@@ -105,7 +107,11 @@ export class Dispatcher {
       onSwap: (node, model) => options.observer?.swap?.(model, node),
       now: this.#now,
     });
-    this.live = { ...options.reservations.live, draining: this.swaps.draining };
+    this.live = {
+      ...options.reservations.live,
+      draining: this.swaps.draining,
+      pending: this.#pending,
+    };
     // Slots also free up when a poll shows a neuron less busy, a replica finishes loading, or
     // a node comes back: whoever waits decides again on the new snapshot.
     options.store.onReplaced(() => {
@@ -148,8 +154,29 @@ export class Dispatcher {
       ?.models.find((entry) => entry.id === model);
     if (!resident) return { running: 0, queued: 0 };
     const running =
-      loadOf(replicaKey(node, model), resident, this.live) + (resident.status === "loaded" ? 0 : 1);
+      busyOf(replicaKey(node, model), resident, this.live) + (resident.status === "loaded" ? 0 : 1);
     return { running, queued: this.admission.depth(model) };
+  }
+
+  /**
+   * Waits for a load of `model` on `node`, counted as pending work there meanwhile, so the
+   * replica is not evicted or swapped out before its waiters reach it. The count drops in the
+   * same step as the waiter decides again; the swap queues look afterwards, once every waiter
+   * woken by the same load has taken its slot or its place in line.
+   */
+  async #awaitLoad<T>(node: string, model: string, load: Promise<T>, signal: Abortable) {
+    const key = replicaKey(node, model);
+    this.#pending.set(key, (this.#pending.get(key) ?? 0) + 1);
+    try {
+      return await unlessAborted(load, signal);
+    } finally {
+      const left = (this.#pending.get(key) ?? 1) - 1;
+      if (left > 0) this.#pending.set(key, left);
+      else this.#pending.delete(key);
+      // After this waiter (and every other the same load woke) has reserved or queued: its
+      // caller resumes in a later microtask than this, so only a macrotask comes after it.
+      setImmediate(() => this.swaps.settled(false));
+    }
   }
 
   /** Loads one more replica of a saturated model, unless a load of it is under way. */
@@ -217,7 +244,7 @@ export class Dispatcher {
           const running = loads.running(decision.model);
           if (decision.reason === "loading" && running) {
             coldStart = true;
-            await unlessAborted(running, signal);
+            await this.#awaitLoad(decision.node, decision.model, running, signal);
             continue;
           }
           // The neuron wakes an unloaded model (or finishes a load it started) on this request.
@@ -257,7 +284,8 @@ export class Dispatcher {
         }
         case "load": {
           coldStart = true;
-          await unlessAborted(loads.load(decision.profile, decision.plan), signal);
+          const load = loads.load(decision.profile, decision.plan);
+          await this.#awaitLoad(decision.plan.node, decision.model, load, signal);
           continue;
         }
         case "hold":

@@ -260,6 +260,10 @@ export class SwapQueue {
           waited_ms: action.waitedMs,
         });
         this.#options.onSwap?.(node, action.model, action.waitedMs);
+        // The blockers are about to be evicted: nothing new may land on them meanwhile (a
+        // request woken for a slot there would otherwise take one before the swap's requests
+        // decide, and the swap would find them busy again).
+        for (const blocker of action.evict) draining.add(replicaKey(node, blocker));
         // The woken decide in their own turn: their load (or their coming back) changes the
         // fleet or this queue, and the node is looked at again then.
         for (const waiter of [...(group?.waiters ?? [])]) waiter.wake(true);
