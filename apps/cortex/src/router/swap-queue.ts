@@ -142,12 +142,14 @@ export class SwapQueue {
       this.#nodes.set(node, groups);
     }
     let group = groups.get(model);
+    // One event per model starting to wait on the node, not one per request.
+    const announce = group === undefined && !options.returning;
     if (!group) {
       group = { blockers, waiters: [] };
       groups.set(model, group);
     }
     group.blockers = blockers;
-    if (!options.returning) {
+    if (announce) {
       this.#options.emit({
         type: "swap_queued",
         at: new Date(nowMs).toISOString(),
