@@ -55,6 +55,40 @@ describe("eventEntry", () => {
       },
     ],
     [
+      {
+        type: "swap_started",
+        at: iso(5),
+        node: "n",
+        model: "m",
+        evicting: ["old"],
+        waiting: 3,
+        waited_ms: 900,
+      },
+      {
+        at: T0 + 5,
+        type: "swap_started",
+        node: "n",
+        model: "m",
+        durationMs: 900,
+        detail: { evicting: ["old"], waiting: 3 },
+      },
+    ],
+    [
+      { type: "scaled_out", at: iso(6), node: "n", model: "m", reason: "demand", replicas: 2 },
+      {
+        at: T0 + 6,
+        type: "scaled_out",
+        node: "n",
+        model: "m",
+        detail: { reason: "demand", replicas: 2 },
+      },
+    ],
+    [
+      { type: "scaled_in", at: iso(7), node: "n", model: "m", replicas: 1 },
+      { at: T0 + 7, type: "scaled_in", node: "n", model: "m", detail: { replicas: 1 } },
+    ],
+    [{ type: "swap_queued", at: iso(8), node: "n", model: "m", blockers: ["old"] }, undefined],
+    [
       { type: "load_finished", at: iso(4), node: "n", model: "m", load_ms: 1234.5 },
       { at: T0 + 4, type: "load_finished", node: "n", model: "m", durationMs: 1234.5 },
     ],

@@ -44,7 +44,8 @@ const msOf = (iso: string, fallback: () => number): number => {
 
 /**
  * The model_events row for a fleet event, or undefined for the ones not kept: load_progress
- * (many per load, only useful live) and catalogue_reloaded (not a model lifecycle event).
+ * (many per load, only useful live), swap_queued (one per model starting to wait, live only;
+ * its swap_started is kept) and catalogue_reloaded (not a model lifecycle event).
  */
 export const eventEntry = (
   event: FleetEvent,
@@ -93,7 +94,33 @@ export const eventEntry = (
     case "evicted":
     case "unloaded":
       return { at: msOf(event.at, now), type: event.type, node: event.node, model: event.model };
+    case "swap_started":
+      return {
+        at: msOf(event.at, now),
+        type: "swap_started",
+        node: event.node,
+        model: event.model,
+        durationMs: event.waited_ms,
+        detail: { evicting: event.evicting, waiting: event.waiting },
+      };
+    case "scaled_out":
+      return {
+        at: msOf(event.at, now),
+        type: "scaled_out",
+        node: event.node,
+        model: event.model,
+        detail: { reason: event.reason, replicas: event.replicas },
+      };
+    case "scaled_in":
+      return {
+        at: msOf(event.at, now),
+        type: "scaled_in",
+        node: event.node,
+        model: event.model,
+        detail: { replicas: event.replicas },
+      };
     case "load_progress":
+    case "swap_queued":
     case "catalogue_reloaded":
       return undefined;
   }

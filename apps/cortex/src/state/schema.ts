@@ -27,7 +27,10 @@ export type ModelEventType =
   | "unloaded"
   | "evicted"
   | "model_state"
-  | "node_health";
+  | "node_health"
+  | "swap_started"
+  | "scaled_out"
+  | "scaled_in";
 
 /** Model lifecycle history: loads with their durations, failures, evictions, health flips. */
 export const modelEvents = sqliteTable(
