@@ -6,6 +6,7 @@ import {
   type Decision,
   indexSnapshot,
   type LiveState,
+  type LoadPlan,
   type ResidentWork,
   replicaKey,
   resolve,
@@ -15,7 +16,7 @@ import type { FleetStore } from "../fleet/fleet-store.js";
 import type { AdmissionQueue } from "./admission-queue.js";
 import type { LoadCoordinator } from "./load-coordinator.js";
 import type { Reservations } from "./reservations.js";
-import { SwapQueue } from "./swap-queue.js";
+import { SwapQueue, type SwapTurn } from "./swap-queue.js";
 
 /** Statuses of a replica that serves or will: what `min_replicas` and `max_replicas` count. */
 const SERVING = new Set(["loaded", "loading", "recovering"]);
@@ -104,7 +105,6 @@ export class Dispatcher {
         return decision.kind === "swap" && decision.node === node ? decision.blockers : null;
       },
       emit: (event) => options.store.emit(event),
-      onSwap: (node, model) => options.observer?.swap?.(model, node),
       now: this.#now,
     });
     this.live = {
@@ -179,6 +179,20 @@ export class Dispatcher {
     }
   }
 
+  /** The swap a woken request is about to carry out: its load starts now, with its evictions. */
+  #swapStarted(model: string, plan: LoadPlan, turn: SwapTurn): void {
+    this.#options.store.emit({
+      type: "swap_started",
+      at: new Date(this.#now()).toISOString(),
+      node: plan.node,
+      model,
+      evicting: plan.evict.map((eviction) => eviction.model),
+      waiting: turn.waiting,
+      waited_ms: turn.waitedMs,
+    });
+    this.#options.observer?.swap?.(model, plan.node);
+  }
+
   /** Loads one more replica of a saturated model, unless a load of it is under way. */
   #scaleOut({ profile, plan }: ScaleOut): void {
     const { loads, store } = this.#options;
@@ -211,6 +225,8 @@ export class Dispatcher {
     let coldStart = false;
     /** Queued for the swap that brought the model in: served while it drains for the next. */
     let turn = false;
+    /** The swap this request was woken for, until its load starts (or it finds another way). */
+    let swapTurn: SwapTurn | null = null;
     let swapSince: number | undefined;
     let swapReturning = false;
     /** Before a wait: whether the request waited before (it keeps its ticket and deadline). */
@@ -272,18 +288,25 @@ export class Dispatcher {
           startWaiting(now);
           swapSince ??= now;
           turn = false;
-          turn = await this.swaps.wait(decision.node, decision.model, decision.blockers, signal, {
-            ticket,
-            sinceMs: swapSince,
-            deadlineMs: deadline,
-            returning: swapReturning,
-          });
+          swapTurn = await this.swaps.wait(
+            decision.node,
+            decision.model,
+            decision.blockers,
+            signal,
+            { ticket, sinceMs: swapSince, deadlineMs: deadline, returning: swapReturning },
+          );
           swapReturning = true;
-          if (turn) coldStart = true;
+          if (swapTurn !== null) {
+            turn = true;
+            coldStart = true;
+          }
           continue;
         }
         case "load": {
           coldStart = true;
+          if (swapTurn !== null && loads.running(decision.model) === undefined)
+            this.#swapStarted(decision.model, decision.plan, swapTurn);
+          swapTurn = null;
           const load = loads.load(decision.profile, decision.plan);
           await this.#awaitLoad(decision.plan.node, decision.model, load, signal);
           continue;

@@ -9,8 +9,8 @@ const MAX_SWAPS_UNCHANGED = 3;
 interface Waiter {
   readonly ticket: number;
   readonly sinceMs: number;
-  /** Leaves the line and resolves the request's wait; `turn` when its swap came. */
-  readonly wake: (turn: boolean) => void;
+  /** Leaves the line and resolves the request's wait: its turn when its swap came, or null. */
+  readonly wake: (turn: SwapTurn | null) => void;
 }
 
 interface Group {
@@ -34,9 +34,18 @@ export interface SwapQueueOptions {
    */
   readonly recheck: (node: string, model: string) => readonly string[] | null;
   readonly emit: (event: FleetEvent) => void;
-  /** A swap started: for metrics. */
-  readonly onSwap?: (node: string, model: string, waitedMs: number) => void;
   readonly now?: () => number;
+}
+
+/**
+ * What a request woken by its swap holds: the scheduler's reasons, for the `swap_started` event
+ * that whoever starts the swap's load announces (a swap whose requests find another way, or come
+ * back, started nothing and is announced by nobody).
+ */
+export interface SwapTurn {
+  readonly node: string;
+  readonly waiting: number;
+  readonly waitedMs: number;
 }
 
 export interface SwapWait {
@@ -111,8 +120,8 @@ export class SwapQueue {
   }
 
   /**
-   * Waits on `node` until `model`'s swap comes (resolves true: the request holds its turn) or
-   * the fleet changed and it should decide again (false). Rejects with 503 `overloaded` when the
+   * Waits on `node` until `model`'s swap comes (resolves with the turn the request now holds)
+   * or the fleet changed and it should decide again (null). Rejects with 503 `overloaded` when the
    * node's line is full (new arrivals only), 504 `queue_timeout` at the deadline, or the
    * signal's reason; a rejected waiter has always left the line.
    */
@@ -122,7 +131,7 @@ export class SwapQueue {
     blockers: readonly string[],
     signal: Abortable,
     options: SwapWait,
-  ): Promise<boolean> {
+  ): Promise<SwapTurn | null> {
     const nowMs = this.#now();
     let groups = this.#nodes.get(node);
     let waiting = 0;
@@ -160,7 +169,7 @@ export class SwapQueue {
     }
     const line = group;
     const lines = groups;
-    const promise = new Promise<boolean>((resolve, reject) => {
+    const promise = new Promise<SwapTurn | null>((resolve, reject) => {
       const leave = () => {
         clearTimeout(timer);
         signal.removeEventListener("abort", onAbort);
@@ -237,7 +246,7 @@ export class SwapQueue {
         for (const [model, group] of [...groups]) {
           const blockers = this.#options.recheck(node, model);
           if (blockers !== null) group.blockers = blockers;
-          else for (const waiter of [...group.waiters]) waiter.wake(false);
+          else for (const waiter of [...group.waiters]) waiter.wake(null);
         }
       }
     }
@@ -252,23 +261,14 @@ export class SwapQueue {
       const action = this.#decide(node, groups, nowMs);
       if (action.kind === "swap") {
         const group = groups.get(action.model);
-        this.#options.emit({
-          type: "swap_started",
-          at: new Date(nowMs).toISOString(),
-          node,
-          model: action.model,
-          evicting: [...action.evict],
-          waiting: action.waiting,
-          waited_ms: action.waitedMs,
-        });
-        this.#options.onSwap?.(node, action.model, action.waitedMs);
+        const turn: SwapTurn = { node, waiting: action.waiting, waitedMs: action.waitedMs };
         // The blockers are about to be evicted: nothing new may land on them meanwhile (a
         // request woken for a slot there would otherwise take one before the swap's requests
         // decide, and the swap would find them busy again).
         for (const blocker of action.evict) draining.add(replicaKey(node, blocker));
         // The woken decide in their own turn: their load (or their coming back) changes the
         // fleet or this queue, and the node is looked at again then.
-        for (const waiter of [...(group?.waiters ?? [])]) waiter.wake(true);
+        for (const waiter of [...(group?.waiters ?? [])]) waiter.wake(turn);
       } else if (action.kind === "drain") {
         for (const blocker of action.drain) draining.add(replicaKey(node, blocker));
       } else if (action.kind === "wait") {
