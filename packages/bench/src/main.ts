@@ -1,19 +1,22 @@
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { budgetRow, spliceBenchmarksMd } from "./benchmarks-md.js";
 import { BODY_ATTACK_FULL, BODY_ATTACK_SMOKE, runBodyAttack } from "./body-attack.js";
 import { COLD_FULL, COLD_SMOKE, runColdLoad } from "./cold-load.js";
+import { CONTENTION_FULL, CONTENTION_SMOKE, runContention } from "./contention.js";
 import { FLEET_FULL, FLEET_SMOKE, runFleetScale } from "./fleet-scale.js";
 import { INFERENCE_FULL, INFERENCE_SMOKE, runInference } from "./inference.js";
 import { MEMORY_FULL, MEMORY_SMOKE, runMemory } from "./memory.js";
 import { PROXY_FULL, PROXY_SMOKE, runProxyOverhead } from "./proxy-overhead.js";
 import { type BenchResult, ROOT, stopAll, writeReport } from "./support.js";
 
-// `node dist/main.js [--smoke] [--only name,name]`: runs the benchmarks in order, prints a table
-// for each, writes .bench/<name>.json and (full runs only, unless --write-md) BENCHMARKS.md.
-// With --only, BENCHMARKS.md keeps what the other benchmarks wrote: only the budget rows and
-// sections of those run are replaced (e.g. `node dist/main.js --only body-attack`).
+// `node dist/main.js [--smoke] [--only name,name] [--baseline <root>]`: runs the benchmarks in
+// order, prints a table for each, writes .bench/<name>.json and (full runs only, unless
+// --write-md) BENCHMARKS.md. With --only, BENCHMARKS.md keeps what the other benchmarks wrote:
+// only the budget rows and sections of those run are replaced (e.g. `node dist/main.js --only
+// body-attack`). --baseline runs `contention` on another checkout's build too (its apps/*/dist),
+// side by side with this one (its budgets judge this build only).
 
 const args = process.argv.slice(2);
 const smoke = args.includes("--smoke");
@@ -22,6 +25,9 @@ if (smoke && process.env.BENCH_OUT_DIR === undefined)
   process.env.BENCH_OUT_DIR = join(ROOT, ".bench", "smoke");
 const onlyIndex = args.indexOf("--only");
 const only = onlyIndex >= 0 ? (args[onlyIndex + 1] ?? "").split(",") : null;
+const baselineIndex = args.indexOf("--baseline");
+const baselineArg = baselineIndex >= 0 ? args[baselineIndex + 1] : undefined;
+const baseline = baselineArg === undefined ? undefined : resolve(baselineArg);
 
 const benches: { name: string; run: () => Promise<BenchResult> }[] = [
   { name: "proxy-overhead", run: () => runProxyOverhead(smoke ? PROXY_SMOKE : PROXY_FULL) },
@@ -32,6 +38,10 @@ const benches: { name: string; run: () => Promise<BenchResult> }[] = [
   {
     name: "body-attack",
     run: () => runBodyAttack(smoke ? BODY_ATTACK_SMOKE : BODY_ATTACK_FULL),
+  },
+  {
+    name: "contention",
+    run: () => runContention(smoke ? CONTENTION_SMOKE : CONTENTION_FULL, baseline),
   },
 ];
 

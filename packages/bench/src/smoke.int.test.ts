@@ -72,6 +72,7 @@ describe("the benchmark suite in smoke mode", () => {
     ["inference", ["options", "modes"]],
     ["fleet-scale", ["cortex_cpu_share_of_core", "snapshot_age_ms", "dead_neuron"]],
     ["body-attack", ["phases", "rss_peak_mib", "rss_bound_mib", "health_ms", "codes", "parsing"]],
+    ["contention", ["swap", "scale_out", "scale_out_ratio", "budgets"]],
   ])("writes %s.json with its keys", (name, keys) => {
     const json = report(name);
     expect(json.benchmark).toBe(name);
@@ -88,11 +89,22 @@ describe("the benchmark suite in smoke mode", () => {
       "inference",
       "fleet-scale",
       "body-attack",
+      "contention",
     ]);
     const modes = report("inference").modes as { mode: string }[];
     expect(modes.map((m) => m.mode)).toEqual(["json", "stream"]);
     for (const mode of modes)
       for (const key of ["direct", "cortex", "ratio"]) expect(mode).toHaveProperty(key);
+    const contention = report("contention") as {
+      swap: Record<string, unknown>;
+      scale_out: Record<string, unknown>[];
+    };
+    for (const key of ["successes", "refusals", "harness_loads", "swapped_out", "wait_answered_ms"])
+      expect(contention.swap, key).toHaveProperty(key);
+    expect(contention.scale_out.map((run) => run.max_replicas)).toEqual([1, 2]);
+    for (const run of contention.scale_out)
+      for (const key of ["answered_by_node", "wall_ms", "requests_per_s"])
+        expect(run, key).toHaveProperty(key);
     const budgets = summary.budgets as { budget: string; pass: boolean }[];
     expect(budgets.length).toBeGreaterThan(5);
     for (const budget of budgets) expect(typeof budget.pass).toBe("boolean");

@@ -33,17 +33,19 @@ export interface Stack {
 
 /**
  * The built cortex on loopback with `models` as its catalogue (written to <dir>/catalogue), its
- * data under <dir>/cortex-data and ADMIN_TOKEN as its admin token; `config` adds the rest.
+ * data under <dir>/cortex-data and ADMIN_TOKEN as its admin token; `config` adds the rest;
+ * `cli` is another build's cortex (the contention benchmark's baseline).
  */
 export const startCortex = async (
   dir: string,
   models: readonly Record<string, unknown>[],
   config: Record<string, unknown>,
+  cli = CORTEX_CLI,
 ): Promise<AppProcess> => {
   await mkdir(join(dir, "catalogue"), { recursive: true });
   await writeFile(join(dir, "catalogue", "models.yaml"), stringify({ models }));
   return startApp({
-    cli: CORTEX_CLI,
+    cli,
     dir,
     file: "cortex.yaml",
     config: {
