@@ -138,6 +138,7 @@ export const startNeuron = async (
       stableAfterMs: STABLE_AFTER_MS,
       maxQueued: config.queue_max,
       queueTimeoutMs: config.queue_timeout_ms,
+      swapMaxWaitMs: config.swap_max_wait_ms,
       harnessEnv: HARNESS_GPU_ENV,
     },
   );

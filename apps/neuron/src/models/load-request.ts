@@ -53,11 +53,14 @@ export const specForLoad = (
 /**
  * Plans the evictions a fresh load of `entry` needs among the node's `entries`, or throws
  * insufficient_vram with the numbers. Claims nothing: the caller does, before any await.
+ * `busyToo` (a lazy reload, which may wait its turn in the swap queue): busy residents a swap
+ * may wait out count as well; the plan then names what must leave, busy or not.
  */
 export const evictionsFor = (
   entry: ModelEntry,
   entries: readonly ModelEntry[],
   deps: Pick<ManagerDeps, "devices">,
+  busyToo = false,
 ): string[] => {
   const { spec } = entry;
   if (spec.devices.length === 0 || spec.vram_mb === 0) return [];
@@ -69,6 +72,7 @@ export const evictionsFor = (
     spec.vram_mb,
     entry.priority,
     others.map(candidateOf),
+    busyToo,
   );
   if ("message" in plan) {
     throw new NeuronError("insufficient_vram", `model "${spec.id}" ${plan.message}`, {

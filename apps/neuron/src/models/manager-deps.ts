@@ -32,6 +32,11 @@ export interface ManagerSettings {
   readonly stableAfterMs: number;
   readonly maxQueued: number;
   readonly queueTimeoutMs: number;
+  /**
+   * `swap_max_wait_ms`: how long a lazy reload waits for busy models before they drain (take
+   * no new requests) and are swapped out for it.
+   */
+  readonly swapMaxWaitMs: number;
   /** Environment every harness gets (CUDA_DEVICE_ORDER=PCI_BUS_ID). */
   readonly harnessEnv: Readonly<Record<string, string>>;
 }

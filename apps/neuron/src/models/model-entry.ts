@@ -27,9 +27,9 @@ export interface ModelEntry {
  * The lifecycle (README "Lifecycle"): every status change a model may make. A change to the
  * same status (one more crash while recovering, a load joined) is an update, always allowed.
  *
- * - loading → loaded (ready), failed, unloaded (a lazy reload short of memory)
- * - loaded → loading (loaded again with another spec), unloaded (idle TTL, evicted),
- *   recovering (its harness crashed), failed (crashed with no restart left)
+ * - loading → loaded (ready), failed, unloaded (a load of an `unloaded` model short of memory)
+ * - loaded → loading (loaded again with another spec), unloaded (idle TTL, evicted, swapped out
+ *   by a lazy reload), recovering (its harness crashed), failed (crashed with no restart left)
  * - recovering → loaded (restarted), failed (gave up)
  * - failed, unloaded → loading (loaded again; the next request, for unloaded)
  */
@@ -44,15 +44,36 @@ export const TRANSITIONS: Readonly<Record<ModelStatus, readonly ModelStatus[]>> 
 export const canMove = (from: ModelStatus, to: ModelStatus): boolean =>
   from === to || TRANSITIONS[from].includes(to);
 
-/** The entry as eviction planning sees it: idle means loaded, nothing running or waiting. */
-export const candidateOf = (entry: ModelEntry): Candidate => ({
-  id: entry.spec.id,
-  devices: entry.spec.devices,
-  vram_mb: entry.spec.vram_mb,
-  priority: entry.priority,
-  lastUsedMs: entry.lastAccessedMs ?? entry.loadedAtMs ?? 0,
-  idle: entry.status === "loaded" && entry.admission.inFlight === 0 && !entry.loading,
+/** Statuses a swap may wait out: a loading model will be loaded, then drain like any other. */
+const SWAPPABLE: ReadonlySet<ModelStatus> = new Set(["loaded", "loading"]);
+
+/**
+ * The requests a swap would wait out on `entry`: running and queued ones, a load under way
+ * counting as one running (it will serve what waits for it first).
+ */
+export const workOf = (
+  entry: Pick<ModelEntry, "status" | "loading" | "admission">,
+): { running: number; queued: number } => ({
+  running:
+    entry.status === "loading" || entry.loading !== null
+      ? Math.max(1, entry.admission.running)
+      : entry.admission.running,
+  queued: entry.admission.queued,
 });
+
+/** The entry as eviction planning sees it: idle means loaded, nothing running or waiting. */
+export const candidateOf = (entry: ModelEntry): Candidate => {
+  const work = workOf(entry);
+  return {
+    id: entry.spec.id,
+    devices: entry.spec.devices,
+    vram_mb: entry.spec.vram_mb,
+    priority: entry.priority,
+    lastUsedMs: entry.lastAccessedMs ?? entry.loadedAtMs ?? 0,
+    idle: entry.status === "loaded" && entry.admission.inFlight === 0 && !entry.loading,
+    work: SWAPPABLE.has(entry.status) ? work.running + work.queued : null,
+  };
+};
 
 export const sameSpec = (a: ModelSpec, b: ModelSpec): boolean =>
   JSON.stringify(a) === JSON.stringify(b);
@@ -69,7 +90,10 @@ export const refuseBusy = (entry: ModelEntry): void => {
 };
 
 /** Makes `work` the entry's one shared loading promise until it settles. */
-export const trackLoading = (entry: ModelEntry, work: Promise<void>): Promise<void> => {
+export const trackLoading = (
+  entry: { loading: Promise<void> | null },
+  work: Promise<void>,
+): Promise<void> => {
   const loading = work.then(
     () => {
       entry.loading = null;

@@ -19,6 +19,7 @@ export const testSettings = (overrides: Partial<ManagerSettings> = {}): ManagerS
   stableAfterMs: 60_000,
   maxQueued: 1,
   queueTimeoutMs: 1000,
+  swapMaxWaitMs: 30_000,
   harnessEnv: {},
   ...overrides,
 });

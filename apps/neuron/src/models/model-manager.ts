@@ -3,21 +3,19 @@ import type { LoadAnswer, LoadProgress, LoadRequest, NeuronModel } from "@cortex
 import { boundedError, capText } from "../bounded-text.js";
 import { NeuronError } from "../errors.js";
 import type { ModelSpec } from "../harnesses/model-spec.js";
-import {
-  type HarnessState,
-  HarnessSupervisor,
-  type SupervisorDeps,
-} from "../supervisor/harness-supervisor.js";
+import { HarnessSupervisor, type SupervisorDeps } from "../supervisor/harness-supervisor.js";
 import { systemTimers, type Timers } from "../timers.js";
 import { Admission } from "./admission.js";
+import { CrashRecovery } from "./crash-recovery.js";
+import { Departures } from "./departures.js";
 import { harnessJob, supervisionOf } from "./harness-job.js";
 import { evictionsFor, specForLoad } from "./load-request.js";
 import type { ManagerDeps, ManagerSettings } from "./manager-deps.js";
 import { type ModelEntry, refuseBusy, sameSpec, trackLoading } from "./model-entry.js";
 import { ModelRegistry } from "./model-registry.js";
 import { type ProgressListener, ProgressListeners } from "./progress.js";
-import { RecoveryWaits } from "./recovery-waits.js";
 import { type ServeHooks, serve } from "./serve.js";
+import { SwapQueue } from "./swap-queue.js";
 
 export { FAILED_TTL_MS, MAX_FAILED_ENTRIES } from "./failed-entries.js";
 export type {
@@ -42,10 +40,13 @@ export class ModelManager {
   /** What every model's HarnessSupervisor runs on. */
   readonly #supervision: SupervisorDeps;
   readonly #models: ModelRegistry;
-  /** Stops under way of models already forgotten (evicted or unloaded), by id. */
-  readonly #leaving = new Map<string, Promise<unknown>>();
+  /** Evictions, unloads and idle unloads: models leaving the GPU, forgotten or kept. */
+  readonly #out: Departures;
   readonly #progress = new ProgressListeners();
-  readonly #recoveries = new RecoveryWaits();
+  /** What a harness's crashes, restarts and giving up mean for its model. */
+  readonly #crashes: CrashRecovery;
+  /** Lazy reloads waiting for busy models to leave. */
+  readonly #swaps: SwapQueue<ModelEntry>;
   #shuttingDown = false;
 
   constructor(deps: ManagerDeps, settings: ManagerSettings) {
@@ -56,8 +57,34 @@ export class ModelManager {
     this.#models = new ModelRegistry({
       log: deps.log,
       now: () => this.#now(),
-      onChange: deps.onChange,
-      onForget: (entry) => this.#clearIdle(entry),
+      onChange: (change) => {
+        deps.onChange?.(change);
+        this.#swaps.changed("removed" in change ? undefined : this.#models.get(change.id));
+      },
+      onForget: (entry) => this.#out.clearIdle(entry),
+    });
+    this.#out = new Departures({
+      models: this.#models,
+      timers: this.#timers,
+      log: deps.log,
+      devices: deps.devices,
+      progress: (id, progress) => this.#emit(id, progress),
+    });
+    this.#crashes = new CrashRecovery({
+      models: this.#models,
+      log: deps.log,
+      clearIdle: (entry) => this.#out.clearIdle(entry),
+      loaded: (entry) => this.#loaded(entry),
+      active: () => !this.#shuttingDown,
+    });
+    this.#swaps = new SwapQueue({
+      now: () => this.#now(),
+      timers: this.#timers,
+      log: deps.log,
+      maxWaitMs: settings.swapMaxWaitMs,
+      entries: () => this.#models.entries(),
+      blockers: (entry) => evictionsFor(entry, this.#models.entries(), this.#deps, true),
+      swapIn: (entry, evict) => this.#swapIn(entry, evict),
     });
   }
 
@@ -66,11 +93,15 @@ export class ModelManager {
     reload: (entry) => {
       if (this.#shuttingDown) return;
       this.#deps.log.info({ model: entry.spec.id }, "lazy reload");
-      this.#models.setStatus(entry, "loading");
-      void this.#startLoad(entry, true).catch(() => {});
+      this.#swaps.request(entry);
     },
-    pauseIdle: (entry) => this.#clearIdle(entry),
-    resumeIdle: (entry) => this.#scheduleIdle(entry),
+    awaitLoad: (entry, signal, arrivedMs) =>
+      this.#swaps.wait(entry, signal, arrivedMs + this.#settings.queueTimeoutMs),
+    pauseIdle: (entry) => this.#out.clearIdle(entry),
+    finished: (entry) => {
+      this.#out.scheduleIdle(entry);
+      this.#swaps.wake();
+    },
   };
 
   #now(): number {
@@ -106,13 +137,14 @@ export class ModelManager {
     const started = this.#now();
     // A model being evicted or unloaded is out of the map but its process is still stopping:
     // a new load of the id starts only once that process is gone.
-    const leaving = this.#leaving.get(spec.id);
+    const leaving = this.#out.leaving(spec.id);
     if (leaving) await leaving.catch(() => {});
     const existing = this.#models.get(spec.id);
     const unlisten = onProgress ? this.#progress.listen(spec.id, onProgress) : () => {};
     try {
       if (existing?.loading) {
-        await existing.loading;
+        // A lazy reload waiting for its swap is joined too: the swap then waits for this load.
+        await this.#swaps.join(existing);
         return this.#answer(spec.id, started, false);
       }
       if (existing?.status === "loaded") {
@@ -133,7 +165,7 @@ export class ModelManager {
       const previous = existing?.status === "loaded" ? existing : null;
       const reconfigure = () => {
         if (existing) {
-          this.#clearIdle(existing);
+          this.#out.clearIdle(existing);
           existing.spec = spec;
           existing.priority = priority;
           existing.admission = new Admission(spec.max_concurrency, this.#limits());
@@ -143,17 +175,18 @@ export class ModelManager {
         this.#models.add(entry);
         this.#models.setStatus(entry, "loading");
       };
+      const makeRoom = () => this.#out.evictFor(entry);
       if (previous) {
         trackLoading(
           entry,
-          this.#stopHarness(previous).then(() => {
+          this.#out.stop(previous).then(() => {
             reconfigure();
-            return this.#bringUp(entry, true);
+            return this.#bringUp(entry, makeRoom);
           }),
         );
       } else {
         reconfigure();
-        this.#startLoad(entry, true);
+        trackLoading(entry, this.#bringUp(entry, makeRoom));
       }
       await entry.loading;
       return this.#answer(spec.id, started, false);
@@ -175,7 +208,7 @@ export class ModelManager {
         harnessJob(
           () => entry.spec,
           { ...this.#deps, ...this.#settings, progress: this.#progress },
-          (state) => this.#onHarness(entry, state),
+          (state) => this.#crashes.onHarness(entry, state),
         ),
         this.#supervision,
         this.#settings,
@@ -206,31 +239,21 @@ export class ModelManager {
     };
   }
 
-  /** Runs a (re)load as the entry's single shared promise; failure marks the model failed. */
-  #startLoad(entry: ModelEntry, fresh: boolean): Promise<void> {
-    return trackLoading(entry, this.#bringUp(entry, fresh));
-  }
-
-  /** Makes room, then has the supervisor fetch the file, start the harness and wait for it. */
-  async #bringUp(entry: ModelEntry, fresh: boolean): Promise<void> {
+  /**
+   * Makes room (`makeRoom`, once the model's own previous process is gone), then has the
+   * supervisor fetch the file, start the harness and wait for it. Failure marks it failed.
+   */
+  async #bringUp(entry: ModelEntry, makeRoom: () => Promise<void>): Promise<void> {
     const { spec } = entry;
     try {
       await entry.harness.stopped;
-      if (fresh) {
-        // Synchronous from the check to the reservation: two loads can never both count the
-        // same free memory, because this entry is already `loading` (and so resident) here.
-        const evictions = this.#makeRoom(entry);
-        if (evictions.length > 0) {
-          this.#emit(spec.id, { phase: "evicting", message: `evicting ${evictions.join(", ")}` });
-          await Promise.all(evictions.map((id) => this.#evict(id)));
-        }
-      }
+      await makeRoom();
       await entry.harness.start();
       this.#loaded(entry);
     } catch (error) {
       const message = capText(error instanceof Error ? error.message : String(error));
       if (error instanceof NeuronError && error.code === "insufficient_vram") {
-        // Nothing was started: a first load leaves no trace, a lazy reload stays `unloaded`.
+        // Nothing was started: a first load leaves no trace, an `unloaded` model stays so.
         if (entry.loadedAtMs === null && entry.lastAccessedMs === null) {
           this.#models.remove(entry, true);
         } else this.#models.setStatus(entry, "unloaded");
@@ -256,122 +279,25 @@ export class ModelManager {
       { model: entry.spec.id, devices: entry.spec.devices, url: entry.harness.url },
       "model loaded",
     );
-    this.#scheduleIdle(entry);
+    this.#out.scheduleIdle(entry);
   }
 
   /**
-   * What a model's harness does after a crash decides its status: restarts (`recovering`,
-   * `loaded` again) and giving up (`failed`). Only a model held as running hears of them: one
-   * claimed for eviction, unloaded or forgotten is being stopped anyway.
+   * The swap queue's turn for a lazy reload of `entry`: it and its victims are claimed at once
+   * (the victims kept `unloaded`, their processes stopping), then it loads.
    */
-  #onHarness(entry: ModelEntry, state: HarnessState): void {
-    if (state.kind === "stopped") {
-      this.#recoveries.abandon(entry);
-      return;
-    }
-    const running = entry.status === "loaded" || entry.status === "recovering";
-    if (this.#shuttingDown || !this.#models.holds(entry) || !running) return;
-    const { id } = entry.spec;
-    if (state.kind === "ready" && entry.status === "recovering") {
-      this.#loaded(entry);
-      this.#recoveries.end(entry, null);
-    } else if (state.kind === "recovering") {
-      // A restart that failed answers those waiting for it, as a failed load would; later
-      // callers wait for the next one.
-      const restartFailed = entry.status === "recovering";
-      if (restartFailed) entry.loadedAtMs = null;
-      this.#recoveries.end(
-        entry,
-        restartFailed ? new NeuronError("load_failed", state.reason, { retryAfterS: 5 }) : null,
-      );
-      this.#models.setError(
-        entry,
-        `${state.reason.split("\n")[0]}; restarting in ${state.inMs} ms (attempt ${state.attempt})`,
-      );
-      this.#deps.log.warn(
-        { model: id, delay: state.inMs, reason: capText(state.reason) },
-        "harness crashed, restarting",
-      );
-      this.#clearIdle(entry);
-      this.#models.setStatus(entry, "recovering");
-      this.#recoveries.begin(entry);
-    } else if (state.kind === "failed") {
-      this.#clearIdle(entry);
-      this.#models.markFailed(entry, state.reason);
-      this.#deps.log.error({ model: id, crashes: state.crashes }, "model failed");
-      this.#recoveries.end(
-        entry,
-        new NeuronError("load_failed", capText(state.reason), { retryAfterS: 5 }),
+  #swapIn(entry: ModelEntry, evict: readonly string[]): Promise<void> {
+    if (this.#shuttingDown || !this.#models.holds(entry) || entry.status !== "unloaded") {
+      return Promise.reject(
+        new NeuronError("service_unavailable", `model "${entry.spec.id}" is no longer waiting`, {
+          retryAfterS: 5,
+        }),
       );
     }
-  }
-
-  /** Plans the evictions a fresh load needs (or throws insufficient_vram) and claims them. */
-  #makeRoom(entry: ModelEntry): string[] {
-    const evict = evictionsFor(entry, this.#models.entries(), this.#deps);
-    // Claimed now, before any await, so a concurrent load cannot pick the same victims.
-    for (const id of evict) {
-      const victim = this.#models.get(id);
-      if (victim) this.#models.setStatus(victim, "unloaded");
-    }
-    return evict;
-  }
-
-  async #evict(id: string): Promise<void> {
-    const victim = this.#models.get(id);
-    if (!victim) return;
-    // An evicted model is forgotten, not kept as `unloaded`: reloading it lazily would take
-    // back the memory just given to another model.
-    await this.#forget(victim);
-    this.#deps.log.info({ model: id }, "model evicted");
-  }
-
-  /**
-   * Takes the entry out of the map at once (no request or load can reach it any more), then
-   * stops its process; a load of the same id meanwhile waits for the stop (`#leaving`).
-   */
-  async #forget(entry: ModelEntry): Promise<void> {
-    const id = entry.spec.id;
-    this.#clearIdle(entry);
-    this.#models.remove(entry, false);
-    const stopping = this.#stopHarness(entry);
-    this.#leaving.set(id, stopping);
-    try {
-      await stopping;
-    } finally {
-      if (this.#leaving.get(id) === stopping) this.#leaving.delete(id);
-      this.#models.announceRemoved(id);
-    }
-  }
-
-  /** Stops the harness, and a restart pending after a crash: it never starts. */
-  #stopHarness(entry: ModelEntry): Promise<void> {
-    entry.loadedAtMs = null;
-    return entry.harness.stop();
-  }
-
-  #clearIdle(entry: ModelEntry): void {
-    if (entry.idleTimer) this.#timers.clear(entry.idleTimer);
-    entry.idleTimer = null;
-  }
-
-  #scheduleIdle(entry: ModelEntry): void {
-    this.#clearIdle(entry);
-    const ttl = entry.spec.idle_ttl_s;
-    if (ttl <= 0 || entry.status !== "loaded") return;
-    if (entry.admission.inFlight > 0) return;
-    entry.idleTimer = this.#timers.set(() => void this.#idleUnload(entry), ttl * 1000);
-  }
-
-  async #idleUnload(entry: ModelEntry): Promise<void> {
-    entry.idleTimer = null;
-    if (entry.status !== "loaded" || entry.loading || entry.admission.inFlight > 0) return;
-    this.#deps.log.info(
-      { model: entry.spec.id, idle_ttl_s: entry.spec.idle_ttl_s },
-      "idle: unloading",
-    );
-    this.#models.setStatus(entry, "unloaded");
-    await this.#stopHarness(entry);
+    this.#models.setStatus(entry, "loading");
+    const stopped = this.#out.swapOut(entry.spec.id, evict);
+    stopped.catch(() => {});
+    return this.#bringUp(entry, () => stopped);
   }
 
   /** `POST /models/unload`: 409 while busy unless forced; the model is then forgotten. */
@@ -379,13 +305,18 @@ export class ModelManager {
     const entry = this.#models.get(id);
     if (!entry) throw new NeuronError("model_not_found", `model "${id}" is not on this node`);
     if (!force) refuseBusy(entry);
-    this.#clearIdle(entry);
+    this.#out.clearIdle(entry);
+    // A lazy reload still waiting for its swap is not waited for: it ends here.
+    this.#swaps.withdraw(
+      entry,
+      new NeuronError("service_unavailable", `model "${id}" was unloaded`, { retryAfterS: 5 }),
+    );
     // A load under way finishes first; a crash recovery is not waited for: forgetting the
     // entry stops its supervisor, which cancels the pending restart.
     if (entry.loading && entry.status !== "recovering") await entry.loading.catch(() => {});
     // Requests admitted while it loaded run now: the busy check holds after the wait too.
     if (!force) refuseBusy(entry);
-    await this.#forget(entry);
+    await this.#out.forget(entry);
     this.#deps.log.info({ model: id, force }, "model unloaded");
   }
 
@@ -419,10 +350,13 @@ export class ModelManager {
   /** Stops every harness gracefully (neuron SIGTERM/SIGINT). */
   async shutdown(): Promise<void> {
     this.#shuttingDown = true;
+    this.#swaps.close(
+      new NeuronError("service_unavailable", "the neuron is shutting down", { retryAfterS: 5 }),
+    );
     await Promise.all(
       this.#models.entries().map(async (entry) => {
-        this.#clearIdle(entry);
-        await this.#stopHarness(entry);
+        this.#out.clearIdle(entry);
+        await this.#out.stop(entry);
       }),
     );
   }

@@ -11,7 +11,13 @@ export interface Candidate {
   readonly vram_mb: number;
   readonly priority: number;
   readonly lastUsedMs: number;
+  /** Loaded with nothing running, waiting or loading: evicting it costs no request anything. */
   readonly idle: boolean;
+  /**
+   * What a swap would wait out before evicting it: its requests, a load under way counting as
+   * one (0 when idle). Null when no swap may take it (recovering, unloaded, failed).
+   */
+  readonly work: number | null;
 }
 
 export interface RoomPlan {
@@ -43,8 +49,10 @@ export const pickDevices = (
 };
 
 /**
- * Whether `vramMb` fits evenly over `wanted` devices, evicting idle candidates of priority at
- * most `priority` (least recently used first, only those on the wanted devices) as needed.
+ * Whether `vramMb` fits evenly over `wanted` devices, evicting candidates of priority at most
+ * `priority` on the wanted devices as needed: idle ones (least recently used first) and, when
+ * `busyToo` (a lazy reload that may wait its turn), then busy ones a swap may wait out (least
+ * work first). The plan evicts only as many as it needs.
  */
 export const planRoom = (
   devices: readonly Device[],
@@ -53,6 +61,7 @@ export const planRoom = (
   vramMb: number,
   priority: number,
   candidates: readonly Candidate[],
+  busyToo = false,
 ): RoomPlan | Shortfall => {
   const need = wanted.length === 0 ? 0 : vramMb / wanted.length;
   const free = new Map(effectiveFree({ devices: [...devices], models: [...residents] }));
@@ -62,9 +71,15 @@ export const planRoom = (
     const eligible = candidates
       .filter(
         (c) =>
-          c.idle && c.priority <= priority && c.devices.some((index) => wanted.includes(index)),
+          (c.idle || (busyToo && c.work !== null)) &&
+          c.priority <= priority &&
+          c.devices.some((index) => wanted.includes(index)),
       )
-      .sort((a, b) => a.lastUsedMs - b.lastUsedMs || (a.id < b.id ? -1 : 1));
+      // Idle ones (no work) first, then the least busy; least recently used first among equals.
+      .sort(
+        (a, b) =>
+          (a.work ?? 0) - (b.work ?? 0) || a.lastUsedMs - b.lastUsedMs || (a.id < b.id ? -1 : 1),
+      );
     for (const candidate of eligible) {
       for (const index of candidate.devices)
         free.set(index, (free.get(index) ?? 0) + shareOf(candidate));
@@ -82,6 +97,8 @@ export const planRoom = (
     freeMb,
     message: `needs ${Math.ceil(need)} MB on each of device(s) ${wanted.join(", ")}; free now: ${wanted
       .map((index) => `${index}: ${freeMb[index]} MB`)
-      .join(", ")}; evicting every idle model of priority ≤ ${priority} would not make enough room`,
+      .join(
+        ", ",
+      )}; evicting every ${busyToo ? "model (busy ones included)" : "idle model"} of priority ≤ ${priority} would not make enough room`,
   };
 };

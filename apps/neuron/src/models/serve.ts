@@ -1,4 +1,4 @@
-import { type Abortable, unlessAborted } from "@cortex/http-kit";
+import type { Abortable } from "@cortex/http-kit";
 import { NeuronError } from "../errors.js";
 import { AdmissionError } from "./admission.js";
 import type { ModelEntry } from "./model-entry.js";
@@ -6,11 +6,27 @@ import type { ModelEntry } from "./model-entry.js";
 /** What serving a request needs from the lifecycle. */
 export interface ServeHooks {
   readonly now: () => number;
-  /** Starts a lazy reload of an `unloaded` model, unless the neuron is shutting down. */
+  /**
+   * Asks for a lazy reload of an `unloaded` model (it may wait its turn in the swap queue),
+   * unless the neuron is shutting down; throws when no wait could ever make room for it.
+   */
   readonly reload: (entry: ModelEntry) => void;
-  /** The model's idle TTL is paused while a request runs, and restarts after the last one. */
+  /**
+   * Waits for the model's load under way; a wait in the swap queue ends with 504 queue_timeout
+   * at the queue timeout counted from `arrivedMs`.
+   */
+  readonly awaitLoad: (
+    entry: ModelEntry,
+    signal: Abortable | undefined,
+    arrivedMs: number,
+  ) => Promise<void>;
+  /** The model's idle TTL is paused while a request runs. */
   readonly pauseIdle: (entry: ModelEntry) => void;
-  readonly resumeIdle: (entry: ModelEntry) => void;
+  /**
+   * A request ended, however (its slot released, or its wait given up): the idle TTL restarts
+   * after the last one, and the swap queue looks again.
+   */
+  readonly finished: (entry: ModelEntry) => void;
 }
 
 /**
@@ -24,6 +40,7 @@ export const serve = async <T>(
   work: (baseUrl: string) => Promise<T>,
   hooks: ServeHooks,
 ): Promise<T> => {
+  const arrivedMs = hooks.now();
   hooks.pauseIdle(entry);
   try {
     return await entry.admission.run(async () => {
@@ -32,7 +49,7 @@ export const serve = async <T>(
       const url =
         entry.status === "loaded" && entry.harness.url
           ? entry.harness.url
-          : await whenLoaded(entry, signal, hooks);
+          : await whenLoaded(entry, signal, hooks, arrivedMs);
       try {
         return await work(url);
       } finally {
@@ -47,7 +64,7 @@ export const serve = async <T>(
     }
     throw error;
   } finally {
-    hooks.resumeIdle(entry);
+    hooks.finished(entry);
   }
 };
 
@@ -55,12 +72,13 @@ const whenLoaded = async (
   entry: ModelEntry,
   signal: Abortable | undefined,
   hooks: ServeHooks,
+  arrivedMs: number,
 ): Promise<string> => {
   for (let attempt = 0; attempt < 3; attempt += 1) {
     if (entry.status === "loaded" && entry.harness.url) return entry.harness.url;
     if (entry.status === "unloaded" && !entry.loading) hooks.reload(entry);
     if (entry.loading) {
-      await unlessAborted(entry.loading, signal);
+      await hooks.awaitLoad(entry, signal, arrivedMs);
       continue;
     }
     break;
