@@ -65,6 +65,19 @@ describe("modelRows", () => {
       ["gpu-b", "loading"],
     ]);
     expect(qwen).toMatchObject({ inFlight: 3, queued: 3, lastUsed: "2025-06-15T11:59:00Z" });
+    expect(qwen?.waiting).toBe(0);
+  });
+
+  it("adds the requests cortex holds for a model, by own key only", () => {
+    const rows = modelRows({ ...fleet, waiting: { qwen: 4 } }, [
+      profile("qwen"),
+      profile("toString"),
+    ]);
+    expect(rows.map((r) => [r.id, r.waiting])).toEqual([
+      ["manual", 0],
+      ["qwen", 4],
+      ["toString", 0],
+    ]);
   });
 
   it.each([

@@ -33,6 +33,8 @@ export interface ModelRow {
   readonly loadedAt: string | null;
   readonly inFlight: number;
   readonly queued: number;
+  /** Requests cortex itself holds for the model (for a slot, a turn or a swap). */
+  readonly waiting: number;
 }
 
 /** Which status a row shows when its nodes disagree: the most useful one first. */
@@ -51,7 +53,7 @@ const latest = (a: string | null, b: string | null): string | null =>
   a === null ? b : b === null ? a : Date.parse(a) >= Date.parse(b) ? a : b;
 
 export const modelRows = (
-  fleet: FleetSnapshot | null,
+  fleet: (FleetSnapshot & { readonly waiting?: Readonly<Record<string, number>> }) | null,
   catalogue: readonly ModelProfile[],
 ): ModelRow[] => {
   const placements = new Map<string, ModelPlacement[]>();
@@ -77,6 +79,7 @@ export const modelRows = (
       loadedAt: here.reduce<string | null>((at, p) => latest(at, p.model.loaded_at), null),
       inFlight: here.reduce((sum, p) => sum + p.model.in_flight, 0),
       queued: here.reduce((sum, p) => sum + p.model.queued, 0),
+      waiting: fleet?.waiting && Object.hasOwn(fleet.waiting, id) ? (fleet.waiting[id] ?? 0) : 0,
     };
   });
 };

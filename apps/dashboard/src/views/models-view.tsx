@@ -340,8 +340,12 @@ const ModelRowView = ({
             </p>
           ))}
       </td>
-      <td class="num">
+      <td
+        class="num"
+        title="requests on the nodes, and (+n) those cortex holds for a slot or a swap"
+      >
         {row.inFlight} / {row.queued}
+        {row.waiting > 0 ? ` (+${row.waiting})` : ""}
       </td>
       <td
         class="small"
