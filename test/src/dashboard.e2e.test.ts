@@ -17,7 +17,7 @@ import OpenAI from "openai";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
-import { type AppProcess, CORTEX_CLI, startApp, stopApp } from "./support/app-process.js";
+import { type AppProcess, startCortexProcess, stopApp } from "./support/app-process.js";
 import { type NeuronProcess, startTinyNeuron } from "./support/neuron-process.js";
 
 // The dashboard in headless Chromium against the built cortex and two built neurons on
@@ -130,19 +130,12 @@ beforeAll(async () => {
     ...neurons.map((neuron, index) => ({ name: NODES[index]?.name, url: neuron.url })),
     { name: fake.name, url: fake.url },
   ];
-  cortex = await startApp({
-    cli: CORTEX_CLI,
+  cortex = await startCortexProcess({
     dir,
-    file: "cortex.yaml",
-    token: ADMIN,
-    config: {
-      catalogue: join(dir, "catalogue"),
-      data_dir: join(dir, "cortex-data"),
-      poll_interval_ms: 500,
-      api_keys: [KEY],
-      admin_token: ADMIN,
-      neurons: fleetNodes.map((node) => ({ ...node, token: NEURON_TOKEN })),
-    },
+    apiKey: KEY,
+    adminToken: ADMIN,
+    neurons: fleetNodes.map((node) => ({ ...node, token: NEURON_TOKEN })),
+    config: { poll_interval_ms: 500 },
   });
   await waitFor("every neuron healthy in cortex", async () =>
     (await fleet()).nodes.every((node) => node.healthy && node.node !== null),

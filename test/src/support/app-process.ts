@@ -75,6 +75,32 @@ export const startApp = async (options: {
   };
 };
 
+/**
+ * Starts the built cortex with its catalogue in `dir/catalogue`, its state in `dir/cortex-data`,
+ * one client key and the admin token, in front of `neurons`; `config` adds or overrides keys.
+ */
+export const startCortexProcess = (options: {
+  readonly dir: string;
+  readonly apiKey: string;
+  readonly adminToken: string;
+  readonly neurons: readonly { name: string | undefined; url: string; token: string }[];
+  readonly config?: Record<string, unknown>;
+}): Promise<AppProcess> =>
+  startApp({
+    cli: CORTEX_CLI,
+    dir: options.dir,
+    file: "cortex.yaml",
+    token: options.adminToken,
+    config: {
+      catalogue: join(options.dir, "catalogue"),
+      data_dir: join(options.dir, "cortex-data"),
+      api_keys: [options.apiKey],
+      admin_token: options.adminToken,
+      neurons: options.neurons,
+      ...options.config,
+    },
+  });
+
 /** Stops a process with SIGTERM and waits for it (SIGKILL after `graceMs`). */
 export const stopApp = async (app: AppProcess, graceMs = 10_000): Promise<void> => {
   if (app.child.exitCode !== null || app.child.signalCode !== null) return;
