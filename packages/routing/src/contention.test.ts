@@ -186,6 +186,18 @@ describe("resolve under contention", () => {
     expect(decision).toEqual({ kind: "saturated", model: "wide", replicas: 1 });
   });
 
+  it("scales out onto a node where the model was idle-unloaded, loading it there again", () => {
+    const decision = resolve(
+      fleet(
+        node("m", { models: [held("wide", { in_flight: 2, max_concurrency: 2 })] }),
+        node("n", { models: [held("wide", { status: "unloaded" })] }),
+      ),
+      cat,
+      { model: "wide" },
+    );
+    expect(decision).toMatchObject({ kind: "saturated", scaleOut: { plan: { node: "n" } } });
+  });
+
   it("never scales out a second copy onto a node that has one", () => {
     const decision = resolve(
       fleet(

@@ -65,7 +65,13 @@ const scaleOutFor = (
   let serving = 0;
   for (const status of SERVING) serving += replicas.healthy[status].length;
   if (serving >= profile.max_replicas) return undefined;
-  const holding = new Set(replicas.all.map((replica) => replica.node.name));
+  // A node where it is idle-unloaded or failed may take the new replica (loading it there
+  // again); a node that serves it already may not: one replica per node.
+  const holding = new Set(
+    replicas.all
+      .filter((replica) => SERVING.includes(replica.model.status))
+      .map((replica) => replica.node.name),
+  );
   const plan = planPlacement(index, profile, catalogue, live, undefined, holding);
   return "kind" in plan ? undefined : { profile, plan };
 };

@@ -75,9 +75,10 @@ const excluding = (snapshot: FleetSnapshot, excluded: ReadonlySet<string>): Flee
 
 /**
  * Turns a model name into a reserved replica, acting on each routing decision: route at once,
- * wait in the admission queue while saturated, join or start the single cold load, refuse with
- * the decision's error. Deciding and reserving happen in one synchronous step, so two requests
- * can never both take a replica's last free slot.
+ * wait in the admission queue while saturated (starting a scale-out when the decision carries
+ * one) or while the model drains, wait in a node's swap queue while busy models hold its memory,
+ * join or start the single cold load, refuse with the decision's error. Deciding and reserving
+ * happen in one synchronous step, so two requests can never both take a replica's last free slot.
  */
 export class Dispatcher {
   readonly reservations: Reservations;
