@@ -27,7 +27,7 @@ interface Case {
   readonly snapshot: ReturnType<typeof fleet>;
   readonly request: { model: string; node?: string; turn?: boolean };
   readonly live?: LiveState;
-  readonly expected: Partial<Decision> & { kind: Decision["kind"] };
+  readonly expected: { readonly kind: Decision["kind"] } & Record<string, unknown>;
 }
 
 const cases: Case[] = [
