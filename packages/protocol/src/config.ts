@@ -125,6 +125,10 @@ export const NeuronConfig = z.strictObject({
   swap_max_wait_ms: TimerMs.default(30_000),
   /** How long a stopping harness gets between SIGTERM and SIGKILL. */
   stop_grace_ms: TimerMsOrZero.default(10_000),
+  /** Every loaded harness's ready path is probed this often; 0 turns the probes off. */
+  health_interval_ms: TimerMsOrZero.default(5000),
+  /** Failed probes in a row after which a harness is killed and recovered like a crash. */
+  unhealthy_after_failures: PositiveInt.default(3),
   ...ServerLimits,
 });
 export type NeuronConfig = z.output<typeof NeuronConfig>;
@@ -134,6 +138,11 @@ export const NeuronTarget = z.strictObject({
   name: NodeName,
   url: HttpUrl,
   token: Secret.default(""),
+  /**
+   * Higher is preferred: among replicas with a free slot the highest priority serves, and cold
+   * loads go to the highest-priority feasible node (owned GPUs first, rented ones when full).
+   */
+  priority: z.int().min(-1_000_000).max(1_000_000).default(0),
 });
 export type NeuronTarget = z.output<typeof NeuronTarget>;
 
@@ -159,6 +168,18 @@ export const CortexConfig = z
     /** As the neuron's: the longest a swap waits for busy models before they drain. */
     swap_max_wait_ms: TimerMs.default(30_000),
     neurons: z.array(NeuronTarget).default([]),
+    /**
+     * Conversation affinity: requests of one conversation go to the replica that served it
+     * (its prompt is in that engine's cache) while its load stays within `load_factor` × the
+     * mean; `ttl_s` is how long a conversation's replica is remembered.
+     */
+    affinity: z
+      .strictObject({
+        enabled: z.boolean().default(true),
+        load_factor: z.number().min(1).max(100).default(1.25),
+        ttl_s: TimerSeconds.min(1).default(1800),
+      })
+      .prefault({}),
     ...ServerLimits,
   })
   .superRefine((config, ctx) => {

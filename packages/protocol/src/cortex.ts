@@ -9,6 +9,8 @@ export const FleetNode = z.object({
   /** The base URL cortex uses for this neuron (its host replaces loopback hosts). */
   url: z.string(),
   healthy: z.boolean(),
+  /** cortex.yaml's `priority` of the node: higher is preferred (owned GPUs before rented). */
+  priority: z.int().optional(),
   consecutive_failures: NonNegativeInt,
   last_poll_at: IsoTime.nullable(),
   last_ok_at: IsoTime.nullable(),

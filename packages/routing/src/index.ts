@@ -1,4 +1,23 @@
 export {
+  type Affinity,
+  type AffinityPick,
+  hash32,
+  pickByAffinity,
+  ringOf,
+  ringWalk,
+} from "./affinity.js";
+export {
+  CIRCUIT_FIRST_COOLDOWN_MS,
+  CIRCUIT_MAX_COOLDOWN_MS,
+  type Circuit,
+  CLOSED,
+  circuitAllows,
+  circuitAt,
+  circuitFailed,
+  circuitSent,
+  circuitSucceeded,
+} from "./circuit.js";
+export {
   busyOf,
   effectiveFree,
   type FleetIndex,

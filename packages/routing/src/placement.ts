@@ -113,11 +113,14 @@ interface Option {
 }
 
 /**
- * Fits without evicting first, then most free memory, then name. "Pinned first" needs no key of
- * its own: `pinned_on` makes every other node infeasible, so a pinned model's options are all
- * pinned nodes and an unpinned model's options are all equal in that respect.
+ * The highest node priority first (owned GPUs before rented ones), then fits without evicting,
+ * then most free memory, then name. "Pinned first" needs no key of its own: `pinned_on` makes
+ * every other node infeasible, so a pinned model's options are all pinned nodes and an unpinned
+ * model's options are all equal in that respect.
  */
 const compareOptions = (a: Option, b: Option): number => {
+  const priority = (b.node.priority ?? 0) - (a.node.priority ?? 0);
+  if (priority !== 0) return priority;
   const aFits = a.choice.evict.length === 0;
   const bFits = b.choice.evict.length === 0;
   if (aFits !== bFits) return aFits ? -1 : 1;

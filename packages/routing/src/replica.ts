@@ -10,8 +10,9 @@ export interface Pick {
 const nodeFree = (replica: Replica): number => totalFree(effectiveFree(replica.node));
 
 /**
- * A replica with a free slot first; then fewest requests (counting cortex's reservations), least
- * recently used, most free memory on the node, and node name. Because the caller records each
+ * A replica with a free slot first, on the highest-priority node among those with one; then
+ * fewest requests (counting cortex's reservations), least recently used, most free memory on
+ * the node, and node name. Because the caller records each
  * pick in `live.lastUsedMs`, equally loaded replicas take turns rather than one taking all.
  * One pass, no allocation per candidate: this runs on every request.
  */
@@ -21,15 +22,20 @@ export const pickReplica = (
 ): Pick | null => {
   let best: Replica | undefined;
   let bestSlot = false;
+  let bestPriority = 0;
   let bestLoad = 0;
   let bestUsed = 0;
   for (const replica of replicas) {
     const load = replicaLoad(replica, live);
     const slot = load < replica.model.max_concurrency;
     const used = lastUsedMs(replica, live);
+    // Priority ranks only replicas with a free slot: a full one is full wherever it is.
+    const priority = slot ? (replica.node.priority ?? 0) : 0;
     if (best !== undefined) {
       if (slot !== bestSlot) {
         if (!slot) continue;
+      } else if (priority !== bestPriority) {
+        if (priority < bestPriority) continue;
       } else if (load !== bestLoad) {
         if (load > bestLoad) continue;
       } else if (used !== bestUsed) {
@@ -44,6 +50,7 @@ export const pickReplica = (
     }
     best = replica;
     bestSlot = slot;
+    bestPriority = priority;
     bestLoad = load;
     bestUsed = used;
   }

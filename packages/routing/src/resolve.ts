@@ -1,11 +1,13 @@
 import { type Catalogue, resolveModelName } from "@cortex/catalogue/rules";
 import type { FleetSnapshot, ModelProfile, ModelStatus } from "@cortex/protocol";
+import { pickByAffinity } from "./affinity.js";
 import {
   effectiveFree,
   type FleetIndex,
   indexSnapshot,
   type ModelReplicas,
   type Replica,
+  replicaLoad,
   residentShareMb,
   totalFree,
 } from "./fleet-index.js";
@@ -44,6 +46,22 @@ const open = (
   return list.some((replica) => draining.has(replica.key))
     ? list.filter((replica) => !draining.has(replica.key))
     : list;
+};
+
+/** Without replicas whose circuit is open, unless none would be left (then all of them). */
+const unblocked = (list: readonly Replica[], live: LiveState | undefined): readonly Replica[] => {
+  const blocked = live?.blocked;
+  if (blocked === undefined || blocked.size === 0) return list;
+  const allowed = list.filter((replica) => !blocked.has(replica.key));
+  return allowed.length > 0 ? allowed : list;
+};
+
+/** Replicas with a free slot on the highest-priority nodes among them (affinity's candidates). */
+const preferredTier = (list: readonly Replica[], live: LiveState | undefined): Replica[] => {
+  let best = Number.NEGATIVE_INFINITY;
+  const free = list.filter((replica) => replicaLoad(replica, live) < replica.model.max_concurrency);
+  for (const replica of free) best = Math.max(best, replica.node.priority ?? 0);
+  return free.filter((replica) => (replica.node.priority ?? 0) === best);
 };
 
 /** Replicas that hold or will hold the model's memory and serve it. */
@@ -126,7 +144,14 @@ export const resolve = (
   const replicas = index.byModel.get(id);
 
   const allLoaded = healthyIn(replicas, "loaded", onlyNode);
-  const loaded = open(allLoaded, live, request);
+  const loaded = unblocked(open(allLoaded, live, request), live);
+  if (request.affinity !== undefined && loaded.length > 1) {
+    const chosen = pickByAffinity(preferredTier(loaded, live), request.affinity, live);
+    if (chosen) {
+      const { node } = chosen.replica;
+      return { kind: "route", model: id, node: node.name, url: node.url, affinity: chosen.outcome };
+    }
+  }
   const picked = pickReplica(loaded, live);
   if (picked !== null) {
     if (picked.saturated) {

@@ -79,10 +79,23 @@ export const swapBlockers = (
   return null;
 };
 
+interface SwapOption {
+  readonly node: FleetNode;
+  readonly blocked: Blocked;
+  readonly free: number;
+}
+
+/** Highest node priority, then least work to wait out, then most free memory, then name. */
+const compareSwaps = (a: SwapOption, b: SwapOption): number =>
+  (b.node.priority ?? 0) - (a.node.priority ?? 0) ||
+  a.blocked.work - b.blocked.work ||
+  b.free - a.free ||
+  (a.node.name < b.node.name ? -1 : a.node.name > b.node.name ? 1 : 0);
+
 /**
  * The node where `model` waits for a swap: a feasible healthy node where evicting busy models of
- * priority ≤ its own would make room, the least work to wait out first, then most free memory,
- * then name. Null when no node could hold it even then (memory held by higher priorities).
+ * priority ≤ its own would make room, ranked by `compareSwaps`. Null when no node could hold it
+ * even then (memory held by higher priorities).
  */
 export const planSwap = (
   index: FleetIndex,
@@ -91,20 +104,14 @@ export const planSwap = (
   live: LiveState | undefined,
   onlyNode?: string,
 ): SwapPlan | null => {
-  let best: { node: FleetNode; blocked: Blocked; free: number } | null = null;
+  let best: SwapOption | null = null;
   for (const node of index.snapshot.nodes) {
     if (onlyNode !== undefined && node.name !== onlyNode) continue;
     if (!node.healthy || infeasibility(model, node) !== null) continue;
     const blocked = swapBlockers(model, node, catalogue, live);
     if (blocked === null) continue;
     const free = totalFree(effectiveFree(node));
-    const better =
-      best === null ||
-      (blocked.work !== best.blocked.work
-        ? blocked.work < best.blocked.work
-        : free !== best.free
-          ? free > best.free
-          : node.name < best.node.name);
+    const better = best === null || compareSwaps({ node, blocked, free }, best) < 0;
     if (better) best = { node, blocked, free };
   }
   return best && { node: best.node.name, url: best.node.url, blockers: best.blocked.blockers };

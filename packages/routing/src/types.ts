@@ -1,4 +1,5 @@
 import type { ErrorCode, Eviction, ModelProfile } from "@cortex/protocol";
+import type { Affinity } from "./affinity.js";
 
 /** What a client asked for, before alias resolution. */
 export interface RoutingRequest {
@@ -11,6 +12,8 @@ export interface RoutingRequest {
    * model drains for the next swap (a swap serves everything that waited for it).
    */
   readonly turn?: boolean;
+  /** The conversation's key and remembered replica: keep it where its prompt is cached. */
+  readonly affinity?: Affinity;
 }
 
 /**
@@ -36,6 +39,11 @@ export interface LiveState {
    * run on it, so it is busy for eviction and swaps even before any of them holds a slot.
    */
   readonly pending?: ReadonlyMap<string, number>;
+  /**
+   * Replicas whose circuit is open (recent failures) or half-open with its trial request out:
+   * they get no new request unless no other replica of the model is left.
+   */
+  readonly blocked?: ReadonlySet<string>;
 }
 
 /** Where and how to cold-load a model, and what must be unloaded first. */
@@ -57,6 +65,8 @@ export type Decision =
       readonly model: string;
       readonly node: string;
       readonly url: string;
+      /** With an affinity: `hit` (the conversation's replica) or `spill` (it was too busy). */
+      readonly affinity?: "hit" | "spill";
     }
   /**
    * Loaded, but every healthy replica is at `max_concurrency`: wait in the admission queue.

@@ -16,6 +16,7 @@ export const unknownNode = (target: NeuronTarget): FleetNode => ({
   name: target.name,
   url: target.url.replace(/\/+$/, ""),
   healthy: false,
+  priority: target.priority,
   consecutive_failures: 0,
   last_poll_at: null,
   last_ok_at: null,
