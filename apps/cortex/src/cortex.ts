@@ -179,7 +179,13 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
     admission,
     reservations,
     swapLimits: { maxQueued: config.queue_max, maxWaitMs: config.swap_max_wait_ms },
+    affinity: {
+      enabled: config.affinity.enabled,
+      loadFactor: config.affinity.load_factor,
+      ttlMs: config.affinity.ttl_s * 1000,
+    },
     observer: {
+      affinity: (model, outcome) => metrics.affinity(model, outcome),
       waited: (model, seconds) => metrics.queueWait(model, seconds),
       swap: (model, node) => metrics.swap(model, node),
       scaleOut: (model, node) => metrics.scaleOut(model, node),
@@ -288,6 +294,7 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
       feed.close();
       keeper.stop();
       dispatcher.swaps.close();
+      dispatcher.circuits.close();
       await poller.stop();
       await drain.closed;
       await catalogueWatcher.close().catch(() => {});

@@ -188,9 +188,21 @@ export interface InferenceFields {
   /** Where the model's value lies, to replace it (an alias) without re-serialising the body. */
   readonly modelSpan: Span;
   readonly stream: boolean;
+  /**
+   * Where the members routing may read lie (`messages`, `prompt`, `prompt_cache_key`, `user`),
+   * when present: for a conversation's affinity key, without parsing the body.
+   */
+  readonly members: ReadonlyMap<string, Span>;
 }
 
-const WANTED: ReadonlySet<string> = new Set(["model", "stream"]);
+const WANTED: ReadonlySet<string> = new Set([
+  "model",
+  "stream",
+  "messages",
+  "prompt",
+  "prompt_cache_key",
+  "user",
+]);
 
 /** What a client is told for each way its body fails the scan. */
 const SCAN_REFUSALS: Readonly<Record<ScanProblem, string>> = {
@@ -233,7 +245,7 @@ export const inferenceFields = (body: Buffer): InferenceFields => {
     streamSpan !== undefined &&
     streamSpan.end - streamSpan.start === 4 &&
     body.toString("latin1", streamSpan.start, streamSpan.end) === "true";
-  return { model, modelSpan, stream };
+  return { model, modelSpan, stream, members };
 };
 
 /** `body` with the model's value replaced by `model`; every other byte stays as sent. */

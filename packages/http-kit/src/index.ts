@@ -21,7 +21,7 @@ export {
   pathOf,
   withFastPath,
 } from "./fast-path.js";
-export { type Span, scanJsonObject } from "./json-scan.js";
+export { arrayElements, type Span, scanJsonObject } from "./json-scan.js";
 export {
   LogOutput,
   type LogOutputOptions,

@@ -221,3 +221,45 @@ export const scanJsonObject = (
     }
   }
 };
+
+/**
+ * The spans of the first `max` elements of the array whose value lies at `span`, in a body
+ * `scanJsonObject` has already checked (so this walks without validating again); an empty list
+ * when the value is not an array.
+ */
+export const arrayElements = (buf: Uint8Array, span: Span, max: number): Span[] => {
+  const elements: Span[] = [];
+  if (buf[span.start] !== OPEN_BRACKET) return elements;
+  let i = skipWhitespace(buf, span.start + 1);
+  while (i < span.end && buf[i] !== CLOSE_BRACKET && elements.length < max) {
+    const start = i;
+    let depth = 0;
+    // One element: strings skipped whole, brackets counted until back at this level.
+    for (;;) {
+      const c = buf[i];
+      if (c === QUOTE) i = skipString(buf, i);
+      else if (c === OPEN_BRACE || c === OPEN_BRACKET) {
+        depth += 1;
+        i += 1;
+      } else if (c === CLOSE_BRACE || c === CLOSE_BRACKET) {
+        if (depth === 0) break;
+        depth -= 1;
+        i += 1;
+      } else if (c === COMMA && depth === 0) break;
+      else if (i >= span.end) break;
+      else i += 1;
+    }
+    let end = i;
+    while (
+      end > start &&
+      (buf[end - 1] === 0x20 ||
+        buf[end - 1] === 0x0a ||
+        buf[end - 1] === 0x0d ||
+        buf[end - 1] === 0x09)
+    )
+      end -= 1;
+    elements.push({ start, end });
+    if (buf[i] === COMMA) i = skipWhitespace(buf, i + 1);
+  }
+  return elements;
+};

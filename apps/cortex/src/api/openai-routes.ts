@@ -31,6 +31,7 @@ import {
   type Usage,
 } from "../proxy/forward.js";
 import type { Dispatcher, Lease } from "../router/dispatcher.js";
+import { affinityKeyOf } from "./affinity-key.js";
 import { listModels } from "./models-list.js";
 import { assignRequestId } from "./request-id.js";
 import { LoadProgressBoard, WaitFeedback } from "./wait-feedback.js";
@@ -191,8 +192,16 @@ export const openAIRoutes = (options: OpenAIRoutesOptions): OpenAIRoutes => {
       if (fields.stream)
         feedback = new WaitFeedback(res, () => waitingFor(fields.model), options.feedbackEveryMs);
       const excluded = new Set<string>();
+      const affinityKey = affinityKeyOf(req.headers, body, fields);
       for (let attempt = 0; ; attempt += 1) {
-        lease = await options.dispatcher.acquire(fields.model, gone, excluded);
+        lease = await options.dispatcher.acquire(fields.model, gone, excluded, affinityKey);
+        // Who served, whether it waited for a load, and how long it waited: on every answer
+        // whose headers are still to go (a stream kept alive while it waited sent them then).
+        if (!res.headersSent) {
+          res.setHeader("x-cortex-node", lease.node);
+          res.setHeader("x-cortex-cold-start", String(lease.coldStart));
+          res.setHeader("x-cortex-queue-ms", String(Math.round(lease.waitedMs)));
+        }
         try {
           const result = await forward(res, {
             baseUrl: lease.url,
@@ -209,12 +218,16 @@ export const openAIRoutes = (options: OpenAIRoutesOptions): OpenAIRoutes => {
             stallTimeoutMs: options.clientStallTimeoutMs ?? 0,
             onResponse: () => feedback?.stop(),
           });
+          // A harness that answered 5xx, or broke off, counts against its replica.
+          if (!result.aborted) lease.report(!result.broken && result.status < 500);
           record(result.aborted ? 499 : result.broken ? 502 : result.status, {
             ttftMs: result.firstByteMs,
             usage: result.usage,
           });
           return;
         } catch (error) {
+          if (error instanceof UpstreamConnectError || error instanceof UpstreamTimeoutError)
+            lease.report(false);
           if (
             error instanceof UpstreamConnectError &&
             error.retryable &&

@@ -12,11 +12,17 @@ export type FleetListener = (event: FleetEvent) => void;
 export type ApplyOwn = (change: (current: FleetSnapshot) => FleetSnapshot) => FleetSnapshot;
 
 /** A node cortex has configured but not yet heard from: not routable until its first good poll. */
-export const unknownNode = (target: NeuronTarget): FleetNode => ({
+/** What the store needs of a configured neuron (tests may leave the priority out). */
+export type StoreTarget = Pick<NeuronTarget, "name" | "url"> & {
+  readonly token?: string;
+  readonly priority?: number;
+};
+
+export const unknownNode = (target: StoreTarget): FleetNode => ({
   name: target.name,
   url: target.url.replace(/\/+$/, ""),
   healthy: false,
-  priority: target.priority,
+  priority: target.priority ?? 0,
   consecutive_failures: 0,
   last_poll_at: null,
   last_ok_at: null,
@@ -77,7 +83,7 @@ export class FleetStore {
   readonly #generations = new Map<string, number>();
   readonly #busy = new Map<string, number>();
 
-  constructor(targets: readonly NeuronTarget[], now: () => number = Date.now) {
+  constructor(targets: readonly StoreTarget[], now: () => number = Date.now) {
     this.#now = now;
     this.#snapshot = {
       taken_at: new Date(now()).toISOString(),

@@ -1,9 +1,9 @@
-import type { DiscoveryAnswer, NeuronModel, NeuronTarget } from "@cortex/protocol";
+import type { DiscoveryAnswer, NeuronModel } from "@cortex/protocol";
 import { type FakeNeuron, gpuDevice, neuronModel, startFakeNeuron } from "@cortex/testkit";
 import { afterEach, describe, expect, it } from "vitest";
 import { silentLog } from "../log.js";
 import { NeuronClient } from "../neurons/neuron-client.js";
-import { FleetStore } from "./fleet-store.js";
+import { FleetStore, type StoreTarget } from "./fleet-store.js";
 import { Poller } from "./poller.js";
 
 // The poller with real clients against fake neurons on loopback: health follows the neurons.
@@ -29,13 +29,16 @@ const fleet = async (names: readonly string[]) => {
     closers.push(() => neuron.close());
     neurons.set(name, neuron);
   }
-  const targets: NeuronTarget[] = names.map((name) => ({
+  const targets: StoreTarget[] = names.map((name) => ({
     name,
     url: neurons.get(name)?.url ?? "",
     token: TOKEN,
   }));
   const clients = new Map(
-    targets.map((target) => [target.name, new NeuronClient({ ...target, timeoutMs: 1000 })]),
+    targets.map((target) => [
+      target.name,
+      new NeuronClient({ ...target, token: TOKEN, timeoutMs: 1000 }),
+    ]),
   );
   closers.push(() => {
     for (const client of clients.values()) client.close();

@@ -1,8 +1,8 @@
-import type { DiscoveryAnswer, ModelsAnswer, NeuronModel, NeuronTarget } from "@cortex/protocol";
+import type { DiscoveryAnswer, ModelsAnswer, NeuronModel } from "@cortex/protocol";
 import { gpuDevice, neuronModel } from "@cortex/testkit";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { silentLog } from "../log.js";
-import { FleetStore } from "./fleet-store.js";
+import { FleetStore, type StoreTarget } from "./fleet-store.js";
 import { type NeuronClientLike, Poller, type PollerOptions } from "./poller.js";
 
 // The poller with fake clients and fake timers: what it asks, when, and what it makes of the
@@ -85,7 +85,7 @@ const settle = async () => {
   for (let i = 0; i < 5; i += 1) await new Promise((resolve) => realImmediate(resolve));
 };
 
-const targetsOf = (names: readonly string[]): NeuronTarget[] =>
+const targetsOf = (names: readonly string[]): StoreTarget[] =>
   names.map((name) => ({ name, url: `http://${name}:13131`, token: "" }));
 
 let pollers: Poller[] = [];

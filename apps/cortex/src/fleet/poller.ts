@@ -12,14 +12,14 @@ import type {
 import PQueue from "p-queue";
 import type { Log } from "../log.js";
 import type { NeuronClient } from "../neurons/neuron-client.js";
-import type { FleetStore } from "./fleet-store.js";
+import type { FleetStore, StoreTarget } from "./fleet-store.js";
 
 /** What the poller needs of a neuron client; tests pass fakes. */
 export type NeuronClientLike = Pick<NeuronClient, "models" | "discovery">;
 
 export interface PollerOptions {
   readonly store: FleetStore;
-  readonly targets: readonly NeuronTarget[];
+  readonly targets: readonly StoreTarget[];
   /** The client for a node; called once per target, at construction. */
   readonly client: (name: string) => NeuronClientLike;
   readonly intervalMs: number;

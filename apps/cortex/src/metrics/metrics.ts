@@ -71,6 +71,7 @@ export class CortexMetrics {
   readonly #scaleOuts: Counter<"model" | "node">;
   readonly #scaleIns: Counter<"model" | "node">;
   readonly #queueWait: Histogram<"model">;
+  readonly #affinity: Counter<"model" | "outcome">;
 
   constructor(options: CortexMetricsOptions) {
     const { store, live } = options;
@@ -139,6 +140,13 @@ export class CortexMetrics {
       help: "How long requests that had to wait (for a slot, a swap or a turn) waited for a replica.",
       labelNames: ["model"],
       buckets: TTFT_BUCKETS,
+      registers,
+    });
+
+    this.#affinity = new Counter({
+      name: "cortex_affinity_total",
+      help: "Requests of a conversation sent to its own replica (hit) or, that one too busy, to the next (spill).",
+      labelNames: ["model", "outcome"],
       registers,
     });
 
@@ -307,6 +315,10 @@ export class CortexMetrics {
 
   scaleIn(model: string, node: string): void {
     this.#scaleIns.inc({ model, node });
+  }
+
+  affinity(model: string, outcome: "hit" | "spill"): void {
+    this.#affinity.inc({ model, outcome });
   }
 
   queueWait(model: string, seconds: number): void {

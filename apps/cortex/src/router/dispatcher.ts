@@ -2,18 +2,23 @@ import type { Catalogue } from "@cortex/catalogue";
 import { type Abortable, unlessAborted } from "@cortex/http-kit";
 import type { FleetSnapshot } from "@cortex/protocol";
 import {
+  type Affinity,
   busyOf,
   type Decision,
+  hash32,
   indexSnapshot,
   type LiveState,
   type LoadPlan,
   type ResidentWork,
+  type RoutingRequest,
   replicaKey,
   resolve,
 } from "@cortex/routing";
 import { CortexError } from "../errors.js";
 import type { FleetStore } from "../fleet/fleet-store.js";
 import type { AdmissionQueue } from "./admission-queue.js";
+import { AffinityTable } from "./affinity-table.js";
+import { Circuits } from "./circuits.js";
 import type { LoadCoordinator } from "./load-coordinator.js";
 import type { Reservations } from "./reservations.js";
 import { SwapQueue, type SwapTurn } from "./swap-queue.js";
@@ -36,6 +41,8 @@ export interface DispatchObserver {
   waited?(model: string, seconds: number): void;
   swap?(model: string, node: string): void;
   scaleOut?(model: string, node: string): void;
+  /** A request with an affinity key went to its conversation's replica, or spilled. */
+  affinity?(model: string, outcome: "hit" | "spill"): void;
 }
 
 /** A reserved slot on one replica: where to send the request, and how to give the slot back. */
@@ -47,8 +54,22 @@ export interface Lease {
   readonly url: string;
   /** The request waited for a cold load or wakes an unloaded model. */
   readonly coldStart: boolean;
+  /** How long the request waited for a slot, a load, a swap or a turn (ms). */
+  readonly waitedMs: number;
   /** Gives the slot back; only the first call counts. */
   readonly release: () => void;
+  /**
+   * What came of the request, for the replica's failure memory: `false` when the connection
+   * failed, the harness answered 5xx or stalled; `true` when it answered otherwise.
+   */
+  readonly report: (ok: boolean) => void;
+}
+
+/** `affinity:` of cortex.yaml. */
+export interface AffinitySettings {
+  readonly enabled: boolean;
+  readonly loadFactor: number;
+  readonly ttlMs: number;
 }
 
 export interface DispatcherOptions {
@@ -62,6 +83,8 @@ export interface DispatcherOptions {
   /** `queue_max` and `swap_max_wait_ms`, for the swap queues. */
   readonly swapLimits: { readonly maxQueued: number; readonly maxWaitMs: number };
   readonly observer?: DispatchObserver;
+  /** Conversation affinity; off when absent. */
+  readonly affinity?: AffinitySettings;
   readonly now?: () => number;
 }
 
@@ -91,6 +114,10 @@ export class Dispatcher {
   readonly #now: () => number;
   /** Requests waiting on a replica's load, by replica key (`live.pending`). */
   readonly #pending = new Map<string, number>();
+  /** Failure memory per replica (`live.blocked`). */
+  readonly circuits: Circuits;
+  /** The replica each conversation used last. */
+  readonly #affinity: AffinityTable | undefined;
 
   constructor(options: DispatcherOptions) {
     this.#options = options;
@@ -108,10 +135,18 @@ export class Dispatcher {
       emit: (event) => options.store.emit(event),
       now: this.#now,
     });
+    // A circuit that half-opens lets waiting requests look again.
+    this.circuits = new Circuits(() => {
+      this.admission.wakeEveryone();
+      this.swaps.settled(false);
+    }, this.#now);
+    this.#affinity =
+      options.affinity?.enabled === true ? new AffinityTable(options.affinity.ttlMs) : undefined;
     this.live = {
       ...options.reservations.live,
       draining: this.swaps.draining,
       pending: this.#pending,
+      blocked: this.circuits.blocked,
     };
     // Slots also free up when a poll shows a neuron less busy, a replica finishes loading, or
     // a node comes back: whoever waits decides again on the new snapshot.
@@ -217,8 +252,16 @@ export class Dispatcher {
    * Resolves with a lease on a replica of `model`, after waiting for a slot or a cold load if
    * needed. Rejects with a CortexError (the client's answer) or the signal's reason.
    */
-  async acquire(model: string, signal: Abortable, excluded?: ReadonlySet<string>): Promise<Lease> {
+  async acquire(
+    model: string,
+    signal: Abortable,
+    excluded?: ReadonlySet<string>,
+    affinityKey?: string,
+  ): Promise<Lease> {
     const { store, catalogue, loads } = this.#options;
+    const table = affinityKey === undefined ? undefined : this.#affinity;
+    const conversation = `${model}\u0000${affinityKey}`;
+    const hash = table === undefined ? 0 : hash32(conversation);
     /** When the request first had to wait, and its deadline from then (queue_timeout_ms). */
     let waitedFrom: number | undefined;
     let deadline = 0;
@@ -239,23 +282,30 @@ export class Dispatcher {
       return false;
     };
     const lease = (model: string, node: string, url: string, cold: boolean, now: number) => {
-      if (waitedFrom !== undefined)
-        this.#options.observer?.waited?.(model, (now - waitedFrom) / 1000);
-      return this.#lease(model, node, url, cold, now);
+      const waitedMs = waitedFrom === undefined ? 0 : now - waitedFrom;
+      if (waitedFrom !== undefined) this.#options.observer?.waited?.(model, waitedMs / 1000);
+      table?.set(conversation, replicaKey(node, model), now);
+      return this.#lease(model, node, url, cold, now, waitedMs);
+    };
+    /** The routing request: the model, its turn, and the conversation's affinity. */
+    const request = (now: number): RoutingRequest => {
+      const settings = this.#options.affinity;
+      const affinity: Affinity | undefined =
+        table === undefined || settings === undefined
+          ? undefined
+          : { hash, loadFactor: settings.loadFactor, preferred: table.get(conversation, now) };
+      return { model, ...(turn ? { turn } : {}), ...(affinity ? { affinity } : {}) };
     };
     for (;;) {
       signal.throwIfAborted();
       const snapshot =
         excluded && excluded.size > 0 ? excluding(store.snapshot, excluded) : store.snapshot;
       const now = this.#now();
-      const decision = resolve(
-        snapshot,
-        catalogue(),
-        turn ? { model, turn } : { model },
-        this.live,
-      );
+      const decision = resolve(snapshot, catalogue(), request(now), this.live);
       switch (decision.kind) {
         case "route":
+          if (decision.affinity)
+            this.#options.observer?.affinity?.(decision.model, decision.affinity);
           return lease(decision.model, decision.node, decision.url, coldStart, now);
         case "lazy": {
           const running = loads.running(decision.model);
@@ -326,13 +376,30 @@ export class Dispatcher {
     }
   }
 
-  #lease(model: string, node: string, url: string, coldStart: boolean, now: number): Lease {
+  #lease(
+    model: string,
+    node: string,
+    url: string,
+    coldStart: boolean,
+    now: number,
+    waitedMs: number,
+  ): Lease {
+    const key = replicaKey(node, model);
+    this.circuits.sent(key);
+    let reported = false;
     return {
       model,
       node,
       url,
       coldStart,
+      waitedMs,
       release: this.reservations.take(node, model, now),
+      report: (ok) => {
+        if (reported) return;
+        reported = true;
+        if (ok) this.circuits.succeeded(key);
+        else this.circuits.failed(key);
+      },
     };
   }
 }

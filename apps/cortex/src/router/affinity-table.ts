@@ -1,0 +1,42 @@
+/**
+ * Which replica served each conversation last, so its next turn goes back there (its prompt is
+ * in that engine's cache) even after the replica set changed. A bounded map: entries expire
+ * `ttlMs` after their last use and the least recently used go first past `maxEntries`, so
+ * clients cannot grow it without bound.
+ */
+export class AffinityTable {
+  readonly #ttlMs: number;
+  readonly #maxEntries: number;
+  /** key → [replica key, expiry]; a Map keeps insertion order, refreshed on every use. */
+  readonly #entries = new Map<string, { replica: string; expiresMs: number }>();
+
+  constructor(ttlMs: number, maxEntries = 100_000) {
+    this.#ttlMs = ttlMs;
+    this.#maxEntries = maxEntries;
+  }
+
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  /** The replica `key` used last, unless that was more than the TTL ago. */
+  get(key: string, nowMs: number): string | undefined {
+    const entry = this.#entries.get(key);
+    if (entry === undefined) return undefined;
+    if (entry.expiresMs <= nowMs) {
+      this.#entries.delete(key);
+      return undefined;
+    }
+    return entry.replica;
+  }
+
+  set(key: string, replica: string, nowMs: number): void {
+    this.#entries.delete(key);
+    this.#entries.set(key, { replica, expiresMs: nowMs + this.#ttlMs });
+    // The oldest entries are first in the map: drop expired ones and any beyond the bound.
+    for (const [oldest, entry] of this.#entries) {
+      if (this.#entries.size <= this.#maxEntries && entry.expiresMs > nowMs) break;
+      this.#entries.delete(oldest);
+    }
+  }
+}
