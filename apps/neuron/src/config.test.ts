@@ -63,6 +63,24 @@ describe("loadConfig", () => {
     expect(config.devices[0]?.vram_total_mb).toBe(8192);
   });
 
+  it("probes harnesses every 5 s and gives up after 3 failures unless told otherwise", async () => {
+    expect(loadConfig(undefined, { NEURON_NAME: "a" })).toMatchObject({
+      health_interval_ms: 5000,
+      unhealthy_after_failures: 3,
+    });
+    const path = await file("liveness.yaml", "name: a\nhealth_interval_ms: 0\n");
+    expect(loadConfig(path, { NEURON_UNHEALTHY_AFTER_FAILURES: "5" })).toMatchObject({
+      health_interval_ms: 0,
+      unhealthy_after_failures: 5,
+    });
+    const bad = await file("bad-liveness.yaml", "name: a\nunhealthy_after_failures: 0\n");
+    const problems = problemsOf(() => loadConfig(bad, { NEURON_HEALTH_INTERVAL_MS: "-1" }));
+    expect(problems).toHaveLength(2);
+    expect(problems.join("\n")).toMatch(
+      /health_interval_ms[\s\S]*unhealthy_after_failures|unhealthy_after_failures[\s\S]*health_interval_ms/,
+    );
+  });
+
   it("runs from the environment alone", () => {
     expect(loadConfig(undefined, { NEURON_NAME: "env-only" }).name).toBe("env-only");
   });

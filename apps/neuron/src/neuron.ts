@@ -136,6 +136,8 @@ export const startNeuron = async (
       readyPollMs: 200,
       restartDelaysMs: RESTART_DELAYS_MS,
       stableAfterMs: STABLE_AFTER_MS,
+      healthIntervalMs: config.health_interval_ms,
+      unhealthyAfterFailures: config.unhealthy_after_failures,
       maxQueued: config.queue_max,
       queueTimeoutMs: config.queue_timeout_ms,
       swapMaxWaitMs: config.swap_max_wait_ms,

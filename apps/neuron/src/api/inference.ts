@@ -51,8 +51,11 @@ export const inferenceHandler = (
     };
     res.on("close", onClose);
     try {
-      await manager.run(model, gone, (baseUrl) =>
-        forward(baseUrl, path, body, res, gone, limits.clientStallTimeoutMs),
+      await manager.run(model, gone, (baseUrl, sawBytes) =>
+        forward(baseUrl, path, body, res, gone, {
+          stallTimeoutMs: limits.clientStallTimeoutMs,
+          onBytes: sawBytes,
+        }),
       );
     } catch (error) {
       if (gone.aborted) return;

@@ -30,6 +30,10 @@ export interface ManagerSettings {
   readonly restartDelaysMs: readonly number[];
   /** A harness that ran this long before crashing starts its crash count afresh. */
   readonly stableAfterMs: number;
+  /** `health_interval_ms`: every loaded harness's ready path is probed this often (0: never). */
+  readonly healthIntervalMs: number;
+  /** `unhealthy_after_failures`: failed probes in a row after which a harness is killed and recovered. */
+  readonly unhealthyAfterFailures: number;
   readonly maxQueued: number;
   readonly queueTimeoutMs: number;
   /**
@@ -50,8 +54,8 @@ export interface ManagerDeps {
   /** The latest discovered devices (answered from the discovery cache, never waiting). */
   readonly devices: () => readonly Device[];
   readonly freePort: () => Promise<number>;
-  /** One readiness check: does `url` answer 2xx now? */
-  readonly probe: (url: string) => Promise<boolean>;
+  /** One readiness or liveness check: does `url` answer 2xx now? `signal` ends it early. */
+  readonly probe: (url: string, signal?: AbortSignal) => Promise<boolean>;
   readonly log: Log;
   readonly pids?: PidRecords;
   readonly now?: () => number;

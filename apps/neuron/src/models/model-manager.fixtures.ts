@@ -17,6 +17,9 @@ export const testSettings = (overrides: Partial<ManagerSettings> = {}): ManagerS
   readyPollMs: 10,
   restartDelaysMs: [],
   stableAfterMs: 60_000,
+  // Off unless a test is about liveness: probes would otherwise run on every fake clock.
+  healthIntervalMs: 0,
+  unhealthyAfterFailures: 3,
   maxQueued: 1,
   queueTimeoutMs: 1000,
   swapMaxWaitMs: 30_000,

@@ -14,7 +14,7 @@ import type { ManagerDeps, ManagerSettings } from "./manager-deps.js";
 import { type ModelEntry, refuseBusy, sameSpec, trackLoading } from "./model-entry.js";
 import { ModelRegistry } from "./model-registry.js";
 import { type ProgressListener, ProgressListeners } from "./progress.js";
-import { type ServeHooks, serve } from "./serve.js";
+import { type HarnessWork, type ServeHooks, serve } from "./serve.js";
 import { SwapQueue } from "./swap-queue.js";
 
 export { FAILED_TTL_MS, MAX_FAILED_ENTRIES } from "./failed-entries.js";
@@ -325,11 +325,7 @@ export class ModelManager {
    * reloaded first, a loading or recovering one is waited for. The slot is released however the
    * work ends; the idle timer restarts when the last request finishes.
    */
-  async run<T>(
-    id: string,
-    signal: Abortable | undefined,
-    work: (baseUrl: string) => Promise<T>,
-  ): Promise<T> {
+  async run<T>(id: string, signal: Abortable | undefined, work: HarnessWork<T>): Promise<T> {
     const entry = this.#models.get(id);
     if (!entry)
       // `id` is whatever an inference body said, up to its 20 MB limit.

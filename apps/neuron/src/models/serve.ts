@@ -30,6 +30,13 @@ export interface ServeHooks {
 }
 
 /**
+ * What a request does with the model's harness: `baseUrl` is the harness's, and `sawBytes` is
+ * called whenever bytes of its answer reach the client (a streaming harness is alive without a
+ * liveness probe).
+ */
+export type HarnessWork<T> = (baseUrl: string, sawBytes: () => void) => Promise<T>;
+
+/**
  * Runs `work` against the model's harness inside one admission slot: an `unloaded` model is
  * reloaded first, a loading or recovering one is waited for. The slot is released however the
  * work ends; the idle timer restarts when the last request finishes.
@@ -37,7 +44,7 @@ export interface ServeHooks {
 export const serve = async <T>(
   entry: ModelEntry,
   signal: Abortable | undefined,
-  work: (baseUrl: string) => Promise<T>,
+  work: HarnessWork<T>,
   hooks: ServeHooks,
 ): Promise<T> => {
   const arrivedMs = hooks.now();
@@ -51,7 +58,8 @@ export const serve = async <T>(
           ? entry.harness.url
           : await whenLoaded(entry, signal, hooks, arrivedMs);
       try {
-        return await work(url);
+        const harness = entry.harness;
+        return await work(url, () => harness.sawTraffic());
       } finally {
         entry.lastAccessedMs = hooks.now();
       }

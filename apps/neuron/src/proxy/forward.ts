@@ -21,10 +21,19 @@ const PASSED_HEADERS = ["content-type", "content-length", "cache-control", "x-ac
 /** A harness that accepted the request never times out on its own: the client decides. */
 const NO_IDLE_LIMIT_MS = 0;
 
+export interface ForwardOptions {
+  /** A client that accepts none of its answer for this long is cut (0: never). */
+  readonly stallTimeoutMs?: number;
+  /** Called for every chunk of the answer passed on: the harness is alive and streaming. */
+  readonly onBytes?: () => void;
+}
+
 /**
  * Forwards `body` to `${baseUrl}${path}` and pipes the answer into `res`. Resolves when the
  * answer is complete or the client has gone (the upstream request is then aborted). Rejects
- * with a NeuronError only while nothing has been sent, so the caller can still answer 502.
+ * with a NeuronError only while nothing has been sent, so the caller can still answer 502: a
+ * harness killed meanwhile (a crash, or liveness giving up on it) resets the connection, which
+ * is that 502 at once.
  */
 export const forward = async (
   baseUrl: string,
@@ -32,7 +41,7 @@ export const forward = async (
   body: Buffer,
   res: ServerResponse,
   signal: Abortable,
-  stallTimeoutMs = 0,
+  options: ForwardOptions = {},
 ): Promise<void> => {
   let response: IncomingMessage;
   try {
@@ -59,7 +68,8 @@ export const forward = async (
   // A stream's headers go out at once; a sized body carries them with its first bytes.
   const complete = await pipeBody(response, res, {
     flushHeaders: response.headers["content-length"] === undefined,
-    stallTimeoutMs,
+    stallTimeoutMs: options.stallTimeoutMs ?? 0,
+    ...(options.onBytes ? { onChunk: options.onBytes } : {}),
   });
   // Bytes already reached the client: the only honest signal left is a cut connection.
   if (!complete && !signal.aborted) res.destroy();

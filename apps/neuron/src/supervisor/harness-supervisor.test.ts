@@ -1,68 +1,20 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { NeuronError } from "../errors.js";
-import type { Launch } from "../harnesses/definitions.js";
 import { systemTimers } from "../timers.js";
+import { LAUNCH, type Scripted, scripted } from "./harness-supervisor.fixtures.js";
 import {
   type HarnessJob,
   type HarnessState,
   HarnessSupervisor,
   RESTART_DELAYS_MS,
   STABLE_AFTER_MS,
+  type SupervisorDeps,
   type SupervisorSettings,
 } from "./harness-supervisor.js";
 import type { ExitStatus, RunningProcess } from "./process-runner.js";
-import { RingBuffer } from "./ring-buffer.js";
 
 // The supervisor with a scripted process runner and fake timers: backoff, the stable reset, and
 // stops at any moment, exact to the millisecond. No process is started and nothing sleeps.
-
-const LAUNCH: Launch = {
-  command: "fake-harness",
-  args: [],
-  env: {},
-  inherited: {},
-  readyPath: "/health",
-};
-
-interface Scripted {
-  readonly child: RunningProcess;
-  /** The process exits by itself (a crash). */
-  crash(code?: number): void;
-  stops: number;
-}
-
-/** A process whose exit the test decides. */
-const scripted = (pid: number): Scripted => {
-  const output = new RingBuffer();
-  output.write(`harness ${pid} says hello\n`);
-  let done = false;
-  let resolveExit: (status: ExitStatus) => void = () => {};
-  const exited = new Promise<ExitStatus>((resolve) => {
-    resolveExit = resolve;
-  });
-  const exit = (status: ExitStatus) => {
-    if (done) return;
-    done = true;
-    resolveExit(status);
-  };
-  const process: Scripted = {
-    child: {
-      pid,
-      output,
-      exited,
-      hasExited: () => done,
-      stop: async () => {
-        process.stops += 1;
-        exit({ code: null, signal: "SIGTERM" });
-        return exited;
-      },
-      killNow: () => exit({ code: null, signal: "SIGKILL" }),
-    },
-    crash: (code = 1) => exit({ code, signal: null }),
-    stops: 0,
-  };
-  return process;
-};
 
 let processes: Scripted[];
 let states: HarnessState[];
@@ -100,7 +52,7 @@ const supervisorWith = ({
   job?: Partial<HarnessJob>;
   pidBase?: number;
   port?: () => Promise<number>;
-  probe?: () => Promise<boolean>;
+  probe?: SupervisorDeps["probe"];
   settings?: Partial<SupervisorSettings>;
 }): HarnessSupervisor =>
   new HarnessSupervisor(
@@ -130,6 +82,8 @@ const supervisorWith = ({
       readyPollMs: 200,
       restartDelaysMs: RESTART_DELAYS_MS,
       stableAfterMs: STABLE_AFTER_MS,
+      healthIntervalMs: 5000,
+      unhealthyAfterFailures: 3,
       ...settings,
     },
   );
@@ -308,5 +262,106 @@ describe("HarnessSupervisor", () => {
     await stopping;
     await restarting;
     expect(processes).toHaveLength(2);
+  });
+});
+
+describe("HarnessSupervisor liveness", () => {
+  /** Liveness probes (those with a timeout signal; readiness polls pass none), by URL. */
+  let probes: string[];
+  const watched = (settings: Partial<SupervisorSettings> = {}) =>
+    supervisorWith({
+      probe: async (url: string, signal?: AbortSignal) => {
+        if (signal) probes.push(url);
+        return ready;
+      },
+      settings,
+    });
+
+  beforeEach(() => {
+    probes = [];
+  });
+
+  it("kills a harness that fails unhealthy_after_failures probes, then restarts it with the backoff", async () => {
+    const watchedSupervisor = watched();
+    await watchedSupervisor.start();
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(probes).toEqual(["http://127.0.0.1:40000/health", "http://127.0.0.1:40000/health"]);
+    ready = false;
+    await vi.advanceTimersByTimeAsync(14_999);
+    expect(last()).toMatchObject({ kind: "ready" });
+    await vi.advanceTimersByTimeAsync(1);
+    expect(await processes[0]?.child.exited).toEqual({ code: null, signal: "SIGKILL" });
+    expect(last()).toMatchObject({ kind: "recovering", attempt: 1, inMs: 1000 });
+    expect(last()).toHaveProperty(
+      "reason",
+      expect.stringMatching(
+        /^harness stopped answering \/health: 3 probes in a row failed \(every 5000 ms; the last: no 2xx answer\); killed it; last output:\nharness 1000 says hello/,
+      ),
+    );
+    expect(watchedSupervisor.url).toBeNull();
+    // No probe while recovering; the restart is probed again once ready.
+    const probed = probes.length;
+    ready = true;
+    await vi.advanceTimersByTimeAsync(1000);
+    await flush();
+    expect(processes).toHaveLength(2);
+    expect(last()).toMatchObject({ kind: "ready", url: "http://127.0.0.1:40001" });
+    expect(probes).toHaveLength(probed);
+    await vi.advanceTimersByTimeAsync(5000);
+    expect(probes.at(-1)).toBe("http://127.0.0.1:40001/health");
+    expect(kinds()).toEqual(["starting", "ready", "recovering", "starting", "ready"]);
+  });
+
+  it("does not probe a harness that streams to a client, and kills it once the stream stops", async () => {
+    const watchedSupervisor = watched({ healthIntervalMs: 1000 });
+    await watchedSupervisor.start();
+    ready = false;
+    for (let i = 0; i < 20; i += 1) {
+      watchedSupervisor.sawTraffic();
+      await vi.advanceTimersByTimeAsync(500);
+    }
+    expect(probes).toEqual([]);
+    expect(last()).toMatchObject({ kind: "ready" });
+    // The last bytes flowed at 9.5 s: the tick at 10 s still counts them, then 3 probes fail.
+    await vi.advanceTimersByTimeAsync(2999);
+    expect(last()).toMatchObject({ kind: "ready" });
+    await vi.advanceTimersByTimeAsync(1);
+    expect(probes).toHaveLength(3);
+    expect(last()).toMatchObject({ kind: "recovering" });
+  });
+
+  it("restarts only once the killed process has exited", async () => {
+    await watched({ healthIntervalMs: 1000, unhealthyAfterFailures: 1 }).start();
+    const first = latest();
+    let exitFirst: () => void = () => {};
+    (first.child as { killNow: () => void }).killNow = () => {
+      exitFirst = () => first.crash(137);
+    };
+    ready = false;
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(last()).toMatchObject({ kind: "recovering" });
+    ready = true;
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(processes).toHaveLength(1);
+    exitFirst();
+    await flush();
+    expect(processes).toHaveLength(2);
+    expect(last()).toMatchObject({ kind: "ready" });
+  });
+
+  it("stops probing when the harness stops, and never with an interval of 0", async () => {
+    const watchedSupervisor = watched();
+    await watchedSupervisor.start();
+    await vi.advanceTimersByTimeAsync(5000);
+    expect(probes).toHaveLength(1);
+    await watchedSupervisor.stop();
+    ready = false;
+    await vi.advanceTimersByTimeAsync(60_000);
+    ready = true;
+    const off = watched({ healthIntervalMs: 0 });
+    await off.start();
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(probes).toHaveLength(1);
+    expect(last()).toMatchObject({ kind: "ready" });
   });
 });

@@ -1,6 +1,7 @@
 import { NeuronError } from "../errors.js";
 import type { Launch } from "../harnesses/definitions.js";
 import type { TimerHandle, Timers } from "../timers.js";
+import { LivenessProbe, type LivenessSettings } from "./liveness.js";
 import type { PidRecords } from "./pid-records.js";
 import type { ExitStatus, ProcessRunner, RunningProcess } from "./process-runner.js";
 import type { RingBuffer } from "./ring-buffer.js";
@@ -46,15 +47,19 @@ export interface HarnessJob {
 export interface SupervisorDeps {
   readonly runner: ProcessRunner;
   readonly freePort: () => Promise<number>;
-  /** One readiness check: does `url` answer 2xx now? */
-  readonly probe: (url: string) => Promise<boolean>;
+  /**
+   * One readiness or liveness check: does `url` answer 2xx now? A liveness probe passes a
+   * `signal` that ends it at its timeout (readiness relies on the probe's own short limit).
+   */
+  readonly probe: (url: string, signal?: AbortSignal) => Promise<boolean>;
   readonly pids?: Pick<PidRecords, "add" | "remove">;
   readonly onRecordError: (error: unknown) => void;
   readonly now: () => number;
   readonly timers: Timers;
 }
 
-export interface SupervisorSettings {
+/** How a harness is started, stopped, restarted and (liveness.ts) probed while ready. */
+export interface SupervisorSettings extends LivenessSettings {
   /** SIGTERM → SIGKILL grace of a stop. */
   readonly stopGraceMs: number;
   readonly readyPollMs: number;
@@ -80,8 +85,9 @@ const stoppedWhileStarting = (id: string): NeuronError =>
   });
 
 /**
- * One harness process on a loopback port: starts it and waits until it answers, restarts it
- * with backoff when it exits by itself, and stops it with a grace period. Who decides what the
+ * One harness process on a loopback port: starts it and waits until it answers, probes it while
+ * it runs (liveness.ts), restarts it with backoff when it exits by itself or stops answering,
+ * and stops it with a grace period. Who decides what the
  * model is doing (the ModelManager) hears each state change through `onState`.
  */
 export class HarnessSupervisor {
@@ -98,6 +104,10 @@ export class HarnessSupervisor {
   #stopping: Promise<void> | null = null;
   /** Bumped by every stop: a start or restart begun before it gives up at its next step. */
   #generation = 0;
+  /** Probes the ready harness; null whenever it is not ready. */
+  #liveness: LivenessProbe | null = null;
+  /** When bytes of an answer last flowed from the running process to a client. */
+  #trafficAtMs: number | null = null;
 
   constructor(job: HarnessJob, deps: SupervisorDeps, settings: SupervisorSettings) {
     this.#job = job;
@@ -124,6 +134,14 @@ export class HarnessSupervisor {
     return this.#stopping ?? Promise.resolve();
   }
 
+  /**
+   * Bytes of an answer from this harness just reached a client: it is alive, and its liveness
+   * probes are skipped while that keeps happening (a busy harness may answer its health late).
+   */
+  sawTraffic(): void {
+    this.#trafficAtMs = this.#deps.now();
+  }
+
   /** A new load of the model starts counting crashes afresh. */
   resetCrashes(): void {
     this.#crashes = 0;
@@ -141,9 +159,11 @@ export class HarnessSupervisor {
     if (generation !== this.#generation) throw stoppedWhileStarting(this.#job.id);
     this.#set({ kind: "starting" });
     try {
-      const url = await this.#launch(generation);
+      const { url, child, readyUrl } = await this.#launch(generation);
       this.#readyAtMs = this.#deps.now();
+      this.#trafficAtMs = null;
       this.#set({ kind: "ready", url });
+      this.#watch(child, readyUrl);
       return url;
     } catch (error) {
       // A failed restart is one more crash (#restart), not a stop.
@@ -177,14 +197,56 @@ export class HarnessSupervisor {
   killNow(): void {
     this.#generation += 1;
     this.#cancelRestart();
+    this.#liveness?.stop();
+    this.#liveness = null;
     const child = this.#child;
     this.#child = null;
     child?.killNow();
   }
 
   #set(state: HarnessState): void {
+    // Only a ready harness is probed: a stop, a crash or a restart ends the watch first.
+    if (state.kind !== "ready") {
+      this.#liveness?.stop();
+      this.#liveness = null;
+    }
     this.#state = state;
     this.#job.onState(state);
+  }
+
+  /** Probes the ready `child` until it leaves `ready`; see liveness.ts. */
+  #watch(child: RunningProcess, readyUrl: string): void {
+    if (this.#child !== child || this.#state.kind !== "ready") return;
+    this.#liveness?.stop();
+    const liveness = new LivenessProbe(
+      {
+        url: readyUrl,
+        lastTrafficMs: () => this.#trafficAtMs,
+        onUnresponsive: (reason) => this.#unresponsive(child, reason),
+      },
+      { probe: this.#deps.probe, timers: this.#deps.timers, now: this.#deps.now },
+      this.#settings,
+    );
+    this.#liveness = liveness;
+    liveness.start();
+  }
+
+  /**
+   * A ready harness that stopped answering is killed at once, its whole process group (a
+   * SIGSTOPped or deadlocked process would sit out a SIGTERM grace), which also cuts the
+   * requests in flight to it; then it is recovered as a crash is. The restart waits until the
+   * old process has exited, so the two never hold memory at once.
+   */
+  #unresponsive(child: RunningProcess, reason: string): void {
+    if (this.#child !== child || this.#state.kind !== "ready") return;
+    this.#child = null;
+    child.killNow();
+    const stopping = child.exited.then(() => {
+      this.#record(() => this.#deps.pids?.remove(child.pid));
+      if (this.#stopping === stopping) this.#stopping = null;
+    });
+    this.#stopping = stopping;
+    this.#crashed(`${reason}; killed it; last output:\n${child.output.tail(10)}`);
   }
 
   #cancelRestart(): void {
@@ -192,7 +254,9 @@ export class HarnessSupervisor {
     this.#restartTimer = null;
   }
 
-  async #launch(generation: number): Promise<string> {
+  async #launch(
+    generation: number,
+  ): Promise<{ url: string; child: RunningProcess; readyUrl: string }> {
     const command = await this.#job.prepare();
     const port = await this.#deps.freePort();
     if (generation !== this.#generation) throw stoppedWhileStarting(this.#job.id);
@@ -208,9 +272,10 @@ export class HarnessSupervisor {
     const url = `http://${HOST}:${port}`;
     this.#child = child;
     void child.exited.then((status) => this.#onExit(child, status));
+    const readyUrl = `${url}${launch.readyPath}`;
     try {
-      await this.#waitReady(child, `${url}${launch.readyPath}`);
-      return url;
+      await this.#waitReady(child, readyUrl);
+      return { url, child, readyUrl };
     } catch (error) {
       if (this.#child === child) this.#child = null;
       await child.stop(this.#settings.stopGraceMs);

@@ -12,10 +12,13 @@ export const freeLoopbackPort = async (): Promise<number> => {
   return port;
 };
 
-/** One readiness probe: 2xx within a second counts as ready. */
-export const probeReady = async (url: string): Promise<boolean> => {
+/**
+ * One readiness or liveness probe: a 2xx answer counts. Without a `signal` it gives up after a
+ * second; a liveness probe brings its own, which its timer aborts (supervisor/liveness.ts).
+ */
+export const probeReady = async (url: string, signal?: AbortSignal): Promise<boolean> => {
   try {
-    const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
+    const res = await fetch(url, { signal: signal ?? AbortSignal.timeout(1000) });
     await res.arrayBuffer();
     return res.ok;
   } catch {
