@@ -8,6 +8,7 @@ import { CONTENTION_FULL, CONTENTION_SMOKE, runContention } from "./contention.j
 import { FLEET_FULL, FLEET_SMOKE, runFleetScale } from "./fleet-scale.js";
 import { INFERENCE_FULL, INFERENCE_SMOKE, runInference } from "./inference.js";
 import { MEMORY_FULL, MEMORY_SMOKE, runMemory } from "./memory.js";
+import { PREFIX_CACHE_FULL, PREFIX_CACHE_SMOKE, runPrefixCache } from "./prefix-cache.js";
 import { PROXY_FULL, PROXY_SMOKE, runProxyOverhead } from "./proxy-overhead.js";
 import { type BenchResult, ROOT, stopAll, writeReport } from "./support.js";
 
@@ -34,6 +35,10 @@ const benches: { name: string; run: () => Promise<BenchResult> }[] = [
   { name: "cold-load", run: () => runColdLoad(smoke ? COLD_SMOKE : COLD_FULL) },
   { name: "memory", run: () => runMemory(smoke ? MEMORY_SMOKE : MEMORY_FULL) },
   { name: "inference", run: () => runInference(smoke ? INFERENCE_SMOKE : INFERENCE_FULL) },
+  {
+    name: "prefix-cache",
+    run: () => runPrefixCache(smoke ? PREFIX_CACHE_SMOKE : PREFIX_CACHE_FULL),
+  },
   { name: "fleet-scale", run: () => runFleetScale(smoke ? FLEET_SMOKE : FLEET_FULL) },
   {
     name: "body-attack",

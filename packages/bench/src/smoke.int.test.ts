@@ -70,6 +70,7 @@ describe("the benchmark suite in smoke mode", () => {
     ["cold-load", ["requests", "loads", "successes", "latency_ms"]],
     ["memory", ["samples", "idle", "after", "second_half_growth_mib"]],
     ["inference", ["options", "modes"]],
+    ["prefix-cache", ["options", "model", "modes", "follow_up_ttft_p50_speedup", "samples"]],
     ["fleet-scale", ["cortex_cpu_share_of_core", "snapshot_age_ms", "dead_neuron"]],
     ["body-attack", ["phases", "rss_peak_mib", "rss_bound_mib", "health_ms", "codes", "parsing"]],
     ["contention", ["swap", "scale_out", "scale_out_ratio", "budgets"]],
@@ -87,6 +88,7 @@ describe("the benchmark suite in smoke mode", () => {
       "cold-load",
       "memory",
       "inference",
+      "prefix-cache",
       "fleet-scale",
       "body-attack",
       "contention",
@@ -95,6 +97,11 @@ describe("the benchmark suite in smoke mode", () => {
     expect(modes.map((m) => m.mode)).toEqual(["json", "stream"]);
     for (const mode of modes)
       for (const key of ["direct", "cortex", "ratio"]) expect(mode).toHaveProperty(key);
+    const prefix = report("prefix-cache").modes as { mode: string }[];
+    expect(prefix.map((m) => m.mode)).toEqual(["reuse", "no reuse"]);
+    for (const mode of prefix)
+      for (const key of ["first_turn_ttft_ms", "follow_up_ttft_ms", "cached_share"])
+        expect(mode).toHaveProperty(key);
     const contention = report("contention") as {
       swap: Record<string, unknown>;
       scale_out: Record<string, unknown>[];

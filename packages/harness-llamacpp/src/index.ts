@@ -4,6 +4,7 @@ export {
   buildTinyModel,
   TINY_MODEL_SHAPE,
   type TinyModelOptions,
+  type TinyModelShape,
   type TinyModelVariant,
   writeTinyModel,
 } from "./gguf/index.js";

@@ -3,6 +3,7 @@ export {
   buildTinyModel,
   TINY_MODEL_SHAPE,
   type TinyModelOptions,
+  type TinyModelShape,
   type TinyModelVariant,
   writeTinyModel,
 } from "./tiny-model.js";

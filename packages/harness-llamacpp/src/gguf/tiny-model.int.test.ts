@@ -127,6 +127,52 @@ describe("the tiny model", () => {
     }
   });
 
+  it("builds another shape on request, which llama.cpp loads and runs", async () => {
+    const shape = {
+      embeddingLength: 128,
+      feedForwardLength: 256,
+      blockCount: 3,
+      headCount: 8,
+      headCountKv: 4,
+    };
+    const path = join(dir, "wider.gguf");
+    await writeTinyModel(path, { seed: 1, shape });
+    const info = await readGgufFileInfo(path);
+    expect(info.metadata.llama).toMatchObject({
+      embedding_length: 128,
+      feed_forward_length: 256,
+      block_count: 3,
+      attention: { head_count: 8, head_count_kv: 4 },
+    });
+    expect(info.tensorInfo?.length).toBe(3 + 9 * 3);
+    const wider = await llama.loadModel({ modelPath: path, gpuLayers: 0 });
+    const context = await wider.createContext({ contextSize: 256, threads: 1 });
+    try {
+      const completion = new LlamaCompletion({ contextSequence: context.getSequence() });
+      const result = await completion.generateCompletionWithMeta("Hello", {
+        maxTokens: 8,
+        temperature: 0,
+      });
+      expect(result.metadata.stopReason).toBe("maxTokens");
+    } finally {
+      await context.dispose();
+      await wider.dispose();
+    }
+  });
+
+  it("keeps the default shape's bytes, and refuses a shape llama.cpp could not load", () => {
+    expect(
+      buildTinyModel({ seed: 4, shape: TINY_MODEL_SHAPE }).equals(buildTinyModel({ seed: 4 })),
+    ).toBe(true);
+    expect(() => buildTinyModel({ shape: { headCount: 3 } })).toThrow(
+      "multiple of shape.headCount",
+    );
+    expect(() => buildTinyModel({ shape: { headCountKv: 3 } })).toThrow(
+      "multiple of shape.headCountKv",
+    );
+    expect(() => buildTinyModel({ shape: { blockCount: 0 } })).toThrow("positive integer");
+  });
+
   it("writes atomically: no partial file is left beside the model", async () => {
     const path = join(dir, "nested", "racing.gguf");
     await Promise.all([1, 2, 3].map(() => writeTinyModel(path, { seed: 9 })));

@@ -11,10 +11,25 @@ import { encodeGguf, type GgufTensor, type GgufValue } from "./writer.js";
  */
 export type TinyModelVariant = "chat" | "embedding";
 
+/** The network's dimensions. */
+export interface TinyModelShape {
+  readonly embeddingLength: number;
+  readonly feedForwardLength: number;
+  readonly blockCount: number;
+  readonly headCount: number;
+  readonly headCountKv: number;
+  readonly contextLength: number;
+}
+
 export interface TinyModelOptions {
   /** Same seed, same bytes. Default 1. */
   readonly seed?: number;
   readonly variant?: TinyModelVariant;
+  /**
+   * Overrides of TINY_MODEL_SHAPE, for a model big enough that its compute shows (benchmarks of
+   * prompt evaluation): e.g. 512 wide with 8 layers is about 26 million parameters, ~100 MB.
+   */
+  readonly shape?: Partial<TinyModelShape>;
 }
 
 /** The shape of every tiny model: small enough to load in milliseconds on one CPU core. */
@@ -25,7 +40,26 @@ export const TINY_MODEL_SHAPE = {
   headCount: 4,
   headCountKv: 2,
   contextLength: 4096,
-} as const;
+} as const satisfies TinyModelShape;
+
+/** The shape with `overrides` applied; throws when llama.cpp could not load it. */
+const resolveShape = (overrides: Partial<TinyModelShape> = {}): TinyModelShape => {
+  const shape = { ...TINY_MODEL_SHAPE, ...overrides };
+  for (const [name, value] of Object.entries(shape)) {
+    if (!Number.isInteger(value) || value < 1)
+      throw new Error(`shape.${name} must be a positive integer, got ${value}`);
+  }
+  if (shape.embeddingLength % shape.headCount !== 0)
+    throw new Error("shape.embeddingLength must be a multiple of shape.headCount");
+  if (shape.headCount % shape.headCountKv !== 0)
+    throw new Error("shape.headCount must be a multiple of shape.headCountKv");
+  return shape;
+};
+
+const isDefaultShape = (shape: TinyModelShape): boolean =>
+  (Object.keys(TINY_MODEL_SHAPE) as (keyof TinyModelShape)[]).every(
+    (key) => shape[key] === TINY_MODEL_SHAPE[key],
+  );
 
 // A plain-text chat template (no special tokens), so prompts tokenize with the byte vocabulary.
 const CHAT_TEMPLATE =
@@ -34,14 +68,14 @@ const CHAT_TEMPLATE =
 
 const u32 = (value: number): GgufValue => ({ type: "uint32", value });
 
-/** Builds the whole file in memory (about 0.6 MB). */
+/** Builds the whole file in memory (about 0.6 MB with the default shape). */
 export const buildTinyModel = (options: TinyModelOptions = {}): Buffer => {
   const seed = options.seed ?? 1;
   const variant = options.variant ?? "chat";
   if (!Number.isInteger(seed) || seed < 0 || seed > 0xffff_ffff) {
     throw new Error(`seed must be an integer from 0 to 4294967295, got ${seed}`);
   }
-  const shape = TINY_MODEL_SHAPE;
+  const shape = resolveShape(options.shape);
   const vocab = buildSpmVocab();
   const nVocab = vocab.tokens.length;
   const nEmbd = shape.embeddingLength;
@@ -50,7 +84,13 @@ export const buildTinyModel = (options: TinyModelOptions = {}): Buffer => {
 
   const metadata = new Map<string, GgufValue>([
     ["general.architecture", { type: "string", value: "llama" }],
-    ["general.name", { type: "string", value: `tiny-${variant}-seed${seed}` }],
+    [
+      "general.name",
+      {
+        type: "string",
+        value: `tiny-${variant}-seed${seed}${isDefaultShape(shape) ? "" : `-${nEmbd}x${shape.blockCount}`}`,
+      },
+    ],
     ["general.file_type", u32(0)], // all F32
     ["llama.context_length", u32(shape.contextLength)],
     ["llama.embedding_length", u32(nEmbd)],
@@ -79,8 +119,15 @@ export const buildTinyModel = (options: TinyModelOptions = {}): Buffer => {
   }
 
   // Weights small enough that activations stay finite through the layers; norms start at one.
+  // Wider models get proportionally smaller weights (1 / sqrt(width)), so their activations and
+  // logits stay the size the default shape's are.
+  const widthScale = Math.sqrt(TINY_MODEL_SHAPE.embeddingLength / nEmbd);
   const random = new SeededRandom(seed);
-  const weights = (name: string, dims: readonly number[], scale = 0.08): GgufTensor => ({
+  const weights = (
+    name: string,
+    dims: readonly number[],
+    scale = 0.08 * widthScale,
+  ): GgufTensor => ({
     name,
     dims,
     data: random.uniform(
@@ -109,7 +156,10 @@ export const buildTinyModel = (options: TinyModelOptions = {}): Buffer => {
       weights(`${prefix}.ffn_up.weight`, [nEmbd, nFf]),
     );
   }
-  tensors.push(ones("output_norm.weight", nEmbd), weights("output.weight", [nEmbd, nVocab], 0.5));
+  tensors.push(
+    ones("output_norm.weight", nEmbd),
+    weights("output.weight", [nEmbd, nVocab], 0.5 * widthScale),
+  );
   return encodeGguf(metadata, tensors);
 };
 

@@ -17,6 +17,7 @@ describe("parseWorkerArgs", () => {
       batchSize: undefined,
       gpuLayers: undefined,
       flashAttention: false,
+      prefixCache: true,
     });
   });
 
@@ -36,6 +37,7 @@ describe("parseWorkerArgs", () => {
         "--batch-size=256",
         "--gpu-layers=20",
         "--flash-attention",
+        "--no-prefix-cache",
       ],
       1,
     );
@@ -52,6 +54,7 @@ describe("parseWorkerArgs", () => {
       batchSize: 256,
       gpuLayers: 20,
       flashAttention: true,
+      prefixCache: false,
     });
   });
 

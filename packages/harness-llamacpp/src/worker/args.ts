@@ -21,10 +21,12 @@ export interface WorkerArgs {
   /** Layers offloaded to the GPU; undefined lets node-llama-cpp fit as many as it can. */
   readonly gpuLayers: number | undefined;
   readonly flashAttention: boolean;
+  /** Reuse what a slot has evaluated (`--no-prefix-cache` turns it off, for benchmarks). */
+  readonly prefixCache: boolean;
 }
 
 export const USAGE =
-  "usage: node main.js --model <path> --port <port> [--host 127.0.0.1] [--parallel N] [--ctx-size N] [--gpu auto|off] [--alias NAME] [--grace-ms MS] [--parent-pid PID] [--threads N] [--batch-size N] [--gpu-layers N] [--flash-attention]";
+  "usage: node main.js --model <path> --port <port> [--host 127.0.0.1] [--parallel N] [--ctx-size N] [--gpu auto|off] [--alias NAME] [--grace-ms MS] [--parent-pid PID] [--threads N] [--batch-size N] [--gpu-layers N] [--flash-attention] [--no-prefix-cache]";
 
 const optionalInteger = (
   name: string,
@@ -68,6 +70,7 @@ export const parseWorkerArgs = (argv: readonly string[], parentPid: number): Wor
       "batch-size": { type: "string" },
       "gpu-layers": { type: "string" },
       "flash-attention": { type: "boolean", default: false },
+      "no-prefix-cache": { type: "boolean", default: false },
     },
   });
   if (!values.model) throw new Error("--model is required");
@@ -89,5 +92,6 @@ export const parseWorkerArgs = (argv: readonly string[], parentPid: number): Wor
     batchSize: optionalInteger("batch-size", values["batch-size"], 1, 65_536),
     gpuLayers: optionalInteger("gpu-layers", values["gpu-layers"], 0, 100_000),
     flashAttention: values["flash-attention"],
+    prefixCache: !values["no-prefix-cache"],
   };
 };

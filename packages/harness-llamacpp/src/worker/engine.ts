@@ -10,8 +10,11 @@ import {
   type LlamaEmbeddingContext,
   LlamaLogLevel,
   type LlamaModel,
+  LlamaVocabularyType,
   resolveChatWrapper,
+  type Token,
 } from "node-llama-cpp";
+import { commonPrefixLength, MIN_REUSE_SHARE, pickSlot, reusablePrefix } from "./prefix-cache.js";
 import type { Sampling } from "./requests.js";
 import type { FinishReason } from "./responses.js";
 import { SlotPool } from "./slots.js";
@@ -30,6 +33,12 @@ export interface EngineOptions {
   /** Layers on the GPU; undefined fits as many as free VRAM allows. Ignored with gpu "off". */
   readonly gpuLayers?: number | undefined;
   readonly flashAttention?: boolean;
+  /**
+   * Reuse what a sequence has evaluated (default true): a request takes the free sequence whose
+   * tokens share the longest prefix with its prompt and evaluates only the rest. False makes
+   * every request evaluate its whole prompt on a cleared sequence (a benchmark's baseline).
+   */
+  readonly prefixCache?: boolean;
 }
 
 /**
@@ -48,6 +57,8 @@ export interface Generation {
   readonly finishReason: FinishReason;
   readonly promptTokens: number;
   readonly completionTokens: number;
+  /** Prompt tokens not evaluated again, because the sequence already held them. */
+  readonly cachedTokens: number;
 }
 
 export interface GenerateOptions {
@@ -112,6 +123,17 @@ interface GenerationSettings {
   readonly onTextChunk?: (text: string) => void;
 }
 
+/**
+ * The token LlamaCompletion puts before a prompt (node-llama-cpp's own rule, which follows
+ * llama.cpp's tokenizer): BOS where the vocabulary asks for it.
+ */
+const beginningToken = (model: LlamaModel): Token | undefined => {
+  const type = model.vocabularyType;
+  if (type === LlamaVocabularyType.rwkv || type === LlamaVocabularyType.ugm) return undefined;
+  if (type !== LlamaVocabularyType.wpm && !model.tokens.shouldPrependBosToken) return undefined;
+  return model.tokens.bos ?? undefined;
+};
+
 const finishReasonOf = (stopReason: string): FinishReason =>
   stopReason === "maxTokens" ? "length" : "stop";
 
@@ -133,6 +155,10 @@ class LlamaEngine implements Engine {
   readonly #llama: Llama;
   readonly #model: LlamaModel;
   readonly #pool: SlotPool<LlamaContextSequence>;
+  readonly #prefixCache: boolean;
+  // When each sequence was last released (a counter, not a clock); never used ones are absent.
+  readonly #lastUsed = new Map<LlamaContextSequence, number>();
+  #releases = 0;
   readonly #disposeContext: () => Promise<void>;
   // Resolved once: working it out from the model's Jinja template takes ~300 ms, which
   // LlamaChat would otherwise spend again on every request.
@@ -149,9 +175,11 @@ class LlamaEngine implements Engine {
     model: LlamaModel,
     sequences: LlamaContextSequence[],
     threads: number,
+    prefixCache: boolean,
     disposeContext: () => Promise<void>,
   ) {
     this.threads = threads;
+    this.#prefixCache = prefixCache;
     this.#llama = llama;
     this.#model = model;
     this.#pool = new SlotPool(sequences);
@@ -175,16 +203,17 @@ class LlamaEngine implements Engine {
     options: GenerateOptions,
   ): Promise<Generation> {
     const history = toHistory(turns);
-    return this.#generate(sampling, options, (slot) => {
+    // The tokens LlamaChat evaluates for this history (it renders it the same way).
+    const tokens = this.#chatWrapper
+      .generateContextState({ chatHistory: history })
+      .contextText.tokenize(this.#model.tokenizer);
+    return this.#generate(tokens, sampling, options, (slot) => {
       const chat = new LlamaChat({
         contextSequence: slot,
         chatWrapper: this.#chatWrapper,
         autoDisposeSequence: false,
       });
       return {
-        promptTokens: chat.chatWrapper
-          .generateContextState({ chatHistory: history })
-          .contextText.tokenize(this.#model.tokenizer).length,
         run: (settings) => chat.generateResponse(history, settings),
         dispose: () => chat.dispose({ disposeSequence: false }),
       };
@@ -196,29 +225,39 @@ class LlamaEngine implements Engine {
     sampling: Sampling,
     options: GenerateOptions,
   ): Promise<Generation> {
-    return this.#generate(sampling, options, (slot) => {
+    // Given tokens, LlamaCompletion evaluates them as they are after its beginning token, so the
+    // prompt counted here is exactly the one evaluated.
+    const beginning = beginningToken(this.#model);
+    const text = this.#model.tokenize(
+      prompt,
+      false,
+      beginning === undefined ? undefined : "trimLeadingSpace",
+    );
+    const tokens = beginning === undefined ? text : [beginning, ...text];
+    return this.#generate(tokens, sampling, options, (slot) => {
       const completion = new LlamaCompletion({
         contextSequence: slot,
         autoDisposeSequence: false,
       });
       return {
-        promptTokens: this.#model.tokenize(prompt).length,
-        run: (settings) => completion.generateCompletionWithMeta(prompt, settings),
+        run: (settings) => completion.generateCompletionWithMeta(text, settings),
         dispose: () => completion.dispose({ disposeSequence: false }),
       };
     });
   }
 
   /**
-   * One generation on a free sequence: what chat and completion share (the slot, the context
-   * check, sampling settings, token counts). `start` wraps the sequence in LlamaChat or
-   * LlamaCompletion; the slot is released however it ends.
+   * One generation of the prompt `tokens` on a free sequence: what chat and completion share
+   * (the context check, the choice of sequence, sampling settings, token counts). `start` wraps
+   * the sequence in LlamaChat or LlamaCompletion, which erase what the sequence holds after its
+   * common prefix with the prompt and evaluate only the rest; the sequence is released however
+   * it ends.
    */
   async #generate(
+    tokens: readonly Token[],
     sampling: Sampling,
     options: GenerateOptions,
     start: (slot: LlamaContextSequence) => {
-      promptTokens: number;
       run: (settings: GenerationSettings) => Promise<{
         response: string;
         metadata: { stopReason: string };
@@ -226,15 +265,23 @@ class LlamaEngine implements Engine {
       dispose: () => void;
     },
   ): Promise<Generation> {
-    const { slot, release } = await this.#pool.acquire(options.signal);
+    const promptTokens = tokens.length;
+    if (promptTokens >= this.contextSize)
+      throw new ContextOverflowError(promptTokens, this.contextSize);
+    const { slot, release } = await this.#pool.acquire(options.signal, (free) => {
+      const views = free.map((sequence) => ({
+        tokens: sequence.contextTokens,
+        lastUsed: this.#lastUsed.get(sequence) ?? 0,
+      }));
+      // With reuse off, no match is ever useful: the least recently used sequence.
+      return pickSlot(views, tokens, this.#prefixCache ? MIN_REUSE_SHARE : Number.POSITIVE_INFINITY)
+        .index;
+    });
     let generation: ReturnType<typeof start> | undefined;
     try {
-      // Inside the try: preparing the prompt can throw (a chat template refusing the turns),
-      // and the sequence must go back to the pool all the same.
+      if (!this.#prefixCache) await slot.clearHistory();
+      const reused = reusablePrefix(slot.contextTokens, tokens);
       generation = start(slot);
-      const { promptTokens } = generation;
-      if (promptTokens >= this.contextSize)
-        throw new ContextOverflowError(promptTokens, this.contextSize);
       // Counted by the sequence's meter, not onToken: tokens of an unfinished UTF-8 character
       // are held back from onToken and never reported when generation stops between them.
       const outputBefore = slot.tokenMeter.usedOutputTokens;
@@ -247,14 +294,21 @@ class LlamaEngine implements Engine {
         customStopTriggers: sampling.stop,
         ...(options.onText ? { onTextChunk: options.onText } : {}),
       });
+      // The sequence now holds the prompt it evaluated, then the answer. Had node-llama-cpp
+      // evaluated other tokens than counted here, it would have erased from the first difference
+      // and the prefix still shared would end there: the count is never more than was reused.
+      const cachedTokens = Math.min(reused, commonPrefixLength(slot.contextTokens, tokens));
       return {
         text: result.response,
         finishReason: finishReasonOf(result.metadata.stopReason),
         promptTokens,
         completionTokens: slot.tokenMeter.usedOutputTokens - outputBefore,
+        cachedTokens,
       };
     } finally {
       generation?.dispose();
+      this.#releases += 1;
+      this.#lastUsed.set(slot, this.#releases);
       release();
     }
   }
@@ -322,8 +376,13 @@ export const loadEngine = async (options: EngineOptions): Promise<Engine> => {
       ...(options.batchSize === undefined ? {} : { batchSize: options.batchSize }),
     });
     const sequences = Array.from({ length: options.parallel }, () => context.getSequence());
-    return new LlamaEngine(llama, model, sequences, context.currentThreads, () =>
-      context.dispose(),
+    return new LlamaEngine(
+      llama,
+      model,
+      sequences,
+      context.currentThreads,
+      options.prefixCache ?? true,
+      () => context.dispose(),
     );
   } catch (error) {
     await llama.dispose();

@@ -89,6 +89,7 @@ const run = async (args: WorkerArgs): Promise<void> => {
       batchSize: args.batchSize,
       gpuLayers: args.gpuLayers,
       flashAttention: args.flashAttention,
+      prefixCache: args.prefixCache,
     });
   } catch (error) {
     log(`failed to load ${args.model}: ${error instanceof Error ? error.message : String(error)}`);
@@ -97,7 +98,7 @@ const run = async (args: WorkerArgs): Promise<void> => {
   if (stopping) return;
   phase = "ready";
   log(
-    `ready in ${Date.now() - started} ms: ${args.parallel} slot(s) × ${engine.contextSize} tokens, ${engine.gpu === false ? "CPU" : `GPU (${engine.gpu})`}, ${engine.threads} thread(s)`,
+    `ready in ${Date.now() - started} ms: ${args.parallel} slot(s) × ${engine.contextSize} tokens, ${engine.gpu === false ? "CPU" : `GPU (${engine.gpu})`}, ${engine.threads} thread(s)${args.prefixCache ? "" : ", prefix cache off"}`,
   );
 };
 

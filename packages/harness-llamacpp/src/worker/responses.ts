@@ -9,12 +9,19 @@ export interface Usage {
   readonly prompt_tokens: number;
   readonly completion_tokens: number;
   readonly total_tokens: number;
+  /** `cached_tokens`: prompt tokens served from the slot's cache, as OpenAI reports them. */
+  readonly prompt_tokens_details: { readonly cached_tokens: number };
 }
 
-export const usageOf = (promptTokens: number, completionTokens: number): Usage => ({
-  prompt_tokens: promptTokens,
-  completion_tokens: completionTokens,
-  total_tokens: promptTokens + completionTokens,
+export const usageOf = (generation: {
+  readonly promptTokens: number;
+  readonly completionTokens: number;
+  readonly cachedTokens: number;
+}): Usage => ({
+  prompt_tokens: generation.promptTokens,
+  completion_tokens: generation.completionTokens,
+  total_tokens: generation.promptTokens + generation.completionTokens,
+  prompt_tokens_details: { cached_tokens: generation.cachedTokens },
 });
 
 export const newId = (prefix: string): string => `${prefix}-${randomBytes(12).toString("hex")}`;

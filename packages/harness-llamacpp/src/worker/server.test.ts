@@ -21,6 +21,7 @@ class ScriptedEngine implements Engine {
   words = ["Hello", " there", ",", " friend"];
   delayMs = 0;
   aborted = 0;
+  cachedTokens = 0;
   lastTurns: readonly ChatTurn[] = [];
   lastSampling: Sampling | undefined;
 
@@ -66,6 +67,7 @@ class ScriptedEngine implements Engine {
         finishReason: limit < this.words.length ? "length" : "stop",
         promptTokens: prompt.split(" ").length,
         completionTokens: words.length,
+        cachedTokens: this.cachedTokens,
       };
     } finally {
       release();
@@ -159,7 +161,12 @@ describe("chat completions", () => {
     expect(openAIProblems("CreateChatCompletionResponse", completion)).toEqual([]);
     expect(completion.choices[0]?.message.content).toBe("Hello there, friend");
     expect(completion.choices[0]?.finish_reason).toBe("stop");
-    expect(completion.usage).toEqual({ prompt_tokens: 3, completion_tokens: 4, total_tokens: 7 });
+    expect(completion.usage).toEqual({
+      prompt_tokens: 3,
+      completion_tokens: 4,
+      total_tokens: 7,
+      prompt_tokens_details: { cached_tokens: 0 },
+    });
     expect(engine.lastTurns).toEqual([
       { role: "system", text: "be brief" },
       { role: "user", text: "hi" },
@@ -203,6 +210,32 @@ describe("chat completions", () => {
     expect(new Set(chunks.map((chunk) => chunk.id)).size).toBe(1);
   });
 
+  it("reports the prompt tokens served from cache, in the answer and the streamed usage", async () => {
+    engine.cachedTokens = 2;
+    const completion = await client.chat.completions.create({
+      model: "tiny",
+      messages: [{ role: "user", content: "hi there you" }],
+    });
+    expect(openAIProblems("CreateChatCompletionResponse", completion)).toEqual([]);
+    expect(completion.usage?.prompt_tokens_details?.cached_tokens).toBe(2);
+    const stream = await client.chat.completions.create({
+      model: "tiny",
+      messages: [{ role: "user", content: "hi there you" }],
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    const chunks = [];
+    for await (const chunk of stream) chunks.push(chunk);
+    for (const chunk of chunks)
+      expect(openAIProblems("CreateChatCompletionStreamResponse", chunk)).toEqual([]);
+    expect(chunks.at(-1)?.usage).toEqual({
+      prompt_tokens: 3,
+      completion_tokens: 4,
+      total_tokens: 7,
+      prompt_tokens_details: { cached_tokens: 2 },
+    });
+  });
+
   it("ends the raw stream with data: [DONE]", async () => {
     const res = await post("/v1/chat/completions", {
       messages: [{ role: "user", content: "hi" }],
@@ -237,6 +270,25 @@ describe("completions and embeddings", () => {
     expect(openAIProblems("CreateCompletionResponse", completion)).toEqual([]);
     expect(completion.choices[0]?.text).toBe("OnceHello there");
     expect(completion.choices[0]?.finish_reason).toBe("length");
+  });
+
+  it("reports cached prompt tokens for completions, in the answer and the streamed usage", async () => {
+    engine.cachedTokens = 1;
+    const completion = await client.completions.create({ model: "tiny", prompt: "Once more" });
+    expect(openAIProblems("CreateCompletionResponse", completion)).toEqual([]);
+    expect(completion.usage?.prompt_tokens_details?.cached_tokens).toBe(1);
+    const stream = await client.completions.create({
+      model: "tiny",
+      prompt: "Once more",
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    const chunks = [];
+    for await (const chunk of stream) chunks.push(chunk);
+    // Only the usage chunk: the schema (shared with JSON answers) wants a finish_reason string
+    // that OpenAI's own streams send as null until the last text chunk.
+    expect(openAIProblems("CreateCompletionResponse", chunks.at(-1))).toEqual([]);
+    expect(chunks.at(-1)?.usage?.prompt_tokens_details?.cached_tokens).toBe(1);
   });
 
   it("streams completions", async () => {

@@ -174,14 +174,7 @@ export const createWorkerApp = (context: WorkerContext, inflight: InFlight): exp
     await withConnection(res, inflight, async (signal) => {
       if (!body.stream) {
         const result = await engine.chat(turns, sampling, { signal });
-        res.json(
-          chatCompletion(
-            envelope,
-            result.text,
-            result.finishReason,
-            usageOf(result.promptTokens, result.completionTokens),
-          ),
-        );
+        res.json(chatCompletion(envelope, result.text, result.finishReason, usageOf(result)));
         return;
       }
       const stream = new EventStream(res);
@@ -197,9 +190,7 @@ export const createWorkerApp = (context: WorkerContext, inflight: InFlight): exp
         stream.send(chatChunk(envelope, { role: "assistant", content: "" }, null));
       stream.send(chatChunk(envelope, {}, result.finishReason));
       if (body.stream_options?.include_usage) {
-        stream.send(
-          chatUsageChunk(envelope, usageOf(result.promptTokens, result.completionTokens)),
-        );
+        stream.send(chatUsageChunk(envelope, usageOf(result)));
       }
       stream.done();
     });
@@ -215,7 +206,7 @@ export const createWorkerApp = (context: WorkerContext, inflight: InFlight): exp
     await withConnection(res, inflight, async (signal) => {
       if (!body.stream) {
         const result = await engine.complete(prompt, sampling, { signal });
-        const usage = usageOf(result.promptTokens, result.completionTokens);
+        const usage = usageOf(result);
         res.json(textCompletion(envelope, prefix + result.text, result.finishReason, usage));
         return;
       }
@@ -227,9 +218,7 @@ export const createWorkerApp = (context: WorkerContext, inflight: InFlight): exp
       });
       stream.send(textCompletion(envelope, "", result.finishReason));
       if (body.stream_options?.include_usage) {
-        stream.send(
-          completionUsageChunk(envelope, usageOf(result.promptTokens, result.completionTokens)),
-        );
+        stream.send(completionUsageChunk(envelope, usageOf(result)));
       }
       stream.done();
     });

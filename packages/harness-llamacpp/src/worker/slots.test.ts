@@ -51,4 +51,45 @@ describe("SlotPool", () => {
     await expect(pool.acquire(AbortSignal.abort(new Error("gone")))).rejects.toThrow("gone");
     expect(pool.busy).toBe(0);
   });
+
+  it("lets a caller choose among the free slots, and sees only the free ones", async () => {
+    const pool = new SlotPool(["a", "b", "c"]);
+    const seen: string[][] = [];
+    const b = await pool.acquire(undefined, (free) => {
+      seen.push([...free]);
+      return free.indexOf("b");
+    });
+    expect(b.slot).toBe("b");
+    const a = await pool.acquire(undefined, (free) => {
+      seen.push([...free]);
+      return 0;
+    });
+    expect(a.slot).toBe("a");
+    expect(seen).toEqual([
+      ["a", "b", "c"],
+      ["a", "c"],
+    ]);
+    b.release();
+    a.release();
+    expect(pool.busy).toBe(0);
+  });
+
+  it("refuses a choice outside the free slots without taking one", async () => {
+    const pool = new SlotPool(["a"]);
+    await expect(pool.acquire(undefined, () => 3)).rejects.toThrow(RangeError);
+    expect(pool.busy).toBe(0);
+  });
+
+  it("hands a waiter the slot that frees, without asking its chooser", async () => {
+    const pool = new SlotPool(["a"]);
+    const held = await pool.acquire();
+    let asked = 0;
+    const waiting = pool.acquire(undefined, () => {
+      asked += 1;
+      return 0;
+    });
+    held.release();
+    expect((await waiting).slot).toBe("a");
+    expect(asked).toBe(0);
+  });
 });

@@ -2,6 +2,8 @@
  * A fixed set of slots handed out first come, first served. A caller that cannot get a slot
  * waits (it is never rejected); a waiter whose signal aborts leaves the queue without taking
  * one. Every slot taken is given back exactly once through the returned release function.
+ * A caller that finds several slots free may choose among them (`choose`); a waiter gets the
+ * slot that frees, as only one is ever free while callers wait.
  */
 export class SlotPool<T> {
   readonly #free: T[];
@@ -26,9 +28,13 @@ export class SlotPool<T> {
     return this.#waiters.length;
   }
 
-  async acquire(signal?: AbortSignal): Promise<{ slot: T; release: () => void }> {
+  /** `choose` returns the index of the slot to take among the free ones (default: the last). */
+  async acquire(
+    signal?: AbortSignal,
+    choose?: (free: readonly T[]) => number,
+  ): Promise<{ slot: T; release: () => void }> {
     signal?.throwIfAborted();
-    const slot = this.#free.pop() ?? (await this.#wait(signal));
+    const slot = this.#takeFree(choose) ?? (await this.#wait(signal));
     let released = false;
     return {
       slot,
@@ -38,6 +44,14 @@ export class SlotPool<T> {
         this.#giveBack(slot);
       },
     };
+  }
+
+  #takeFree(choose: ((free: readonly T[]) => number) | undefined): T | undefined {
+    if (this.#free.length === 0) return undefined;
+    const index = choose ? choose(this.#free) : this.#free.length - 1;
+    if (!Number.isInteger(index) || index < 0 || index >= this.#free.length)
+      throw new RangeError(`chose slot ${index} of ${this.#free.length} free`);
+    return this.#free.splice(index, 1)[0];
   }
 
   #wait(signal: AbortSignal | undefined): Promise<T> {

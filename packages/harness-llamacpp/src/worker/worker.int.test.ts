@@ -238,6 +238,125 @@ describe("a worker serving the tiny model", () => {
   });
 });
 
+describe("prefix reuse", () => {
+  // Two workers on the same model: one reusing what its slots evaluated (the default), one
+  // with --no-prefix-cache evaluating every prompt whole, to compare answers with.
+  let reusing: Worker;
+  let whole: Worker;
+  type Message = OpenAI.Chat.Completions.ChatCompletionMessageParam;
+  const greedy = { model: "tiny", max_tokens: 32, temperature: 0 } as const;
+  const cachedOf = (usage: OpenAI.Completions.CompletionUsage | undefined | null) =>
+    usage?.prompt_tokens_details?.cached_tokens;
+  // Two conversations whose system prompts differ from their first word on.
+  const conversation = (name: string): Message[] => [
+    { role: "system", content: `${name} is the assistant here, and answers in one sentence.` },
+    { role: "user", content: `Hello ${name}, what should I cook tonight?` },
+  ];
+
+  beforeAll(async () => {
+    [reusing, whole] = await Promise.all([
+      startWorker(chatModel, ["--parallel", "2"]),
+      startWorker(chatModel, ["--parallel", "2", "--no-prefix-cache"]),
+    ]);
+    await Promise.all([waitReady(reusing), waitReady(whole)]);
+  });
+
+  afterAll(async () => {
+    for (const worker of [reusing, whole]) {
+      worker.child.kill("SIGTERM");
+      await exited(worker.child);
+    }
+  });
+
+  it("reports no cached tokens for first turns and the shared prefix for a follow-up", async () => {
+    const alpha = conversation("Alpha");
+    const first = await reusing.client.chat.completions.create({ ...greedy, messages: alpha });
+    expect(openAIProblems("CreateChatCompletionResponse", first)).toEqual([]);
+    expect(cachedOf(first.usage)).toBe(0);
+    // Another conversation in between takes the other (never used) slot, not Alpha's.
+    const other = await reusing.client.chat.completions.create({
+      ...greedy,
+      messages: conversation("Bravo"),
+    });
+    expect(cachedOf(other.usage)).toBe(0);
+
+    const followUp: Message[] = [
+      ...alpha,
+      { role: "assistant", content: first.choices[0]?.message.content ?? "" },
+      { role: "user", content: "Something with rice, please." },
+    ];
+    const second = await reusing.client.chat.completions.create({ ...greedy, messages: followUp });
+    expect(openAIProblems("CreateChatCompletionResponse", second)).toEqual([]);
+    const firstPrompt = first.usage?.prompt_tokens ?? 0;
+    // All of the first turn's prompt but at most its trailing "assistant: " tokens, which the
+    // answer's text may tokenize differently; never the whole of the new prompt.
+    expect(cachedOf(second.usage)).toBeGreaterThanOrEqual(firstPrompt - 2);
+    expect(cachedOf(second.usage)).toBeLessThan(second.usage?.prompt_tokens ?? 0);
+
+    // The next turn, streamed: its final usage chunk carries the count as well.
+    const stream = await reusing.client.chat.completions.create({
+      ...greedy,
+      messages: [
+        ...followUp,
+        { role: "assistant", content: second.choices[0]?.message.content ?? "" },
+        { role: "user", content: "Thanks!" },
+      ],
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    const chunks = [];
+    for await (const chunk of stream) chunks.push(chunk);
+    for (const chunk of chunks)
+      expect(openAIProblems("CreateChatCompletionStreamResponse", chunk)).toEqual([]);
+    // Alpha's slot is now the most recently used one, and still the one this turn takes.
+    expect(cachedOf(chunks.at(-1)?.usage)).toBeGreaterThanOrEqual(
+      (second.usage?.prompt_tokens ?? Number.POSITIVE_INFINITY) - 2,
+    );
+
+    // The worker without reuse evaluates every prompt whole.
+    const uncached = await whole.client.chat.completions.create({ ...greedy, messages: followUp });
+    expect(cachedOf(uncached.usage)).toBe(0);
+    expect(uncached.usage?.prompt_tokens).toBe(second.usage?.prompt_tokens);
+  });
+
+  it("answers the same with and without a cached prefix", async () => {
+    const messages: Message[] = [
+      ...conversation("Charlie"),
+      { role: "assistant", content: "Soup." },
+      { role: "user", content: "Which soup?" },
+    ];
+    const ask = (worker: Worker, extra: { temperature?: number; seed?: number } = {}) =>
+      worker.client.chat.completions.create({ ...greedy, ...extra, messages });
+    const plain = await ask(whole);
+    const cold = await ask(reusing);
+    const warm = await ask(reusing);
+    // Cold: the least recently used slot, which shares at most the template's opening tokens.
+    expect(cachedOf(cold.usage)).toBeLessThan((cold.usage?.prompt_tokens ?? 0) / 4);
+    expect(cachedOf(warm.usage)).toBe((warm.usage?.prompt_tokens ?? 0) - 1);
+    expect(warm.choices[0]?.message.content).toBe(plain.choices[0]?.message.content);
+    expect(cold.choices[0]?.message.content).toBe(plain.choices[0]?.message.content);
+    // Sampling reads the whole distribution, so it would notice a cache that changed it.
+    const sampled = { temperature: 1, seed: 11 };
+    const [sampledPlain, sampledWarm] = [await ask(whole, sampled), await ask(reusing, sampled)];
+    expect(cachedOf(sampledWarm.usage)).toBeGreaterThan(0);
+    expect(sampledWarm.choices[0]?.message.content).toBe(sampledPlain.choices[0]?.message.content);
+
+    // Completions keep theirs as well: the same prompt again is all cached but its last token.
+    const complete = (worker: Worker) =>
+      worker.client.completions.create({ ...greedy, prompt: "Once upon a time, in a kitchen," });
+    const [once, again, plainText] = [
+      await complete(reusing),
+      await complete(reusing),
+      await complete(whole),
+    ];
+    expect(openAIProblems("CreateCompletionResponse", again)).toEqual([]);
+    expect(cachedOf(again.usage)).toBe((again.usage?.prompt_tokens ?? 0) - 1);
+    expect(again.choices[0]?.text).toBe(once.choices[0]?.text);
+    expect(again.choices[0]?.text).toBe(plainText.choices[0]?.text);
+    expect(cachedOf(plainText.usage)).toBe(0);
+  });
+});
+
 describe("a worker with one slot", () => {
   it("frees the slot when a client disconnects mid-stream", async () => {
     const worker = await startWorker(chatModel, ["--parallel", "1"]);
