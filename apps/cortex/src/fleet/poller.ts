@@ -6,7 +6,6 @@ import type {
   HarnessInfo,
   ModelsAnswer,
   NeuronModel,
-  NeuronTarget,
   NodeInfo,
 } from "@cortex/protocol";
 import PQueue from "p-queue";
