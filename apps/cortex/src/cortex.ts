@@ -229,7 +229,7 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
     catalogue,
     apiKeys: config.api_keys,
     tokenOf: (node) => tokens.get(node) ?? "",
-    refresh,
+    suspect: (node, why) => poller.suspect(node, why),
     streamIdleTimeoutMs: config.stream_idle_timeout_ms,
     loadTimeoutMs: config.load_timeout_ms,
     record,
@@ -292,6 +292,7 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
       drain = drainServer(server, graceMs);
       // Event streams never end by themselves: they end now rather than at the grace's end.
       feed.close();
+      openai.close();
       keeper.stop();
       dispatcher.swaps.close();
       dispatcher.circuits.close();

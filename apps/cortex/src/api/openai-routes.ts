@@ -12,24 +12,14 @@ import {
   pathOf,
   readBody,
   requireBearer,
-  withModel,
   wrongToken,
 } from "@cortex/http-kit";
-import {
-  ERROR_CODES,
-  type ErrorCode,
-  errorEnvelope,
-  type FleetEvent,
-  type FleetSnapshot,
-} from "@cortex/protocol";
+import { ERROR_CODES, type ErrorCode, type FleetEvent, type FleetSnapshot } from "@cortex/protocol";
 import express, { type Router } from "express";
 import { CortexError } from "../errors.js";
-import {
-  forward,
-  UpstreamConnectError,
-  UpstreamTimeoutError,
-  type Usage,
-} from "../proxy/forward.js";
+import { endWithErrorEvent, isEventStream, proxyWithRetries } from "../proxy/attempts.js";
+import type { Usage } from "../proxy/forward.js";
+import { NodeWatch } from "../proxy/node-watch.js";
 import type { Dispatcher, Lease } from "../router/dispatcher.js";
 import { affinityKeyOf } from "./affinity-key.js";
 import { listModels } from "./models-list.js";
@@ -59,8 +49,11 @@ export interface OpenAIRoutesOptions {
   readonly apiKeys: readonly string[];
   /** The neuron token to send to `node`. */
   readonly tokenOf: (node: string) => string;
-  /** Asks the poller to look at a node now (it refused a connection). */
-  readonly refresh: (node: string) => void;
+  /**
+   * A request to the node failed to connect or timed out: the node gets no new requests until a
+   * poll, asked for now, finds it answering (the poller's `suspect`).
+   */
+  readonly suspect: (node: string, why: string) => void;
   readonly streamIdleTimeoutMs: number;
   readonly loadTimeoutMs: number;
   readonly record: (record: RequestRecord) => void;
@@ -71,7 +64,10 @@ export interface OpenAIRoutesOptions {
   readonly bodyBudget?: BodyBudget;
   /** A client that accepts no bytes of its answer for this long is cut (and its slot freed). */
   readonly clientStallTimeoutMs?: number;
-  /** The fleet's events, for cold-load progress in streaming clients' keep-alive comments. */
+  /**
+   * The fleet's events: cold-load progress for streaming clients' keep-alive comments, and
+   * health flips, which give up requests on a node that turned unhealthy (none without it).
+   */
   readonly subscribe?: (listener: (event: FleetEvent) => void) => () => void;
   /** How often a waiting streaming client gets a keep-alive comment. */
   readonly feedbackEveryMs?: number;
@@ -102,9 +98,6 @@ const checkPath = (path: string): void => {
   }
 };
 
-/** Tries other replicas this many times when a neuron refuses the connection. */
-const CONNECT_RETRIES = 2;
-
 /** The largest request body cortex accepts, unless the options say otherwise (the neuron's). */
 const BODY_LIMIT_BYTES = 20 * 2 ** 20;
 
@@ -113,6 +106,8 @@ export interface OpenAIRoutes {
   readonly router: Router;
   /** `POST /v1/*`, on plain node:http: the inference fast path. */
   readonly inference: FastHandler;
+  /** Stops watching the fleet's health (cortex's stop). */
+  readonly close: () => void;
 }
 
 /**
@@ -124,6 +119,18 @@ export const openAIRoutes = (options: OpenAIRoutesOptions): OpenAIRoutes => {
   const router = express.Router();
   const board = new LoadProgressBoard();
   options.subscribe?.(board.listener);
+  const watch = options.subscribe
+    ? new NodeWatch({ snapshot: options.snapshot(), subscribe: options.subscribe })
+    : undefined;
+  const attempts = {
+    acquire: options.dispatcher.acquire.bind(options.dispatcher),
+    tokenOf: options.tokenOf,
+    suspect: options.suspect,
+    ...(watch ? { watch } : {}),
+    streamIdleTimeoutMs: options.streamIdleTimeoutMs,
+    loadTimeoutMs: options.loadTimeoutMs,
+    clientStallTimeoutMs: options.clientStallTimeoutMs ?? 0,
+  };
   /** What a waiting streaming client is told, every second. */
   const waitingFor = (requested: string): string => {
     const model = resolveModelName(options.catalogue(), requested)?.id ?? requested;
@@ -191,71 +198,25 @@ export const openAIRoutes = (options: OpenAIRoutesOptions): OpenAIRoutes => {
       // Streams that wait (cold load, admission queue, lazy reload) get keep-alive comments.
       if (fields.stream)
         feedback = new WaitFeedback(res, () => waitingFor(fields.model), options.feedbackEveryMs);
-      const excluded = new Set<string>();
-      const affinityKey = affinityKeyOf(req.headers, body, fields);
-      for (let attempt = 0; ; attempt += 1) {
-        lease = await options.dispatcher.acquire(fields.model, gone, excluded, affinityKey);
-        // Who served, whether it waited for a load, and how long it waited: on every answer
-        // whose headers are still to go (a stream kept alive while it waited sent them then).
-        if (!res.headersSent) {
-          res.setHeader("x-cortex-node", lease.node);
-          res.setHeader("x-cortex-cold-start", String(lease.coldStart));
-          res.setHeader("x-cortex-queue-ms", String(Math.round(lease.waitedMs)));
-        }
-        try {
-          const result = await forward(res, {
-            baseUrl: lease.url,
-            path,
-            // An alias becomes the model's id in the body; every other byte goes as sent.
-            body:
-              lease.model === fields.model ? body : withModel(body, fields.modelSpan, lease.model),
-            token: options.tokenOf(lease.node),
-            requestId,
-            accept: req.headers.accept,
-            // An unloaded model answers only once its neuron has reloaded it.
-            idleTimeoutMs: lease.coldStart ? options.loadTimeoutMs : options.streamIdleTimeoutMs,
-            signal: gone,
-            stallTimeoutMs: options.clientStallTimeoutMs ?? 0,
-            onResponse: () => feedback?.stop(),
-          });
-          // A harness that answered 5xx, or broke off, counts against its replica.
-          if (!result.aborted) lease.report(!result.broken && result.status < 500);
-          record(result.aborted ? 499 : result.broken ? 502 : result.status, {
-            ttftMs: result.firstByteMs,
-            usage: result.usage,
-          });
-          return;
-        } catch (error) {
-          if (error instanceof UpstreamConnectError || error instanceof UpstreamTimeoutError)
-            lease.report(false);
-          if (
-            error instanceof UpstreamConnectError &&
-            error.retryable &&
-            attempt < CONNECT_RETRIES
-          ) {
-            excluded.add(lease.node);
-            options.refresh(lease.node);
-            continue;
-          }
-          if (error instanceof UpstreamConnectError) {
-            options.refresh(lease.node);
-            throw new CortexError(
-              "upstream_error",
-              `could not reach a neuron serving "${lease.model}" (${error.code}); retry shortly`,
-              { retryAfterS: 1 },
-            );
-          }
-          if (error instanceof UpstreamTimeoutError)
-            throw new CortexError(
-              "upstream_timeout",
-              `the neuron serving "${lease.model}" stopped answering`,
-              { retryAfterS: 5 },
-            );
-          throw error;
-        } finally {
-          lease.release();
-        }
-      }
+      const outcome = await proxyWithRetries(attempts, {
+        res,
+        path,
+        body,
+        fields,
+        requestId,
+        accept: req.headers.accept,
+        signal: gone,
+        affinityKey: affinityKeyOf(req.headers, body, fields),
+        onLease: (taken) => {
+          lease = taken;
+        },
+        onResponse: () => feedback?.stop(),
+      });
+      record(outcome.status, {
+        ttftMs: outcome.firstByteMs,
+        usage: outcome.usage,
+        errorCode: outcome.errorCode,
+      });
     } catch (error) {
       if (gone.aborted) {
         record(499);
@@ -263,11 +224,10 @@ export const openAIRoutes = (options: OpenAIRoutesOptions): OpenAIRoutes => {
       }
       const code = error instanceof ApiError ? error.code : "internal_error";
       record(error instanceof ApiError ? statusOf(error) : 500, { errorCode: code });
-      if (feedback?.started && !res.writableEnded) {
-        // The stream is open (200 sent with keep-alive comments): the error goes in it, as
-        // OpenAI's streams carry one, which the official clients raise.
-        const message = error instanceof ApiError ? error.message : "internal error";
-        res.end(`data: ${JSON.stringify(errorEnvelope(code, message))}\n\n`);
+      if (res.headersSent && isEventStream(res) && !res.writableEnded) {
+        // The stream is open (200 sent with keep-alive comments, or a failed try's head): the
+        // error goes in it, as OpenAI's streams carry one, which the official clients raise.
+        endWithErrorEvent(res, code, error instanceof ApiError ? error.message : "internal error");
         return;
       }
       throw error;
@@ -276,7 +236,7 @@ export const openAIRoutes = (options: OpenAIRoutesOptions): OpenAIRoutes => {
       res.off("close", onClose);
     }
   };
-  return { router, inference };
+  return { router, inference, close: () => watch?.close() };
 };
 
 const statusOf = (error: ApiError): number => ERROR_CODES[error.code].status;

@@ -1,16 +1,9 @@
 import { setMaxListeners } from "node:events";
-import type {
-  Device,
-  DiscoveryAnswer,
-  FleetNode,
-  HarnessInfo,
-  ModelsAnswer,
-  NeuronModel,
-  NodeInfo,
-} from "@cortex/protocol";
+import type { DiscoveryAnswer, FleetNode, ModelsAnswer } from "@cortex/protocol";
 import PQueue from "p-queue";
 import type { Log } from "../log.js";
 import type { NeuronClient } from "../neurons/neuron-client.js";
+import { reuse, sameDevice, sameHarness, sameModel, sameNodeInfo } from "./answer-reuse.js";
 import type { FleetStore, StoreTarget } from "./fleet-store.js";
 
 /** What the poller needs of a neuron client; tests pass fakes. */
@@ -41,6 +34,8 @@ export interface PollerOptions {
 interface Outcome {
   /** The node's generation when `/models` was sent; a different one at apply time: stale. */
   readonly generation: number;
+  /** The node's suspicion count when `/models` was sent (see `suspect`). */
+  readonly suspicion: number;
   /** null: `/models` failed (`error` says why). */
   readonly models: ModelsAnswer | null;
   /** null: not asked this tick, or failed (`discoveryError` says why). */
@@ -59,72 +54,12 @@ interface HealthChange {
 const messageOf = (error: unknown): string =>
   error instanceof Error ? error.message : String(error);
 
-// Field-by-field equality of the answer shapes, so unchanged answers keep the previous objects
-// (no JSON.stringify, no new objects): consumers can compare by reference, and a quiet fleet
-// of 500 nodes costs only the parse.
-
-const sameNumbers = (a: readonly number[], b: readonly number[]): boolean => {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i += 1) if (a[i] !== b[i]) return false;
-  return true;
-};
-
-const sameModel = (a: NeuronModel, b: NeuronModel): boolean =>
-  a.id === b.id &&
-  a.status === b.status &&
-  a.in_flight === b.in_flight &&
-  a.queued === b.queued &&
-  a.last_accessed === b.last_accessed &&
-  a.harness === b.harness &&
-  a.vram_mb === b.vram_mb &&
-  a.max_concurrency === b.max_concurrency &&
-  a.loaded_at === b.loaded_at &&
-  a.error === b.error &&
-  sameNumbers(a.devices, b.devices);
-
-const sameDevice = (a: Device, b: Device): boolean =>
-  a.index === b.index &&
-  a.vram_free_mb === b.vram_free_mb &&
-  a.utilization_pct === b.utilization_pct &&
-  a.temperature_c === b.temperature_c &&
-  a.vram_total_mb === b.vram_total_mb &&
-  a.vendor === b.vendor &&
-  a.name === b.name &&
-  a.bus_id === b.bus_id &&
-  a.driver_version === b.driver_version;
-
-const sameHarness = (a: HarnessInfo, b: HarnessInfo): boolean =>
-  a.name === b.name && a.kind === b.kind;
-
-const sameNodeInfo = (a: NodeInfo, b: NodeInfo): boolean =>
-  a.name === b.name &&
-  a.hostname === b.hostname &&
-  a.os === b.os &&
-  a.kernel === b.kernel &&
-  a.cpu === b.cpu &&
-  a.memory_mb === b.memory_mb;
-
-/**
- * `fresh` with every element equal to the previous one at its position replaced by the previous
- * object; the previous array itself when nothing changed. `fresh` is a parsed answer the poller
- * owns, so it is updated in place instead of copied.
- */
-const reuse = <T>(previous: T[], fresh: T[], same: (a: T, b: T) => boolean): T[] => {
-  let changed = previous.length !== fresh.length;
-  for (let i = 0; i < fresh.length; i += 1) {
-    const old = previous[i];
-    const next = fresh[i] as T;
-    if (old !== undefined && same(old, next)) fresh[i] = old;
-    else changed = true;
-  }
-  return changed ? fresh : previous;
-};
-
 /**
  * Polls every neuron's `/models` (and `/discovery` when due) on a fixed cadence and applies each
  * tick's answers to the fleet store in one atomic update. Ticks never overlap: one that outlasts
  * the interval is followed at once by the next. A node that stops answering keeps its last known
- * models and devices, and is marked unhealthy after `unhealthyAfter` failed polls in a row.
+ * models and devices, and is marked unhealthy after `unhealthyAfter` failed polls in a row, or at
+ * once when a request to it failed (`suspect`).
  */
 export class Poller {
   readonly #store: FleetStore;
@@ -142,6 +77,10 @@ export class Poller {
   readonly #now: () => number;
   /** When each node's discovery last succeeded. */
   readonly #discoveredAt = new Map<string, number>();
+  /** How many times each node was suspected: a poll sent before the last one cannot clear it. */
+  readonly #suspicions = new Map<string, number>();
+  /** Nodes whose poll for a suspicion is queued and not started yet (one each at most). */
+  readonly #suspectPolls = new Set<string>();
   #controller = Poller.#newController();
   #timer: NodeJS.Timeout | null = null;
   #running = false;
@@ -199,6 +138,36 @@ export class Poller {
     return this.#serial(() => this.#poll(name));
   }
 
+  /**
+   * A request to the node failed to connect or timed out: the node is marked unhealthy at once
+   * (its error `suspect: <why>`), so it gets no new requests, and is polled now. Only a poll sent
+   * after this brings it back; failed polls count towards `unhealthyAfter` as usual. A burst of
+   * failures queues one poll, not one each.
+   */
+  suspect(name: string, why: string): void {
+    if (!this.#clients.has(name)) return;
+    this.#suspicions.set(name, (this.#suspicions.get(name) ?? 0) + 1);
+    let flipped = false;
+    this.#store.update((current) => {
+      const index = current.nodes.findIndex((node) => node.name === name);
+      const node = current.nodes[index];
+      if (node === undefined || !node.healthy) return current;
+      flipped = true;
+      const nodes = current.nodes.slice();
+      nodes[index] = { ...node, healthy: false, error: `suspect: ${why}` };
+      return { ...current, nodes };
+    });
+    if (flipped) this.#log.warn({ node: name, error: why }, "neuron is suspect");
+    // A stopped poller polls no more: the node stays suspect.
+    if (!this.#running || this.#suspectPolls.has(name)) return;
+    this.#suspectPolls.add(name);
+    void this.#serial(async () => {
+      // From here on a new suspicion queues another poll: this one may have left before it.
+      this.#suspectPolls.delete(name);
+      await this.#poll(name);
+    });
+  }
+
   readonly #onTimer = (): void => {
     this.#timer = null;
     if (!this.#running || this.#scheduledQueued) return;
@@ -230,12 +199,13 @@ export class Poller {
       const client = this.#clients.get(node.name);
       if (!client) continue;
       const discoveredAt = this.#discoveredAt.get(node.name);
-      // Discovery on the first poll, on its own cadence, and whenever the node had failed:
-      // a neuron that comes back may have restarted with other devices or harnesses.
+      // Discovery on the first poll, on its own cadence, and whenever the node had failed or
+      // was suspect: a neuron that comes back may have restarted with other devices or harnesses.
       const discover =
         discoveredAt === undefined ||
         now - discoveredAt >= this.#discoveryIntervalMs ||
-        node.consecutive_failures > 0;
+        node.consecutive_failures > 0 ||
+        !node.healthy;
       tasks.push(this.#pollNode(node.name, client, discover, signal, outcomes));
     }
     await Promise.all(tasks);
@@ -252,6 +222,7 @@ export class Poller {
     outcomes: Map<string, Outcome>,
   ): Promise<void> {
     let generation = 0;
+    let suspicion = 0;
     const discoveryCall = discover
       ? this.#queue.add(() => {
           signal.throwIfAborted();
@@ -268,6 +239,7 @@ export class Poller {
           signal.throwIfAborted();
           // Read as the request leaves: any change cortex makes from here on is newer.
           generation = this.#store.generation(name);
+          suspicion = this.#suspicions.get(name) ?? 0;
           this.#onModelsSent?.(name);
           return client.models({ signal });
         })) ?? null;
@@ -284,7 +256,7 @@ export class Poller {
       }
     }
     if (signal.aborted) return;
-    outcomes.set(name, { generation, models, discovery, error, discoveryError });
+    outcomes.set(name, { generation, suspicion, models, discovery, error, discoveryError });
   }
 
   /** Applies one tick's outcomes in one store update; nodes not polled keep their objects. */
@@ -369,6 +341,10 @@ export class Poller {
     const harnesses = discovery
       ? reuse(node.harnesses, discovery.harnesses, sameHarness)
       : node.harnesses;
+    // An answer that left before the node was last suspected says nothing about the failure
+    // that suspicion saw: its models count, the node's health waits for a newer poll.
+    if (!node.healthy && outcome.suspicion !== (this.#suspicions.get(node.name) ?? 0))
+      return { ...node, last_poll_at: at, node: info, devices, harnesses, models };
     if (
       node.healthy &&
       node.consecutive_failures === 0 &&

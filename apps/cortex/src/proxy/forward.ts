@@ -1,7 +1,7 @@
-import type { IncomingMessage, ServerResponse } from "node:http";
+import type { ClientRequest, IncomingMessage, ServerResponse } from "node:http";
 import {
   type Abortable,
-  passHeaders,
+  ClientSignal,
   pipeBody,
   post,
   proxyAgents,
@@ -53,6 +53,17 @@ export class UpstreamTimeoutError extends Error {
   }
 }
 
+/** The request was given up before any answer (`abandon` aborted: its node turned unhealthy). */
+export class UpstreamAbandonedError extends Error {
+  constructor(cause: unknown) {
+    super(cause instanceof Error ? cause.message : "the request was given up", { cause });
+    this.name = "UpstreamAbandonedError";
+  }
+}
+
+/** How an answer that had started broke off: reset, silent for the idle timeout, given up. */
+export type BrokenCause = "reset" | "timeout" | "abandoned";
+
 export interface Usage {
   readonly prompt_tokens: number | null;
   readonly completion_tokens: number | null;
@@ -65,8 +76,14 @@ export interface ForwardResult {
   readonly usage: Usage | null;
   /** The client went away before the answer was complete (the upstream request was aborted). */
   readonly aborted: boolean;
-  /** The answer broke off after bytes had reached the client; the connection was cut. */
-  readonly broken: boolean;
+  /**
+   * The answer broke off after it started (null: it did not). `res` is then left to the caller:
+   * not ended, and, unless `delivered`, with nothing of this answer in it (a stream's head may
+   * have gone out, which another answer may continue).
+   */
+  readonly broken: BrokenCause | null;
+  /** Bytes of the answer's body reached the client: a retry would repeat what it saw. */
+  readonly delivered: boolean;
 }
 
 export interface ForwardOptions {
@@ -80,10 +97,15 @@ export interface ForwardOptions {
   /** No byte for this long (before or during the answer) fails the request; never a total limit. */
   readonly idleTimeoutMs: number;
   readonly signal: Abortable;
+  /** Gives the request up (its node turned unhealthy): before the answer it rejects, during it
+   * the answer breaks off as `abandoned`. */
+  readonly abandon?: Abortable;
   /** A client that accepts no bytes of the answer for this long is cut (0: never). */
   readonly stallTimeoutMs?: number;
   /** Called when the neuron's answer starts, before anything of it is written. */
   readonly onResponse?: () => void;
+  /** Called for every chunk of the answer's body, as it arrives. */
+  readonly onChunk?: () => void;
 }
 
 /** The JSON object starting at `start` (a `{`), by matching braces outside strings. */
@@ -149,19 +171,52 @@ const aborted: ForwardResult = {
   firstByteMs: null,
   usage: null,
   aborted: true,
-  broken: false,
+  broken: null,
+  delivered: false,
+};
+
+/** One signal for the upstream request: the client went away, or the request was given up. */
+const eitherSignal = (client: Abortable, abandon: Abortable | undefined) => {
+  if (abandon === undefined) return { signal: client, dispose: () => {} };
+  const signal = new ClientSignal();
+  const onClient = () => signal.abort(client.reason);
+  const onAbandon = () => signal.abort(abandon.reason);
+  if (client.aborted) onClient();
+  else if (abandon.aborted) onAbandon();
+  client.addEventListener("abort", onClient, { once: true });
+  abandon.addEventListener("abort", onAbandon, { once: true });
+  return {
+    signal,
+    dispose: () => {
+      client.removeEventListener("abort", onClient);
+      abandon.removeEventListener("abort", onAbandon);
+    },
+  };
 };
 
 /**
- * Forwards the request and pipes the answer into `res`. Rejects with UpstreamConnectError only
- * while nothing has been written to the client, so the caller may retry elsewhere; with
- * UpstreamTimeoutError when the neuron never answered within the idle timeout. Once the
- * answer has started, failures cut the client's connection (the only honest signal left) and
- * the promise resolves with `broken`.
+ * Forwards the request and pipes the answer into `res`. Rejects while the neuron has not
+ * answered: with UpstreamConnectError when the connection failed, UpstreamTimeoutError when
+ * nothing came within the idle timeout, UpstreamAbandonedError when `abandon` aborted. Once the
+ * answer has started, a failure resolves with `broken` and leaves `res` to the caller (an error
+ * event for a stream, a cut connection otherwise, or another try when nothing was delivered).
  */
 export const forward = async (
   res: ServerResponse,
   options: ForwardOptions,
+): Promise<ForwardResult> => {
+  const either = eitherSignal(options.signal, options.abandon);
+  try {
+    return await forwardOnce(res, options, either.signal);
+  } finally {
+    either.dispose();
+  }
+};
+
+const forwardOnce = async (
+  res: ServerResponse,
+  options: ForwardOptions,
+  signal: Abortable,
 ): Promise<ForwardResult> => {
   const started = performance.now();
   const headers: Record<string, string> = {
@@ -171,31 +226,46 @@ export const forward = async (
   if (options.accept) headers.accept = options.accept;
   if (options.token) headers.authorization = `Bearer ${options.token}`;
   let response: IncomingMessage;
+  let request: ClientRequest;
   try {
-    ({ response } = await post({
+    ({ response, request } = await post({
       target: targetOf(options.baseUrl),
       path: options.path,
       agents,
       headers,
       body: options.body,
-      signal: options.signal,
+      signal,
       connectTimeoutMs: 5000,
       idleTimeoutMs: options.idleTimeoutMs,
     }));
   } catch (error) {
     if (options.signal.aborted) return aborted;
+    if (options.abandon?.aborted) throw new UpstreamAbandonedError(options.abandon.reason);
     if (!(error instanceof UpstreamFailure)) throw error;
     if (error.idle) throw new UpstreamTimeoutError(error);
     throw new UpstreamConnectError(error.code, error.neverArrived, error);
   }
+  // The idle timeout destroys the request with its UpstreamFailure; the answer sees a reset.
+  let idle = false;
+  request.on("error", (error) => {
+    if (error instanceof UpstreamFailure && error.idle) idle = true;
+  });
   options.onResponse?.();
   const status = response.statusCode ?? 502;
-  // The client's stream was already started (keep-alive comments during a cold load): an
-  // error answer from the neuron is then relayed as one SSE error event, from its body.
+  // The client's stream was already started (keep-alive comments during a cold load, or an
+  // earlier try's head): an error answer is then relayed as one SSE error event, from its body.
   const relayError = res.headersSent && status >= 400;
   // A stream's headers go out at once; a sized body carries them with its first bytes.
   const flushHeaders = !res.headersSent && response.headers["content-length"] === undefined;
-  if (!res.headersSent) res.writeHead(status, passHeaders(response, PASSED_HEADERS));
+  // Set, not written: until the first byte leaves, another try may still replace them.
+  if (!res.headersSent) {
+    res.statusCode = status;
+    for (const name of PASSED_HEADERS) {
+      const value = response.headers[name];
+      if (value === undefined) res.removeHeader(name);
+      else res.setHeader(name, value);
+    }
+  }
   let firstByteMs: number | null = null;
   // OpenAI answers put usage last, in a JSON body and in the final chunk of a stream alike.
   const tail = new Tail();
@@ -205,15 +275,20 @@ export const forward = async (
     stallTimeoutMs: options.stallTimeoutMs ?? 0,
     onChunk: (chunk) => {
       if (firstByteMs === null) firstByteMs = performance.now() - started;
+      options.onChunk?.();
       tail.push(chunk);
     },
   });
   if (!complete) {
     if (options.signal.aborted) return { ...aborted, status, firstByteMs };
-    // Nothing of this answer reached the client yet: the caller reports it in the stream.
-    if (relayError) throw new UpstreamConnectError("ECONNRESET", false, null);
-    res.destroy();
-    return { status, firstByteMs, usage: null, aborted: false, broken: true };
+    const delivered = firstByteMs !== null && !relayError;
+    // Nothing of it went out: the status and headers are the next try's, or the error's.
+    if (!res.headersSent) {
+      res.statusCode = 200;
+      for (const name of PASSED_HEADERS) res.removeHeader(name);
+    }
+    const broken: BrokenCause = options.abandon?.aborted ? "abandoned" : idle ? "timeout" : "reset";
+    return { status, firstByteMs, usage: null, aborted: false, broken, delivered };
   }
   if (relayError) res.end(`data: ${tail.text().trim()}\n\n`);
   return {
@@ -221,6 +296,7 @@ export const forward = async (
     firstByteMs,
     usage: status < 400 ? usageOf(tail.text()) : null,
     aborted: false,
-    broken: false,
+    broken: null,
+    delivered: firstByteMs !== null,
   };
 };

@@ -1,0 +1,261 @@
+import type { ServerResponse } from "node:http";
+import { type Abortable, ApiError, type InferenceFields, withModel } from "@cortex/http-kit";
+import { type ErrorCode, errorEnvelope } from "@cortex/protocol";
+import { CortexError } from "../errors.js";
+import type { Lease } from "../router/dispatcher.js";
+import {
+  type ForwardOptions,
+  type ForwardResult,
+  forward,
+  UpstreamAbandonedError,
+  UpstreamConnectError,
+  UpstreamTimeoutError,
+  type Usage,
+} from "./forward.js";
+import type { Watched } from "./node-watch.js";
+
+// One client request through cortex: a lease on a replica, the hop to its neuron, and what to do
+// when that fails. A request that never reached a neuron is tried elsewhere (twice at most); one
+// that may have (a reset, a timeout, its node given up) once, and only while nothing of its
+// answer reached the client. After that, a stream ends with an OpenAI error event and any other
+// answer is cut. Every try reports its own outcome to its replica's circuit, once.
+
+/** Tries other replicas this many times when a request never reached its neuron. */
+const CONNECT_RETRIES = 2;
+
+export interface AttemptOptions {
+  readonly acquire: (
+    model: string,
+    signal: Abortable,
+    excluded: ReadonlySet<string>,
+    affinityKey: string | undefined,
+  ) => Promise<Lease>;
+  /** The neuron token to send to `node`. */
+  readonly tokenOf: (node: string) => string;
+  /** A request to the node failed to connect or timed out: mark it suspect and poll it now. */
+  readonly suspect: (node: string, why: string) => void;
+  /** Gives up requests on nodes that turn unhealthy; none are given up without it. */
+  readonly watch?: { readonly watch: (node: string) => Watched };
+  readonly streamIdleTimeoutMs: number;
+  readonly loadTimeoutMs: number;
+  readonly clientStallTimeoutMs: number;
+  /** The hop to the neuron; tests script it. */
+  readonly forward?: (res: ServerResponse, options: ForwardOptions) => Promise<ForwardResult>;
+}
+
+export interface ProxyCall {
+  readonly res: ServerResponse;
+  readonly path: string;
+  readonly body: Buffer;
+  readonly fields: InferenceFields;
+  readonly requestId: string;
+  readonly accept: string | undefined;
+  /** The client went away. */
+  readonly signal: Abortable;
+  readonly affinityKey: string | undefined;
+  /** Each lease as it is taken; the last one served (or failed) the request. */
+  readonly onLease: (lease: Lease) => void;
+  /** The neuron's answer starts. */
+  readonly onResponse?: () => void;
+}
+
+/** A request that was answered, for the request log. */
+export interface ProxyOutcome {
+  /** The status answered; 499 when the client went away, 502 when it broke off after bytes. */
+  readonly status: number;
+  readonly firstByteMs: number | null;
+  readonly usage: Usage | null;
+  readonly errorCode: ErrorCode | null;
+}
+
+/** A try that failed, and what follows from it. */
+interface Failure {
+  /** The request never reached the neuron (connection refused, unreachable, connect timeout). */
+  readonly unreached: boolean;
+  /** Bytes of the answer reached the client: no other try may follow. */
+  readonly delivered: boolean;
+  /** Why the node is suspect now; null when this failure says nothing new about the node. */
+  readonly suspect: string | null;
+  /** What the client is told when no other try follows. */
+  readonly error: CortexError;
+}
+
+const TIMED_OUT = "a request timed out";
+
+/** What a failed try means; `givenUpFor` is why its node's watch gave it up, if it did. */
+const failureOf = (error: unknown, model: string, givenUpFor: unknown): Failure => {
+  if (error instanceof UpstreamConnectError)
+    return {
+      unreached: error.retryable,
+      delivered: false,
+      suspect: `a request failed (${error.code})`,
+      error: new CortexError(
+        "upstream_error",
+        `could not reach a neuron serving "${model}" (${error.code}); retry shortly`,
+        { retryAfterS: 1 },
+      ),
+    };
+  if (error instanceof UpstreamTimeoutError)
+    return {
+      unreached: false,
+      delivered: false,
+      suspect: TIMED_OUT,
+      error: stoppedAnswering(model),
+    };
+  if (error instanceof UpstreamAbandonedError)
+    return {
+      unreached: false,
+      delivered: false,
+      suspect: null,
+      error: givenUp(model, givenUpFor),
+    };
+  throw error;
+};
+
+const brokenFailure = (result: ForwardResult, model: string, givenUpFor: unknown): Failure => {
+  const delivered = result.delivered;
+  switch (result.broken) {
+    case "timeout":
+      return { unreached: false, delivered, suspect: TIMED_OUT, error: stoppedAnswering(model) };
+    case "abandoned":
+      return { unreached: false, delivered, suspect: null, error: givenUp(model, givenUpFor) };
+    default:
+      // A reset mid-answer may be the neuron's own doing (its harness died): only one before
+      // any byte of the answer makes the node suspect.
+      return {
+        unreached: false,
+        delivered,
+        suspect: delivered ? null : "a request failed (answer reset)",
+        error: new CortexError(
+          "upstream_error",
+          `the answer from the neuron serving "${model}" broke off; retry shortly`,
+          { retryAfterS: 1 },
+        ),
+      };
+  }
+};
+
+const stoppedAnswering = (model: string) =>
+  new CortexError("upstream_timeout", `the neuron serving "${model}" stopped answering`, {
+    retryAfterS: 5,
+  });
+
+/** The node's watch gave the request up: `why` says which node turned unhealthy, and why. */
+const givenUp = (model: string, why: unknown) =>
+  new CortexError(
+    "upstream_error",
+    `${why instanceof Error ? `${why.message}: ` : ""}the neuron serving "${model}" went silent there; retry shortly`,
+    { retryAfterS: 1 },
+  );
+
+/** Whether the answer under way (or its head, sent) is a server-sent event stream. */
+export const isEventStream = (res: ServerResponse): boolean =>
+  String(res.getHeader("content-type") ?? "").startsWith("text/event-stream");
+
+/**
+ * Ends an event stream with an OpenAI error event, which the official clients raise. The blank
+ * line first ends an event cut short after its data line; SSE readers skip an empty one.
+ */
+export const endWithErrorEvent = (res: ServerResponse, code: ErrorCode, message: string): void => {
+  res.end(`\ndata: ${JSON.stringify(errorEnvelope(code, message))}\n\n`);
+};
+
+/**
+ * Serves one request through a replica and its neuron, trying other replicas as above. Resolves
+ * with what was answered; rejects with a CortexError when no answer could be had and nothing
+ * of one was sent (the caller writes the envelope, or the error event in a stream it started),
+ * or with the signal's reason.
+ */
+export const proxyWithRetries = async (
+  options: AttemptOptions,
+  call: ProxyCall,
+): Promise<ProxyOutcome> => {
+  const hop = options.forward ?? forward;
+  const { res, fields } = call;
+  const excluded = new Set<string>();
+  let unreachedRetries = 0;
+  let resent = false;
+  let last: Failure | undefined;
+  for (;;) {
+    let lease: Lease;
+    try {
+      lease = await options.acquire(fields.model, call.signal, excluded, call.affinityKey);
+    } catch (error) {
+      // No replica for another try: the client hears what went wrong with the last one.
+      if (last !== undefined && error instanceof ApiError && !call.signal.aborted) throw last.error;
+      throw error;
+    }
+    call.onLease(lease);
+    // Who served, whether it waited for a load, and how long it waited: on every answer whose
+    // headers are still to go (a stream kept alive while it waited sent them then).
+    if (!res.headersSent) {
+      res.setHeader("x-cortex-node", lease.node);
+      res.setHeader("x-cortex-cold-start", String(lease.coldStart));
+      res.setHeader("x-cortex-queue-ms", String(Math.round(lease.waitedMs)));
+    }
+    const watched = options.watch?.watch(lease.node);
+    /** Reports a failed try and suspects its node, before its slot is released. */
+    const settle = (failure: Failure): Failure => {
+      lease.report(false);
+      if (failure.suspect !== null) options.suspect(lease.node, failure.suspect);
+      return failure;
+    };
+    let failure: Failure;
+    let firstByteMs: number | null = null;
+    try {
+      const result = await hop(res, {
+        baseUrl: lease.url,
+        path: call.path,
+        // An alias becomes the model's id in the body; every other byte goes as sent.
+        body:
+          lease.model === fields.model
+            ? call.body
+            : withModel(call.body, fields.modelSpan, lease.model),
+        token: options.tokenOf(lease.node),
+        requestId: call.requestId,
+        accept: call.accept,
+        // An unloaded model answers only once its neuron has reloaded it.
+        idleTimeoutMs: lease.coldStart ? options.loadTimeoutMs : options.streamIdleTimeoutMs,
+        signal: call.signal,
+        ...(watched ? { abandon: watched.signal, onChunk: watched.activity } : {}),
+        stallTimeoutMs: options.clientStallTimeoutMs,
+        ...(call.onResponse ? { onResponse: call.onResponse } : {}),
+      });
+      if (result.broken === null) {
+        // A harness that answered 5xx counts against its replica; a client gone says nothing.
+        if (!result.aborted) lease.report(result.status < 500);
+        return {
+          status: result.aborted ? 499 : result.status,
+          firstByteMs: result.firstByteMs,
+          usage: result.usage,
+          errorCode: null,
+        };
+      }
+      firstByteMs = result.firstByteMs;
+      failure = settle(brokenFailure(result, lease.model, watched?.signal.reason));
+    } catch (error) {
+      failure = settle(failureOf(error, lease.model, watched?.signal.reason));
+    } finally {
+      watched?.close();
+      lease.release();
+    }
+    if (failure.delivered) {
+      // The client saw part of this answer: a stream says why it ends, anything else is cut.
+      if (isEventStream(res) && !res.writableEnded)
+        endWithErrorEvent(res, failure.error.code, failure.error.message);
+      else res.destroy();
+      return {
+        status: 502,
+        firstByteMs,
+        usage: null,
+        errorCode: failure.error.code,
+      };
+    }
+    last = failure;
+    const again = failure.unreached ? unreachedRetries < CONNECT_RETRIES : !resent;
+    if (!again) throw failure.error;
+    if (failure.unreached) unreachedRetries += 1;
+    else resent = true;
+    excluded.add(lease.node);
+  }
+};
