@@ -63,6 +63,8 @@ export interface FakeNeuron {
   /** The next load (explicit or lazy) fails after its delay with this code and message. */
   failNextLoad(code: ErrorCode, message: string): void;
   setLatency(ms: number): void;
+  /** The next `count` inference requests answer 502 `upstream_error`, as a broken harness. */
+  failInference(count: number): void;
   setLoadDelay(ms: number): void;
   /** Destroys every socket and stops listening, like a host that died. */
   kill(): Promise<void>;
@@ -185,6 +187,7 @@ export const startFakeNeuron = async (options: FakeNeuronOptions): Promise<FakeN
     setModelStatus: registry.setModelStatus,
     failNextLoad: registry.failNextLoad,
     setLatency: inference.setLatency,
+    failInference: inference.failInference,
     setLoadDelay: registry.setLoadDelay,
     kill,
     revive: async () => {

@@ -27,6 +27,8 @@ export interface FakeInference {
   /** Headers of the last `POST /v1/*` request. */
   readonly headers: IncomingHttpHeaders | null;
   setLatency(ms: number): void;
+  /** The next `count` inference requests answer 502 `upstream_error`, as a broken harness. */
+  failInference(count: number): void;
 }
 
 export const createInference = (options: InferenceOptions): FakeInference => {
@@ -35,6 +37,7 @@ export const createInference = (options: InferenceOptions): FakeInference => {
   const requests = new Map<string, number>();
   let lastHeaders: IncomingHttpHeaders | null = null;
   let answers = 0;
+  let failing = 0;
 
   const answer = async (
     res: ServerResponse,
@@ -93,6 +96,10 @@ export const createInference = (options: InferenceOptions): FakeInference => {
         retryAfterS: 5,
       });
     bump(requests, model);
+    if (failing > 0) {
+      failing -= 1;
+      throw new FakeError("upstream_error", `the harness of "${model}" broke`);
+    }
     if (!(await registry.acquire(entry, res))) return;
     try {
       if (entry.model.status === "unloaded" && !entry.loading) registry.reload(entry);
@@ -123,6 +130,9 @@ export const createInference = (options: InferenceOptions): FakeInference => {
     },
     setLatency: (ms) => {
       latencyMs = ms;
+    },
+    failInference: (count) => {
+      failing = count;
     },
   };
 };
