@@ -77,7 +77,9 @@ describe("Poller against fake neurons", () => {
 
     await neurons.get("b")?.kill();
     await poller.tick();
-    expect(node("b")).toMatchObject({ healthy: true, consecutive_failures: 1 });
+    // No answer at all: suspect at once (issue 16), not after unhealthy_after_failures polls.
+    expect(node("b")).toMatchObject({ healthy: false, consecutive_failures: 1 });
+    expect(node("b")?.error).toContain("suspect: no answer to /models");
     await poller.tick();
     expect(node("b")).toMatchObject({
       healthy: false,

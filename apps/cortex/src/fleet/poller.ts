@@ -2,7 +2,7 @@ import { setMaxListeners } from "node:events";
 import type { DiscoveryAnswer, FleetNode, ModelsAnswer } from "@cortex/protocol";
 import PQueue from "p-queue";
 import type { Log } from "../log.js";
-import type { NeuronClient } from "../neurons/neuron-client.js";
+import { NeuronCallError, type NeuronClient } from "../neurons/neuron-client.js";
 import { reuse, sameDevice, sameHarness, sameModel, sameNodeInfo } from "./answer-reuse.js";
 import type { FleetStore, StoreTarget } from "./fleet-store.js";
 
@@ -42,6 +42,8 @@ interface Outcome {
   readonly discovery: DiscoveryAnswer | null;
   readonly error: string | null;
   readonly discoveryError: string | null;
+  /** `/models` got no HTTP answer at all (refused, reset, timed out). */
+  readonly unreachable: boolean;
 }
 
 interface HealthChange {
@@ -233,6 +235,7 @@ export class Poller {
     discoveryCall?.catch(() => {});
     let models: ModelsAnswer | null = null;
     let error: string | null = null;
+    let unreachable = false;
     try {
       models =
         (await this.#queue.add(() => {
@@ -245,6 +248,8 @@ export class Poller {
         })) ?? null;
     } catch (caught) {
       error = messageOf(caught);
+      // No answer at all (refused, reset, timed out): what a dead or partitioned host gives.
+      unreachable = caught instanceof NeuronCallError && caught.connectFailed;
     }
     let discovery: DiscoveryAnswer | null = null;
     let discoveryError: string | null = null;
@@ -256,7 +261,15 @@ export class Poller {
       }
     }
     if (signal.aborted) return;
-    outcomes.set(name, { generation, suspicion, models, discovery, error, discoveryError });
+    outcomes.set(name, {
+      generation,
+      suspicion,
+      models,
+      discovery,
+      error,
+      discoveryError,
+      unreachable,
+    });
   }
 
   /** Applies one tick's outcomes in one store update; nodes not polled keep their objects. */
@@ -285,6 +298,14 @@ export class Poller {
       return nodes ? { ...current, nodes } : current;
     });
     for (const name of this.#applied.splice(0)) this.#onModelsApplied?.(name);
+    // A healthy node that gave no answer at all is suspect at once and asked again now, as a
+    // failed request makes it: a dead or partitioned host leaves routing after one poll timeout,
+    // not after `unhealthyAfter` of them. An unhealthy one waits for the next tick.
+    for (const [name, outcome] of outcomes) {
+      const node = this.#store.snapshot.nodes.find((entry) => entry.name === name);
+      if (outcome.unreachable && node?.healthy === true)
+        this.suspect(name, `no answer to /models: ${outcome.error ?? "unreachable"}`);
+    }
     for (const change of changes) {
       if (change.healthy) this.#log.info({ node: change.name }, "neuron is healthy");
       else
