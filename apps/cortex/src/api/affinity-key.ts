@@ -8,7 +8,7 @@ import { arrayElements, type InferenceFields, type Span, scanJsonObject } from "
 // the start of `prompt`). Turns of one conversation share that prefix byte for byte, since a
 // client sends its history again each time.
 
-/** Keys and names longer than this are not a conversation's name but noise: hashed anyway. */
+/** A header, key or user longer than this is not a conversation's name: the next source keys it. */
 const MAX_NAME = 1024;
 /** Messages looked at for the first user message. */
 const MAX_PREFIX_MESSAGES = 16;

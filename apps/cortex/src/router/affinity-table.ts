@@ -1,6 +1,6 @@
 /**
- * Which replica served each conversation last, so its next turn goes back there (its prompt is
- * in that engine's cache) even after the replica set changed. A bounded map: entries expire
+ * Each conversation's own replica, so its next turns go back there (its prompt is in that
+ * engine's cache) even after the replica set changed. A bounded map: entries expire
  * `ttlMs` after their last use and the least recently used go first past `maxEntries`, so
  * clients cannot grow it without bound.
  */
@@ -28,6 +28,16 @@ export class AffinityTable {
       return undefined;
     }
     return entry.replica;
+  }
+
+  /** Keeps `key`'s replica for another TTL from now. */
+  touch(key: string, nowMs: number): void {
+    const entry = this.#entries.get(key);
+    if (entry !== undefined) this.set(key, entry.replica, nowMs);
+  }
+
+  delete(key: string): void {
+    this.#entries.delete(key);
   }
 
   set(key: string, replica: string, nowMs: number): void {

@@ -13,6 +13,7 @@ import {
   type RoutingRequest,
   replicaKey,
   resolve,
+  splitReplicaKey,
 } from "@cortex/routing";
 import { CortexError } from "../errors.js";
 import type { FleetStore } from "../fleet/fleet-store.js";
@@ -22,6 +23,16 @@ import { Circuits } from "./circuits.js";
 import type { LoadCoordinator } from "./load-coordinator.js";
 import type { Reservations } from "./reservations.js";
 import { SwapQueue, type SwapTurn } from "./swap-queue.js";
+
+/** Whether `key` (`replicaKey(node, model)`) names a loaded replica on a healthy node. */
+const isLoadedReplica = (snapshot: FleetSnapshot, key: string): boolean => {
+  const replica = splitReplicaKey(key);
+  const node = replica && indexSnapshot(snapshot).byNode.get(replica.node);
+  return (
+    node?.healthy === true &&
+    node.models.some((entry) => entry.id === replica?.model && entry.status === "loaded")
+  );
+};
 
 /** Statuses of a replica that serves or will: what `min_replicas` and `max_replicas` count. */
 const SERVING = new Set(["loaded", "loading", "recovering"]);
@@ -281,32 +292,60 @@ export class Dispatcher {
       ticket = this.admission.ticket();
       return false;
     };
-    const lease = (model: string, node: string, url: string, cold: boolean, now: number) => {
+    /**
+     * The conversation's own replica is where it first went (or, once that replica is gone, the
+     * next one it is sent to by the ring): a spill past the load bound is only for that request.
+     */
+    const lease = (
+      model: string,
+      node: string,
+      url: string,
+      cold: boolean,
+      now: number,
+      outcome?: "hit" | "spill",
+    ) => {
       const waitedMs = waitedFrom === undefined ? 0 : now - waitedFrom;
       if (waitedFrom !== undefined) this.#options.observer?.waited?.(model, waitedMs / 1000);
-      table?.set(conversation, replicaKey(node, model), now);
+      if (table !== undefined) {
+        const own = table.get(conversation, now);
+        if (own === undefined || outcome === "hit")
+          table.set(conversation, replicaKey(node, model), now);
+        else table.touch(conversation, now);
+      }
       return this.#lease(model, node, url, cold, now, waitedMs);
     };
     /** The routing request: the model, its turn, and the conversation's affinity. */
-    const request = (now: number): RoutingRequest => {
+    const request = (snapshot: FleetSnapshot, now: number): RoutingRequest => {
       const settings = this.#options.affinity;
-      const affinity: Affinity | undefined =
-        table === undefined || settings === undefined
-          ? undefined
-          : { hash, loadFactor: settings.loadFactor, preferred: table.get(conversation, now) };
-      return { model, ...(turn ? { turn } : {}), ...(affinity ? { affinity } : {}) };
+      if (table === undefined || settings === undefined)
+        return { model, ...(turn ? { turn } : {}) };
+      let preferred = table.get(conversation, now);
+      // A replica that is no longer loaded anywhere lets the ring name the conversation's next.
+      if (preferred !== undefined && !isLoadedReplica(snapshot, preferred)) {
+        table.delete(conversation);
+        preferred = undefined;
+      }
+      const affinity: Affinity = { hash, loadFactor: settings.loadFactor, preferred };
+      return { model, ...(turn ? { turn } : {}), affinity };
     };
     for (;;) {
       signal.throwIfAborted();
       const snapshot =
         excluded && excluded.size > 0 ? excluding(store.snapshot, excluded) : store.snapshot;
       const now = this.#now();
-      const decision = resolve(snapshot, catalogue(), request(now), this.live);
+      const decision = resolve(snapshot, catalogue(), request(snapshot, now), this.live);
       switch (decision.kind) {
         case "route":
           if (decision.affinity)
             this.#options.observer?.affinity?.(decision.model, decision.affinity);
-          return lease(decision.model, decision.node, decision.url, coldStart, now);
+          return lease(
+            decision.model,
+            decision.node,
+            decision.url,
+            coldStart,
+            now,
+            decision.affinity,
+          );
         case "lazy": {
           const running = loads.running(decision.model);
           if (decision.reason === "loading" && running) {
