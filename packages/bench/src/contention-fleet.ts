@@ -97,6 +97,11 @@ export const startFleet = async (options: {
   readonly nodes: number;
   readonly deviceMb: number;
   readonly models: readonly FleetModel[];
+  /**
+   * cortex.yaml's poll_interval_ms: 500 (quick polls) unless given; null leaves the key out, so
+   * cortex polls at its own default (the failover benchmark measures the default failure window).
+   */
+  readonly pollIntervalMs?: number | null;
 }): Promise<Fleet> => {
   const dir = await mkdtemp(join(tmpdir(), "cortex-bench-contention-"));
   const children: AppProcess[] = [];
@@ -147,7 +152,9 @@ export const startFleet = async (options: {
         ...model.profile,
       })),
       {
-        poll_interval_ms: 500,
+        ...(options.pollIntervalMs === null
+          ? {}
+          : { poll_interval_ms: options.pollIntervalMs ?? 500 }),
         api_keys: [API_KEY],
         neurons: neurons.map((neuron) => ({
           name: neuron.name,

@@ -1,10 +1,12 @@
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { join, resolve } from "node:path";
+import { AFFINITY_FULL, AFFINITY_SMOKE, runAffinity } from "./affinity.js";
 import { budgetRow, spliceBenchmarksMd } from "./benchmarks-md.js";
 import { BODY_ATTACK_FULL, BODY_ATTACK_SMOKE, runBodyAttack } from "./body-attack.js";
 import { COLD_FULL, COLD_SMOKE, runColdLoad } from "./cold-load.js";
 import { CONTENTION_FULL, CONTENTION_SMOKE, runContention } from "./contention.js";
+import { FAILOVER_FULL, FAILOVER_SMOKE, runFailover } from "./failover.js";
 import { FLEET_FULL, FLEET_SMOKE, runFleetScale } from "./fleet-scale.js";
 import { INFERENCE_FULL, INFERENCE_SMOKE, runInference } from "./inference.js";
 import { MEMORY_FULL, MEMORY_SMOKE, runMemory } from "./memory.js";
@@ -16,8 +18,8 @@ import { type BenchResult, ROOT, stopAll, writeReport } from "./support.js";
 // order, prints a table for each, writes .bench/<name>.json and (full runs only, unless
 // --write-md) BENCHMARKS.md. With --only, BENCHMARKS.md keeps what the other benchmarks wrote:
 // only the budget rows and sections of those run are replaced (e.g. `node dist/main.js --only
-// body-attack`). --baseline runs `contention` on another checkout's build too (its apps/*/dist),
-// side by side with this one (its budgets judge this build only).
+// body-attack`). --baseline runs `contention` and `failover` on another checkout's build too (its
+// apps/*/dist), side by side with this one (its budgets judge this build only).
 
 const args = process.argv.slice(2);
 const smoke = args.includes("--smoke");
@@ -48,6 +50,8 @@ const benches: { name: string; run: () => Promise<BenchResult> }[] = [
     name: "contention",
     run: () => runContention(smoke ? CONTENTION_SMOKE : CONTENTION_FULL, baseline),
   },
+  { name: "affinity", run: () => runAffinity(smoke ? AFFINITY_SMOKE : AFFINITY_FULL) },
+  { name: "failover", run: () => runFailover(smoke ? FAILOVER_SMOKE : FAILOVER_FULL, baseline) },
 ];
 
 const main = async () => {

@@ -74,6 +74,8 @@ describe("the benchmark suite in smoke mode", () => {
     ["fleet-scale", ["cortex_cpu_share_of_core", "snapshot_age_ms", "dead_neuron"]],
     ["body-attack", ["phases", "rss_peak_mib", "rss_bound_mib", "health_ms", "codes", "parsing"]],
     ["contention", ["swap", "scale_out", "scale_out_ratio", "budgets"]],
+    ["affinity", ["options", "load_factor", "replicas", "runs", "budgets"]],
+    ["failover", ["options", "window_ms", "scenarios", "budgets"]],
   ])("writes %s.json with its keys", (name, keys) => {
     const json = report(name);
     expect(json.benchmark).toBe(name);
@@ -92,6 +94,8 @@ describe("the benchmark suite in smoke mode", () => {
       "fleet-scale",
       "body-attack",
       "contention",
+      "affinity",
+      "failover",
     ]);
     const modes = report("inference").modes as { mode: string }[];
     expect(modes.map((m) => m.mode)).toEqual(["json", "stream"]);
@@ -111,6 +115,23 @@ describe("the benchmark suite in smoke mode", () => {
     expect(contention.scale_out.map((run) => run.max_replicas)).toEqual([1, 2]);
     for (const run of contention.scale_out)
       for (const key of ["answered_by_node", "wall_ms", "requests_per_s"])
+        expect(run, key).toHaveProperty(key);
+    const failover = report("failover").scenarios as Record<string, unknown>[];
+    expect(failover.map((run) => run.scenario)).toEqual(["hung", "killed"]);
+    for (const run of failover)
+      for (const key of ["successes", "failures", "clear", "longest_wait_ms"])
+        expect(run, key).toHaveProperty(key);
+    const affinity = report("affinity").runs as Record<string, unknown>[];
+    expect(affinity.map((run) => run.mode)).toEqual(["on", "on", "off", "off"]);
+    for (const run of affinity)
+      for (const key of [
+        "share_first_turn_replica",
+        "share_previous_turn_replica",
+        "waves",
+        "within_bound",
+        "affinity_hits",
+        "affinity_spills",
+      ])
         expect(run, key).toHaveProperty(key);
     const budgets = summary.budgets as { budget: string; pass: boolean }[];
     expect(budgets.length).toBeGreaterThan(5);
