@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { ApiError } from "./api-error.js";
-import { bearerCheck, bearerOf, wrongToken } from "./auth.js";
+import { bearerCheck, bearerOf, clientKeyCheck, wrongToken } from "./auth.js";
 
 describe("bearerOf", () => {
   it.each([
@@ -123,6 +123,32 @@ describe("bearerCheck", () => {
     expect(check("Bearer s3cre")).toBe(false);
     expect(check(`${spellings[99]}x`)).toBe(false);
     expect(check(undefined)).toBe(false);
+  });
+});
+
+describe("clientKeyCheck", () => {
+  it.each([
+    ["Authorization: Bearer", { authorization: "Bearer k1" }, true],
+    ["x-api-key", { "x-api-key": "k1" }, true],
+    ["api-key", { "api-key": "k2" }, true],
+    ["x-api-key with blanks", { "x-api-key": " k1 " }, true],
+    ["a wrong x-api-key", { "x-api-key": "k3" }, false],
+    ["a wrong api-key", { "api-key": "nope" }, false],
+    ["an empty x-api-key", { "x-api-key": "" }, false],
+    ["x-api-key holding a bearer header", { "x-api-key": "Bearer k1" }, false],
+    ["a repeated x-api-key", { "x-api-key": ["k1", "k1"] }, false],
+    ["a wrong Authorization beside a right x-api-key", { authorization: "Bearer no", "x-api-key": "k1" }, false],
+    ["a wrong x-api-key beside a right api-key", { "x-api-key": "no", "api-key": "k1" }, false],
+    ["no key at all", {}, false],
+  ])("%s: %j → %s", (_name, headers, ok) => {
+    const check = clientKeyCheck(["k1", "k2"]);
+    expect(check(headers)).toBe(ok);
+    expect(check(headers)).toBe(ok);
+  });
+
+  it("lets everything through without keys", () => {
+    expect(clientKeyCheck([])({})).toBe(true);
+    expect(clientKeyCheck("")({ "x-api-key": "whatever" })).toBe(true);
   });
 });
 

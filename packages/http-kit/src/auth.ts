@@ -1,4 +1,5 @@
 import { createHash, timingSafeEqual } from "node:crypto";
+import type { IncomingHttpHeaders } from "node:http";
 import type { RequestHandler } from "express";
 import { ApiError } from "./api-error.js";
 
@@ -44,5 +45,31 @@ export const requireBearer = (tokens: string | readonly string[]): RequestHandle
   const check = bearerCheck(tokens);
   return (req, _res, next) => {
     next(check(req.headers.authorization) ? undefined : wrongToken());
+  };
+};
+
+/**
+ * A client-key check over a request's headers: the key may come as `Authorization: Bearer <key>`
+ * (OpenAI's clients), `x-api-key: <key>` (Anthropic's) or `api-key: <key>` (Azure OpenAI's). The
+ * first of them present is the one checked, so a wrong `Authorization` is not rescued by another
+ * header. Same constant-time comparison and cache as `bearerCheck`; no keys disables the check.
+ */
+export const clientKeyCheck = (
+  keys: string | readonly string[],
+): ((headers: IncomingHttpHeaders) => boolean) => {
+  const check = bearerCheck(keys);
+  return (headers) => {
+    if (headers.authorization !== undefined) return check(headers.authorization);
+    const key = headers["x-api-key"] ?? headers["api-key"];
+    // A repeated header comes as a list: no single key, refused (unless auth is off).
+    return check(typeof key === "string" ? `Bearer ${key}` : undefined);
+  };
+};
+
+/** `clientKeyCheck` as express middleware. */
+export const requireClientKey = (keys: string | readonly string[]): RequestHandler => {
+  const check = clientKeyCheck(keys);
+  return (req, _res, next) => {
+    next(check(req.headers) ? undefined : wrongToken());
   };
 };

@@ -8,6 +8,7 @@ import {
 import type { Socket } from "node:net";
 import { ApiError, type ErrorLog } from "./api-error.js";
 import { sendError } from "./errors.js";
+import { trackFreshConnections } from "./shutdown.js";
 
 // The inference path of both servers runs on plain node:http: express's routing, its request and
 // response wrappers and body-parser cost more per request than the whole proxy hop (DESIGN.md's
@@ -107,6 +108,7 @@ export const listen = (
         }
       });
     }
+    trackFreshConnections(server);
     server.once("error", reject);
     server.listen(port, host, () => {
       server.off("error", reject);

@@ -1,5 +1,12 @@
 export { ApiError, type ErrorLog, type LevelLog, type Log, silentLog } from "./api-error.js";
-export { bearerCheck, bearerOf, requireBearer, wrongToken } from "./auth.js";
+export {
+  bearerCheck,
+  bearerOf,
+  clientKeyCheck,
+  requireBearer,
+  requireClientKey,
+  wrongToken,
+} from "./auth.js";
 export {
   BodyBudget,
   type BodyCharge,
@@ -33,6 +40,7 @@ export {
   drainServer,
   type ShutdownOptions,
   stopOnSignals,
+  trackFreshConnections,
 } from "./shutdown.js";
 export { openEventStream, SSE_HEADERS, startEventStream } from "./sse.js";
 export {

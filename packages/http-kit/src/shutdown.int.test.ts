@@ -2,7 +2,7 @@ import { once } from "node:events";
 import { Agent, createServer, request, type Server, type ServerResponse } from "node:http";
 import { connect } from "node:net";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { drainServer } from "./shutdown.js";
+import { drainServer, trackFreshConnections } from "./shutdown.js";
 
 // drainServer against a real server on loopback, with a keep-alive client like cortex's agents.
 
@@ -107,5 +107,35 @@ describe("drainServer", () => {
     await once(socket, "close");
     expect(received.slice(received.indexOf("first"))).toMatch(/connection: close[\s\S]*quick$/i);
     await drain.closed;
+  });
+
+  it("closes a connection that never sent a request, when tracked, instead of waiting the grace out", async () => {
+    const url = await start();
+    trackFreshConnections(server as Server);
+    const port = Number(new URL(url).port);
+    const socket = connect(port, "127.0.0.1");
+    await once(socket, "connect");
+    // The server sees the connection before the stop begins.
+    await new Promise((resolve) => setImmediate(resolve));
+    const drain = drainServer(server as Server, 600_000);
+    await once(socket, "close");
+    await drain.closed;
+  });
+
+  it("without tracking, such a connection holds the drain until cut", async () => {
+    const url = await start();
+    const socket = connect(Number(new URL(url).port), "127.0.0.1");
+    await once(socket, "connect");
+    await new Promise((resolve) => setImmediate(resolve));
+    const drain = drainServer(server as Server, 600_000);
+    let closed = false;
+    void drain.closed.then(() => {
+      closed = true;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(closed).toBe(false);
+    drain.cut();
+    await drain.closed;
+    socket.destroy();
   });
 });

@@ -1,4 +1,5 @@
-import type { Server, ServerResponse } from "node:http";
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
+import type { Socket } from "node:net";
 import { MAX_TIMER_MS } from "@cortex/protocol";
 import type { LevelLog } from "./api-error.js";
 
@@ -16,11 +17,33 @@ export interface Drain {
   readonly cut: () => void;
 }
 
+/** Per server: connections that have not delivered a request yet (see `trackFreshConnections`). */
+const fresh = new WeakMap<Server, Set<Socket>>();
+
+/**
+ * Remembers which of `server`'s connections have not delivered a request yet. Node counts such a
+ * connection as busy, so `closeIdleConnections` never closes it: a client that connected just
+ * as the server began to stop would hold the stop for the whole grace. `drainServer` closes them.
+ */
+export const trackFreshConnections = (server: Server): void => {
+  if (fresh.has(server)) return;
+  const sockets = new Set<Socket>();
+  fresh.set(server, sockets);
+  server.on("connection", (socket: Socket) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+  });
+  server.prependListener("request", (req: IncomingMessage) => {
+    sockets.delete(req.socket);
+  });
+};
+
 /**
  * Stops `server` accepting connections and closes its idle ones; requests in flight get
  * `graceMs`, then every connection is cut. A keep-alive connection is closed as soon as its
  * request ends (Node would otherwise keep it until `keepAliveTimeout`), and anything a client
- * sends on one meanwhile is answered with `Connection: close`.
+ * sends on one meanwhile is answered with `Connection: close`. A connection that has delivered
+ * no request is closed too, when the server's connections are tracked (`listen` does).
  */
 export const drainServer = (server: Server, graceMs: number, idleCheckMs = 50): Drain => {
   const closed = new Promise<void>((resolve) => {
@@ -30,8 +53,13 @@ export const drainServer = (server: Server, graceMs: number, idleCheckMs = 50): 
   server.prependListener("request", (_req, res: ServerResponse) => {
     res.shouldKeepAlive = false;
   });
-  server.closeIdleConnections();
-  const idle = setInterval(() => server.closeIdleConnections(), idleCheckMs);
+  // Idle keep-alive connections, and (when tracked) those that never delivered a request.
+  const closeIdle = () => {
+    server.closeIdleConnections();
+    for (const socket of fresh.get(server) ?? []) socket.destroy();
+  };
+  closeIdle();
+  const idle = setInterval(closeIdle, idleCheckMs);
   idle.unref();
   let force: NodeJS.Timeout | undefined;
   const cut = () => {
