@@ -1,3 +1,7 @@
+import type { FleetSnapshot } from "@cortex/protocol";
+import { type Affinity, hash32, replicaKey } from "@cortex/routing";
+import { isLoadedReplica } from "./fleet-views.js";
+
 /**
  * Each conversation's own replica, so its next turns go back there (its prompt is in that
  * engine's cache) even after the replica set changed. A bounded map: entries expire
@@ -50,3 +54,42 @@ export class AffinityTable {
     }
   }
 }
+
+/** One request's conversation, as the dispatcher asks about it. */
+export interface Conversation {
+  /** What routing needs: its hash, and its own replica while that one is still loaded. */
+  affinity(snapshot: FleetSnapshot, nowMs: number): Affinity;
+  /** It was served on `node`: a hit (or its first request) makes that its own replica. */
+  served(node: string, outcome: "hit" | "spill" | undefined, nowMs: number): void;
+}
+
+/**
+ * The conversation of `key` for `model`. Its own replica is where its first request went (or,
+ * once that replica is gone, the next one the ring sends it to): a spill past the load bound
+ * serves only that request, and the next turn tries its own replica again.
+ */
+export const conversationOf = (
+  table: AffinityTable,
+  model: string,
+  key: string,
+  loadFactor: number,
+): Conversation => {
+  const id = `${model}\u0000${key}`;
+  const hash = hash32(id);
+  return {
+    affinity: (snapshot, nowMs) => {
+      let preferred = table.get(id, nowMs);
+      // A replica no longer loaded anywhere lets the ring name the conversation's next one.
+      if (preferred !== undefined && !isLoadedReplica(snapshot, preferred)) {
+        table.delete(id);
+        preferred = undefined;
+      }
+      return { hash, loadFactor, preferred };
+    },
+    served: (node, outcome, nowMs) => {
+      if (table.get(id, nowMs) === undefined || outcome === "hit")
+        table.set(id, replicaKey(node, model), nowMs);
+      else table.touch(id, nowMs);
+    },
+  };
+};

@@ -2,10 +2,8 @@ import type { Catalogue } from "@cortex/catalogue";
 import { type Abortable, unlessAborted } from "@cortex/http-kit";
 import type { FleetSnapshot } from "@cortex/protocol";
 import {
-  type Affinity,
   busyOf,
   type Decision,
-  hash32,
   indexSnapshot,
   type LiveState,
   type LoadPlan,
@@ -13,36 +11,16 @@ import {
   type RoutingRequest,
   replicaKey,
   resolve,
-  splitReplicaKey,
 } from "@cortex/routing";
 import { CortexError } from "../errors.js";
 import type { FleetStore } from "../fleet/fleet-store.js";
 import type { AdmissionQueue } from "./admission-queue.js";
-import { AffinityTable } from "./affinity-table.js";
+import { AffinityTable, conversationOf } from "./affinity-table.js";
 import { Circuits } from "./circuits.js";
+import { servingReplicas } from "./fleet-views.js";
 import type { LoadCoordinator } from "./load-coordinator.js";
 import type { Reservations } from "./reservations.js";
 import { SwapQueue, type SwapTurn } from "./swap-queue.js";
-
-/** Whether `key` (`replicaKey(node, model)`) names a loaded replica on a healthy node. */
-const isLoadedReplica = (snapshot: FleetSnapshot, key: string): boolean => {
-  const replica = splitReplicaKey(key);
-  const node = replica && indexSnapshot(snapshot).byNode.get(replica.node);
-  return (
-    node?.healthy === true &&
-    node.models.some((entry) => entry.id === replica?.model && entry.status === "loaded")
-  );
-};
-
-/** Statuses of a replica that serves or will: what `min_replicas` and `max_replicas` count. */
-const SERVING = new Set(["loaded", "loading", "recovering"]);
-
-/** The healthy nodes holding a serving replica of `model`. */
-export const servingReplicas = (snapshot: FleetSnapshot, model: string): FleetSnapshot["nodes"] =>
-  snapshot.nodes.filter(
-    (node) =>
-      node.healthy && node.models.some((entry) => entry.id === model && SERVING.has(entry.status)),
-  );
 
 type ScaleOut = NonNullable<Extract<Decision, { kind: "saturated" }>["scaleOut"]>;
 
@@ -270,9 +248,11 @@ export class Dispatcher {
     affinityKey?: string,
   ): Promise<Lease> {
     const { store, catalogue, loads } = this.#options;
-    const table = affinityKey === undefined ? undefined : this.#affinity;
-    const conversation = `${model}\u0000${affinityKey}`;
-    const hash = table === undefined ? 0 : hash32(conversation);
+    const settings = this.#options.affinity;
+    const conversation =
+      affinityKey === undefined || this.#affinity === undefined || settings === undefined
+        ? undefined
+        : conversationOf(this.#affinity, model, affinityKey, settings.loadFactor);
     /** When the request first had to wait, and its deadline from then (queue_timeout_ms). */
     let waitedFrom: number | undefined;
     let deadline = 0;
@@ -292,10 +272,6 @@ export class Dispatcher {
       ticket = this.admission.ticket();
       return false;
     };
-    /**
-     * The conversation's own replica is where it first went (or, once that replica is gone, the
-     * next one it is sent to by the ring): a spill past the load bound is only for that request.
-     */
     const lease = (
       model: string,
       node: string,
@@ -306,28 +282,15 @@ export class Dispatcher {
     ) => {
       const waitedMs = waitedFrom === undefined ? 0 : now - waitedFrom;
       if (waitedFrom !== undefined) this.#options.observer?.waited?.(model, waitedMs / 1000);
-      if (table !== undefined) {
-        const own = table.get(conversation, now);
-        if (own === undefined || outcome === "hit")
-          table.set(conversation, replicaKey(node, model), now);
-        else table.touch(conversation, now);
-      }
+      conversation?.served(node, outcome, now);
       return this.#lease(model, node, url, cold, now, waitedMs);
     };
     /** The routing request: the model, its turn, and the conversation's affinity. */
-    const request = (snapshot: FleetSnapshot, now: number): RoutingRequest => {
-      const settings = this.#options.affinity;
-      if (table === undefined || settings === undefined)
-        return { model, ...(turn ? { turn } : {}) };
-      let preferred = table.get(conversation, now);
-      // A replica that is no longer loaded anywhere lets the ring name the conversation's next.
-      if (preferred !== undefined && !isLoadedReplica(snapshot, preferred)) {
-        table.delete(conversation);
-        preferred = undefined;
-      }
-      const affinity: Affinity = { hash, loadFactor: settings.loadFactor, preferred };
-      return { model, ...(turn ? { turn } : {}), affinity };
-    };
+    const request = (snapshot: FleetSnapshot, now: number): RoutingRequest => ({
+      model,
+      ...(turn ? { turn } : {}),
+      ...(conversation ? { affinity: conversation.affinity(snapshot, now) } : {}),
+    });
     for (;;) {
       signal.throwIfAborted();
       const snapshot =

@@ -3,7 +3,7 @@ import type { FleetSnapshot, ModelProfile } from "@cortex/protocol";
 import { indexSnapshot, type LiveState, loadOf, planPlacement, replicaKey } from "@cortex/routing";
 import type { FleetStore } from "../fleet/fleet-store.js";
 import type { Log } from "../log.js";
-import { servingReplicas } from "./dispatcher.js";
+import { servingReplicas } from "./fleet-views.js";
 import type { LoadCoordinator } from "./load-coordinator.js";
 
 /** The neuron's default `idle_ttl_s`, for catalogue models that do not set one. */
