@@ -94,6 +94,8 @@ export interface Engine {
   readonly gpu: string | false;
   /** CPU threads generation runs on. */
   readonly threads: number;
+  /** The length of the vectors `embed` returns (the model's embedding width). */
+  readonly embeddingSize: number;
   chat(
     turns: readonly ChatTurn[],
     sampling: Sampling,
@@ -191,6 +193,10 @@ class LlamaEngine implements Engine {
 
   get gpu(): string | false {
     return this.#llama.gpu;
+  }
+
+  get embeddingSize(): number {
+    return this.#model.embeddingVectorSize;
   }
 
   load(): { busy: number; waiting: number } {

@@ -72,9 +72,13 @@ export const EmbeddingRequest = z.object({
     z.string(),
     z.array(z.string()).min(1, "input must not be an empty list").max(2048),
   ]),
+  // The official SDKs ask for base64 unless told otherwise, and decode it themselves.
   encoding_format: z
-    .enum(["float"], { error: 'only encoding_format "float" is supported' })
+    .enum(["float", "base64"], { error: 'encoding_format must be "float" or "base64"' })
+    .nullable()
     .optional(),
+  // Checked against the model's embedding size once the model is known (server.ts).
+  dimensions: z.int().positive().nullable().optional(),
 });
 export type EmbeddingRequest = z.infer<typeof EmbeddingRequest>;
 

@@ -100,17 +100,33 @@ export const completionUsageChunk = (envelope: Envelope, usage: Usage) => ({
   usage,
 });
 
+export type EncodingFormat = "float" | "base64";
+
+/**
+ * A vector as OpenAI's `encoding_format: "base64"` sends it: each value as a little-endian
+ * IEEE 754 float32, the bytes base64-encoded. llama.cpp computes float32 values, so nothing is
+ * lost: decoding gives back exactly the numbers the float format lists.
+ */
+export const base64Of = (vector: readonly number[]): string => {
+  const bytes = Buffer.alloc(vector.length * Float32Array.BYTES_PER_ELEMENT);
+  vector.forEach((value, index) => {
+    bytes.writeFloatLE(value, index * Float32Array.BYTES_PER_ELEMENT);
+  });
+  return bytes.toString("base64");
+};
+
 export const embeddingList = (
   model: string,
   vectors: readonly (readonly number[])[],
   promptTokens: number,
+  encoding: EncodingFormat = "float",
 ) => ({
   object: "list" as const,
   model,
   data: vectors.map((vector, index) => ({
     object: "embedding" as const,
     index,
-    embedding: [...vector],
+    embedding: encoding === "base64" ? base64Of(vector) : [...vector],
   })),
   usage: { prompt_tokens: promptTokens, total_tokens: promptTokens },
 });

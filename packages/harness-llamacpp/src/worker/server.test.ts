@@ -17,6 +17,7 @@ class ScriptedEngine implements Engine {
   readonly parallel = 1;
   readonly gpu = false as const;
   readonly threads = 1;
+  readonly embeddingSize = 3;
   readonly pool = new SlotPool([0]);
   words = ["Hello", " there", ",", " friend"];
   delayMs = 0;
@@ -318,6 +319,60 @@ describe("completions and embeddings", () => {
     });
     expect(many.data.map((item) => item.index)).toEqual([0, 1]);
   });
+
+  it("answers base64 as little-endian float32 bytes, the same vectors as float", async () => {
+    const float = await post("/v1/embeddings", { input: ["abc", "de"], encoding_format: "float" });
+    const base64 = await post("/v1/embeddings", {
+      input: ["abc", "de"],
+      encoding_format: "base64",
+    });
+    expect(base64.status).toBe(200);
+    const floatBody = (await float.json()) as { data: { embedding: number[] }[] };
+    const body = (await base64.json()) as { data: { embedding: string }[] };
+    // [3, 0.5, -0.5] as float32 LE: 00 00 40 40 | 00 00 00 3f | 00 00 00 bf.
+    expect(body.data[0]?.embedding).toBe("AABAQAAAAD8AAAC/");
+    const decoded = body.data.map(({ embedding }) => {
+      const bytes = Buffer.from(embedding, "base64");
+      return Array.from({ length: bytes.length / 4 }, (_, i) => bytes.readFloatLE(i * 4));
+    });
+    expect(decoded).toEqual(floatBody.data.map((item) => item.embedding));
+    // The schema describes float vectors only; everything around them must still match.
+    const asFloats = {
+      ...body,
+      data: body.data.map((item, i) => ({ ...item, embedding: decoded[i] })),
+    };
+    expect(openAIProblems("CreateEmbeddingResponse", asFloats)).toEqual([]);
+  });
+
+  it("serves the official client's default (base64, decoded by the client)", async () => {
+    const answer = await client.embeddings.create({ model: "tiny", input: ["abc", "de"] });
+    expect(openAIProblems("CreateEmbeddingResponse", answer)).toEqual([]);
+    expect(answer.data.map((item) => item.embedding)).toEqual([
+      [3, 0.5, -0.5],
+      [2, 0.5, -0.5],
+    ]);
+  });
+
+  it("accepts dimensions equal to the model's embedding size, and null", async () => {
+    const answer = await client.embeddings.create({ model: "tiny", input: "abc", dimensions: 3 });
+    expect(answer.data[0]?.embedding).toEqual([3, 0.5, -0.5]);
+    const res = await post("/v1/embeddings", { input: "abc", dimensions: null });
+    expect(res.status).toBe(200);
+  });
+
+  it("refuses any other dimensions with a 400 naming the field", async () => {
+    const res = await post("/v1/embeddings", { input: "abc", dimensions: 2 });
+    expect(res.status).toBe(400);
+    const envelope = (await res.json()) as {
+      error: { message: string; type: string; param: string | null };
+    };
+    expect(openAIProblems("ErrorResponse", envelope)).toEqual([]);
+    expect(envelope.error).toMatchObject({ type: "invalid_request_error", param: "dimensions" });
+    expect(envelope.error.message).toContain("have 3 dimensions");
+    await expect(
+      client.embeddings.create({ model: "tiny", input: "abc", dimensions: 256 }),
+    ).rejects.toMatchObject({ status: 400, param: "dimensions" });
+  });
 });
 
 describe("bad input", () => {
@@ -347,7 +402,9 @@ describe("bad input", () => {
     ["/v1/chat/completions", { messages: [{ role: "user", content: "x" }], n: 3 }, "n = 1"],
     ["/v1/completions", { prompt: 5 }, "prompt"],
     ["/v1/embeddings", { input: [] }, "empty list"],
-    ["/v1/embeddings", { input: "x", encoding_format: "base64" }, "float"],
+    ["/v1/embeddings", { input: "x", encoding_format: "int8" }, '"float" or "base64"'],
+    ["/v1/embeddings", { input: "x", dimensions: 0 }, "dimensions"],
+    ["/v1/embeddings", { input: "x", dimensions: "3" }, "dimensions"],
   ])("%s %j → 400", async (path, body, message) => {
     const res = await post(path, body);
     expect(res.status).toBe(400);

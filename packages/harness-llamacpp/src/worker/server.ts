@@ -227,10 +227,21 @@ export const createWorkerApp = (context: WorkerContext, inflight: InFlight): exp
   app.post("/v1/embeddings", json, async (req, res) => {
     const body = parseBody(EmbeddingRequest, req.body);
     const engine = readyEngine(context);
+    const dimensions = body.dimensions ?? undefined;
+    // llama.cpp gives the model's whole vector; shortening it (as OpenAI's text-embedding-3
+    // models do) is only meaningful for models trained for it, so any other size is refused.
+    if (dimensions !== undefined && dimensions !== engine.embeddingSize) {
+      throw new ApiError(
+        "invalid_request_error",
+        `dimensions ${dimensions} is not supported: this model's embeddings have ${engine.embeddingSize} dimensions; send ${engine.embeddingSize} or leave dimensions out`,
+        { param: "dimensions" },
+      );
+    }
     const inputs = typeof body.input === "string" ? [body.input] : body.input;
+    const encoding = body.encoding_format ?? "float";
     await withConnection(res, inflight, async (signal) => {
       const { vectors, promptTokens } = await engine.embed(inputs, signal);
-      res.json(embeddingList(context.model, vectors, promptTokens));
+      res.json(embeddingList(context.model, vectors, promptTokens, encoding));
     });
   });
 

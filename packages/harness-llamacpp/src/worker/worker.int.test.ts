@@ -515,4 +515,48 @@ describe("the embedding variant", () => {
       worker.child.kill("SIGKILL");
     }
   });
+
+  it("serves the official client's default base64 format and honours dimensions", async () => {
+    const worker = await startWorker(embeddingModel, ["--alias", "tiny-embed"]);
+    try {
+      await waitReady(worker);
+      const input = ["hello world", "the cat"];
+      const float = await worker.client.embeddings.create({
+        model: "tiny-embed",
+        input,
+        encoding_format: "float",
+      });
+      // Default arguments: the client asks for base64 and decodes the float32 bytes itself.
+      const byDefault = await worker.client.embeddings.create({ model: "tiny-embed", input });
+      expect(openAIProblems("CreateEmbeddingResponse", byDefault)).toEqual([]);
+      const vectors = float.data.map((item) => item.embedding);
+      expect(vectors[0]?.length).toBe(64);
+      expect(byDefault.data.map((item) => item.embedding)).toEqual(vectors);
+      expect(byDefault.usage).toEqual(float.usage);
+
+      const res = await fetch(`${worker.base}/v1/embeddings`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ input: "hello world", encoding_format: "base64" }),
+      });
+      const raw = (await res.json()) as { data: { embedding: unknown }[] };
+      expect(typeof raw.data[0]?.embedding).toBe("string");
+
+      const full = await worker.client.embeddings.create({
+        model: "tiny-embed",
+        input: "hello world",
+        dimensions: 64,
+      });
+      expect(full.data[0]?.embedding).toEqual(vectors[0]);
+      await expect(
+        worker.client.embeddings.create({
+          model: "tiny-embed",
+          input: "hello world",
+          dimensions: 32,
+        }),
+      ).rejects.toMatchObject({ status: 400, param: "dimensions", type: "invalid_request_error" });
+    } finally {
+      worker.child.kill("SIGKILL");
+    }
+  });
 });
