@@ -70,6 +70,21 @@ describe("loadConfig", () => {
     expect(problemsOf(() => loadConfig(path, {}))).toMatch(/duplicate neuron name "a"/);
   });
 
+  it("takes cors_origins: none by default, origins or *, nothing else", async () => {
+    expect(loadConfig(EXAMPLE, {}).cors_origins).toEqual([]);
+    const ok = loadConfig(EXAMPLE, {
+      CORTEX_CORS_ORIGINS: '["https://app.example.com","http://localhost:5173","*"]',
+    });
+    expect(ok.cors_origins).toEqual(["https://app.example.com", "http://localhost:5173", "*"]);
+    const path = join(dir, "cors.yaml");
+    await writeFile(
+      path,
+      "cors_origins: [https://app.example.com/, app.example.com, 'https://a.example/x', null]\n",
+    );
+    const problems = problemsOf(() => loadConfig(path, {}));
+    for (const index of [0, 1, 2, 3]) expect(problems).toMatch(new RegExp(`cors_origins.${index}`));
+  });
+
   it("redacts keys and tokens", () => {
     const text = JSON.stringify(redactConfig(loadConfig(EXAMPLE, { CORTEX_API_KEYS: '["sk-1"]' })));
     expect(text).not.toContain("change-me");

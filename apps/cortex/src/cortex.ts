@@ -13,6 +13,7 @@ import {
 import { type CortexConfig, parseListen } from "@cortex/protocol";
 import { adminRoutes } from "./api/admin-routes.js";
 import { createCortexApp } from "./api/app.js";
+import { withCors } from "./api/cors.js";
 import { createEventFeed, eventsHandler } from "./api/events-route.js";
 import { openAIRoutes } from "./api/openai-routes.js";
 import { CortexError } from "./errors.js";
@@ -267,8 +268,9 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
 
   const { host, port } = parseListen(config.listen);
   // `POST /v1/*` runs on plain node:http (the hot path); everything else on the express app.
+  // CORS goes in front of both, so their answers carry the same headers.
   const server: Server = await listen(
-    withFastPath(isInference, openai.inference, app, log),
+    withCors(config.cors_origins, withFastPath(isInference, openai.inference, app, log)),
     port,
     host,
     { maxConnections: config.max_connections },

@@ -137,7 +137,11 @@ describe("clientKeyCheck", () => {
     ["an empty x-api-key", { "x-api-key": "" }, false],
     ["x-api-key holding a bearer header", { "x-api-key": "Bearer k1" }, false],
     ["a repeated x-api-key", { "x-api-key": ["k1", "k1"] }, false],
-    ["a wrong Authorization beside a right x-api-key", { authorization: "Bearer no", "x-api-key": "k1" }, false],
+    [
+      "a wrong Authorization beside a right x-api-key",
+      { authorization: "Bearer no", "x-api-key": "k1" },
+      false,
+    ],
     ["a wrong x-api-key beside a right api-key", { "x-api-key": "no", "api-key": "k1" }, false],
     ["no key at all", {}, false],
   ])("%s: %j → %s", (_name, headers, ok) => {

@@ -161,6 +161,25 @@ export const CortexConfig = z
     unhealthy_after_failures: PositiveInt.default(3),
     api_keys: z.array(Secret.min(1)).default([]),
     admin_token: Secret.default(""),
+    /**
+     * Browser origins allowed to call `/v1/*` (CORS), exactly as a browser sends them
+     * (`https://app.example.com`, `http://localhost:5173`); `"*"` allows every origin.
+     */
+    cors_origins: z
+      .array(
+        z.string().refine(
+          (origin) => {
+            if (origin === "*") return true;
+            try {
+              return new URL(origin).origin === origin;
+            } catch {
+              return false;
+            }
+          },
+          { message: 'an origin is scheme://host[:port], no path or slash after it; or "*"' },
+        ),
+      )
+      .default([]),
     load_timeout_ms: TimerMs.default(600_000),
     stream_idle_timeout_ms: TimerMs.default(120_000),
     queue_max: NonNegativeInt.default(256),

@@ -54,6 +54,8 @@ export interface FakeNeuron {
   readonly requests: Map<string, number>;
   /** Headers of the last `POST /v1/*` request. */
   readonly headers: IncomingHttpHeaders | null;
+  /** Path of the last `POST /v1/*` request, with its query string as received. */
+  readonly lastPath: string | null;
   /** Requests inside the neuron for this model right now, running plus queued. */
   inFlight(id: string): number;
   /** What `GET /models` answers now. */
@@ -180,6 +182,9 @@ export const startFakeNeuron = async (options: FakeNeuronOptions): Promise<FakeN
     requests: inference.requests,
     get headers() {
       return inference.headers;
+    },
+    get lastPath() {
+      return inference.lastPath;
     },
     inFlight: registry.inFlight,
     models: registry.models,

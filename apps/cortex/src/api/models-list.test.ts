@@ -9,7 +9,7 @@ import {
 } from "@cortex/protocol";
 import { openAIProblems } from "@cortex/testkit/openai";
 import { describe, expect, it } from "vitest";
-import { listModels } from "./models-list.js";
+import { findModel, listModels } from "./models-list.js";
 
 const CREATED = 1_750_000_000;
 
@@ -279,4 +279,45 @@ describe("listModels", () => {
       expect(CortexModelList.safeParse(list).error).toBeUndefined();
     },
   );
+});
+
+describe("findModel", () => {
+  const fleet = snapshot(
+    node("a", true, { "qwen3-8b": "loaded", "hand-loaded": "loaded" }),
+    node("b", false, { "only-on-b": "loaded" }),
+  );
+  const waiting = new Map([["qwen3-8b", 3]]);
+
+  it.each([
+    ["its id", "qwen3-8b", "qwen3-8b"],
+    ["an alias", "qwen", "qwen3-8b"],
+    ["an alias with a slash", "Org/Llama-70B", "llama-70b"],
+    ["a model outside the catalogue", "hand-loaded", "hand-loaded"],
+  ])("finds a model by %s", (_name, requested, id) => {
+    const found = findModel(fleet, catalogue, CREATED, waiting, requested);
+    expect(found?.id).toBe(id);
+    // The same entry as the list's.
+    expect(found).toEqual(
+      listModels(fleet, catalogue, CREATED, waiting).data.find((m) => m.id === id),
+    );
+  });
+
+  it("carries status, locations, aliases and waiting", () => {
+    expect(findModel(fleet, catalogue, CREATED, waiting, "default")).toMatchObject({
+      id: "qwen3-8b",
+      object: "model",
+      status: "loaded",
+      locations: [{ node: "a", status: "loaded" }],
+      aliases: ["qwen", "default"],
+      waiting: 3,
+    });
+  });
+
+  it.each([
+    ["an unknown name", "nope"],
+    ["a model only an unhealthy node has", "only-on-b"],
+    ["an alias in another case", "QWEN"],
+  ])("finds nothing for %s", (_name, requested) => {
+    expect(findModel(fleet, catalogue, CREATED, waiting, requested)).toBeUndefined();
+  });
 });

@@ -1,4 +1,4 @@
-import type { Catalogue } from "@cortex/catalogue";
+import { type Catalogue, resolveModelName } from "@cortex/catalogue";
 import type {
   CortexModel,
   CortexModelList,
@@ -76,4 +76,19 @@ export const listModels = (
     };
   });
   return { object: "list", data };
+};
+
+/**
+ * `GET /v1/models/{id}`: the entry `listModels` has for `requested`, found by id or by alias (an
+ * alias answers its canonical model, as routing would resolve it); undefined when none.
+ */
+export const findModel = (
+  snapshot: FleetSnapshot,
+  catalogue: Catalogue,
+  createdS: number,
+  waiting: ReadonlyMap<string, number>,
+  requested: string,
+): CortexModel | undefined => {
+  const id = resolveModelName(catalogue, requested)?.id ?? requested;
+  return listModels(snapshot, catalogue, createdS, waiting).data.find((model) => model.id === id);
 };

@@ -4,25 +4,26 @@ import { resolveModelName } from "@cortex/catalogue";
 import {
   ApiError,
   type BodyBudget,
-  bearerCheck,
   ClientSignal,
+  clientKeyCheck,
   type FastHandler,
   type InferenceFields,
   inferenceFields,
   pathOf,
   readBody,
-  requireBearer,
+  requireClientKey,
   wrongToken,
 } from "@cortex/http-kit";
 import { ERROR_CODES, type ErrorCode, type FleetEvent, type FleetSnapshot } from "@cortex/protocol";
 import express, { type Router } from "express";
 import { CortexError } from "../errors.js";
 import { endWithErrorEvent, isEventStream, proxyWithRetries } from "../proxy/attempts.js";
+import { forwardedHeaders } from "../proxy/client-headers.js";
 import type { Usage } from "../proxy/forward.js";
 import { NodeWatch } from "../proxy/node-watch.js";
 import type { Dispatcher, Lease } from "../router/dispatcher.js";
 import { affinityKeyOf } from "./affinity-key.js";
-import { listModels } from "./models-list.js";
+import { findModel, listModels } from "./models-list.js";
 import { assignRequestId } from "./request-id.js";
 import { LoadProgressBoard, WaitFeedback } from "./wait-feedback.js";
 
@@ -98,11 +99,25 @@ const checkPath = (path: string): void => {
   }
 };
 
+const MODELS_PREFIX = "/v1/models/";
+
+/** The model id of a `/v1/models/{id}` path, percent-decoded; null when it does not decode. */
+const modelIdOf = (path: string): string | null => {
+  try {
+    return decodeURIComponent(path.slice(MODELS_PREFIX.length));
+  } catch {
+    return null;
+  }
+};
+
 /** The largest request body cortex accepts, unless the options say otherwise (the neuron's). */
 const BODY_LIMIT_BYTES = 20 * 2 ** 20;
 
 export interface OpenAIRoutes {
-  /** `GET /v1/models` (and the token check for every other `/v1` path), for the express app. */
+  /**
+   * `GET /v1/models` and `GET /v1/models/{id}` (and the key check for every other `/v1` path),
+   * for the express app.
+   */
   readonly router: Router;
   /** `POST /v1/*`, on plain node:http: the inference fast path. */
   readonly inference: FastHandler;
@@ -111,9 +126,10 @@ export interface OpenAIRoutes {
 }
 
 /**
- * The OpenAI surface: `GET /v1/models` and every `POST /v1/*` that names a model. The body goes
- * to the chosen neuron as the client sent it (re-serialised only to replace an alias by the
- * model's id); the answer streams back untouched.
+ * The OpenAI surface: `GET /v1/models[/{id}]` and every `POST /v1/*` that names a model. The
+ * body goes to the chosen neuron as the client sent it (re-serialised only to replace an alias by
+ * the model's id), with its query string and its headers but for credentials, cookies and
+ * hop-by-hop ones; the answer streams back untouched.
  */
 export const openAIRoutes = (options: OpenAIRoutesOptions): OpenAIRoutes => {
   const router = express.Router();
@@ -143,7 +159,7 @@ export const openAIRoutes = (options: OpenAIRoutesOptions): OpenAIRoutes => {
           : `loading ${model}`)
     );
   };
-  router.use("/v1", requireBearer(options.apiKeys));
+  router.use("/v1", requireClientKey(options.apiKeys));
   router.get("/v1/models", (_req, res) => {
     res.json(
       listModels(
@@ -154,14 +170,35 @@ export const openAIRoutes = (options: OpenAIRoutesOptions): OpenAIRoutes => {
       ),
     );
   });
+  // The rest of the path is the id, slashes included (`org/name` aliases), percent-decoded.
+  router.get(/^\/v1\/models\/./, (req, res) => {
+    const requested = modelIdOf(req.path);
+    const model =
+      requested === null
+        ? undefined
+        : findModel(
+            options.snapshot(),
+            options.catalogue(),
+            options.startedS,
+            options.dispatcher.waiting(),
+            requested,
+          );
+    if (model === undefined)
+      throw new CortexError(
+        "model_not_found",
+        `model "${requested ?? req.path.slice(MODELS_PREFIX.length)}" does not exist`,
+        { param: "model" },
+      );
+    res.json(model);
+  });
 
-  const authorized = bearerCheck(options.apiKeys);
+  const authorized = clientKeyCheck(options.apiKeys);
   const bodyLimit = options.bodyLimitBytes ?? BODY_LIMIT_BYTES;
   const inference = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     // Every answer carries its id, a refusal too.
     const requestId = assignRequestId(req, res);
     // Before anything is recorded: unauthenticated clients do not write to the request log.
-    if (!authorized(req.headers.authorization)) throw wrongToken();
+    if (!authorized(req.headers)) throw wrongToken();
     const started = performance.now();
     const at = Date.now();
     const path = pathOf(req.url);
@@ -200,11 +237,12 @@ export const openAIRoutes = (options: OpenAIRoutesOptions): OpenAIRoutes => {
         feedback = new WaitFeedback(res, () => waitingFor(fields.model), options.feedbackEveryMs);
       const outcome = await proxyWithRetries(attempts, {
         res,
-        path,
+        // The query string goes on as the client sent it.
+        path: req.url ?? path,
         body,
         fields,
         requestId,
-        accept: req.headers.accept,
+        headers: forwardedHeaders(req.headers),
         signal: gone,
         affinityKey: affinityKeyOf(req.headers, body, fields),
         onLease: (taken) => {

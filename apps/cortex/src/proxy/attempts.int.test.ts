@@ -78,7 +78,7 @@ const front = async (upstreams: string[]) => {
           body,
           fields: inferenceFields(body),
           requestId: "r",
-          accept: undefined,
+          headers: {},
           signal: new ClientSignal(),
           affinityKey: undefined,
           onLease: () => {},

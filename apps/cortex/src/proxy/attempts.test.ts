@@ -128,7 +128,7 @@ const run = async (steps: Step[], nodes = ["a", "b", "c", "d"], withWatch = fals
       body: BODY,
       fields: inferenceFields(BODY),
       requestId: "r",
-      accept: undefined,
+      headers: {},
       signal: new ClientSignal(),
       affinityKey: undefined,
       onLease: () => {},

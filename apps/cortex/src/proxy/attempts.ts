@@ -1,4 +1,4 @@
-import type { ServerResponse } from "node:http";
+import type { OutgoingHttpHeaders, ServerResponse } from "node:http";
 import { type Abortable, ApiError, type InferenceFields, withModel } from "@cortex/http-kit";
 import { type ErrorCode, errorEnvelope } from "@cortex/protocol";
 import { CortexError } from "../errors.js";
@@ -49,7 +49,8 @@ export interface ProxyCall {
   readonly body: Buffer;
   readonly fields: InferenceFields;
   readonly requestId: string;
-  readonly accept: string | undefined;
+  /** The client's headers to pass on (`forwardedHeaders`). */
+  readonly headers: OutgoingHttpHeaders;
   /** The client went away. */
   readonly signal: Abortable;
   readonly affinityKey: string | undefined;
@@ -213,7 +214,7 @@ export const proxyWithRetries = async (
             : withModel(call.body, fields.modelSpan, lease.model),
         token: options.tokenOf(lease.node),
         requestId: call.requestId,
-        accept: call.accept,
+        headers: call.headers,
         // An unloaded model answers only once its neuron has reloaded it.
         idleTimeoutMs: lease.coldStart ? options.loadTimeoutMs : options.streamIdleTimeoutMs,
         signal: call.signal,

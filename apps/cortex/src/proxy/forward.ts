@@ -1,4 +1,9 @@
-import type { ClientRequest, IncomingMessage, ServerResponse } from "node:http";
+import type {
+  ClientRequest,
+  IncomingMessage,
+  OutgoingHttpHeaders,
+  ServerResponse,
+} from "node:http";
 import {
   type Abortable,
   ClientSignal,
@@ -11,8 +16,9 @@ import {
 
 // Streams one client request to a neuron and the answer back, chunk by chunk, never buffering
 // a stream, on plain node:http with a keep-alive agent (the hot path; see docs/contract.md).
-// Only headers that describe the body pass either way: the client's credentials, cookies and
-// hop-by-hop headers stay behind, and the neuron's token is added.
+// The client's headers go on but for its credentials, cookies and hop-by-hop headers
+// (client-headers.ts); the neuron's token and cortex's request id are added. Of the answer's
+// headers only those that describe the body come back.
 
 const agents = proxyAgents(4096);
 
@@ -93,7 +99,8 @@ export interface ForwardOptions {
   readonly body: Buffer | string;
   readonly token: string;
   readonly requestId: string;
-  readonly accept: string | undefined;
+  /** The client's headers to pass on (`forwardedHeaders`): no credentials, no hop-by-hop ones. */
+  readonly headers: OutgoingHttpHeaders;
   /** No byte for this long (before or during the answer) fails the request; never a total limit. */
   readonly idleTimeoutMs: number;
   readonly signal: Abortable;
@@ -219,11 +226,8 @@ const forwardOnce = async (
   signal: Abortable,
 ): Promise<ForwardResult> => {
   const started = performance.now();
-  const headers: Record<string, string> = {
-    "content-type": "application/json",
-    "x-request-id": options.requestId,
-  };
-  if (options.accept) headers.accept = options.accept;
+  const headers: OutgoingHttpHeaders = { ...options.headers, "x-request-id": options.requestId };
+  headers["content-type"] ??= "application/json";
   if (options.token) headers.authorization = `Bearer ${options.token}`;
   let response: IncomingMessage;
   let request: ClientRequest;

@@ -26,6 +26,8 @@ export interface FakeInference {
   readonly requests: Map<string, number>;
   /** Headers of the last `POST /v1/*` request. */
   readonly headers: IncomingHttpHeaders | null;
+  /** Path of the last `POST /v1/*` request, with its query string as received. */
+  readonly lastPath: string | null;
   setLatency(ms: number): void;
   /** The next `count` inference requests answer 502 `upstream_error`, as a broken harness. */
   failInference(count: number): void;
@@ -36,6 +38,7 @@ export const createInference = (options: InferenceOptions): FakeInference => {
   let latencyMs = options.latencyMs;
   const requests = new Map<string, number>();
   let lastHeaders: IncomingHttpHeaders | null = null;
+  let lastPath: string | null = null;
   let answers = 0;
   let failing = 0;
 
@@ -75,6 +78,7 @@ export const createInference = (options: InferenceOptions): FakeInference => {
 
   const handle = async (req: IncomingMessage, res: ServerResponse, path: string) => {
     lastHeaders = req.headers;
+    lastPath = req.url ?? path;
     const body = await readJson(req);
     if (body === undefined)
       throw new FakeError("invalid_request_error", "the request body is not valid JSON");
@@ -127,6 +131,9 @@ export const createInference = (options: InferenceOptions): FakeInference => {
     requests,
     get headers() {
       return lastHeaders;
+    },
+    get lastPath() {
+      return lastPath;
     },
     setLatency: (ms) => {
       latencyMs = ms;
