@@ -23,9 +23,23 @@ import type { Usage } from "../proxy/forward.js";
 import { NodeWatch } from "../proxy/node-watch.js";
 import type { Dispatcher, Lease } from "../router/dispatcher.js";
 import { affinityKeyOf } from "./affinity-key.js";
+
 import { findModel, listModels } from "./models-list.js";
 import { assignRequestId } from "./request-id.js";
 import { LoadProgressBoard, WaitFeedback } from "./wait-feedback.js";
+
+/** `fn`, called at most once: later calls return the first result. */
+const once = <T>(fn: () => T): (() => T) => {
+  let done = false;
+  let value: T;
+  return () => {
+    if (!done) {
+      value = fn();
+      done = true;
+    }
+    return value;
+  };
+};
 
 /** One finished client request, for metrics and the request log. */
 export interface RequestRecord {
@@ -244,7 +258,8 @@ export const openAIRoutes = (options: OpenAIRoutesOptions): OpenAIRoutes => {
         requestId,
         headers: forwardedHeaders(req.headers),
         signal: gone,
-        affinityKey: affinityKeyOf(req.headers, body, fields),
+        // Read from the body only if the model has replicas to choose between, and only once.
+        affinityKey: once(() => affinityKeyOf(req.headers, body, fields)),
         onLease: (taken) => {
           lease = taken;
         },

@@ -2,7 +2,7 @@ import type { OutgoingHttpHeaders, ServerResponse } from "node:http";
 import { type Abortable, ApiError, type InferenceFields, withModel } from "@cortex/http-kit";
 import { type ErrorCode, errorEnvelope } from "@cortex/protocol";
 import { CortexError } from "../errors.js";
-import type { Lease } from "../router/dispatcher.js";
+import type { AffinityKey, Lease } from "../router/dispatcher.js";
 import {
   type ForwardOptions,
   type ForwardResult,
@@ -28,7 +28,7 @@ export interface AttemptOptions {
     model: string,
     signal: Abortable,
     excluded: ReadonlySet<string>,
-    affinityKey: string | undefined,
+    affinityKey: AffinityKey | undefined,
   ) => Promise<Lease>;
   /** The neuron token to send to `node`. */
   readonly tokenOf: (node: string) => string;
@@ -53,7 +53,7 @@ export interface ProxyCall {
   readonly headers: OutgoingHttpHeaders;
   /** The client went away. */
   readonly signal: Abortable;
-  readonly affinityKey: string | undefined;
+  readonly affinityKey: AffinityKey | undefined;
   /** Each lease as it is taken; the last one served (or failed) the request. */
   readonly onLease: (lease: Lease) => void;
   /** The neuron's answer starts. */

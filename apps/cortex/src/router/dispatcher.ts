@@ -1,4 +1,4 @@
-import type { Catalogue } from "@cortex/catalogue";
+import { type Catalogue, resolveModelName } from "@cortex/catalogue";
 import { type Abortable, unlessAborted } from "@cortex/http-kit";
 import type { FleetSnapshot } from "@cortex/protocol";
 import {
@@ -15,7 +15,7 @@ import {
 import { CortexError } from "../errors.js";
 import type { FleetStore } from "../fleet/fleet-store.js";
 import type { AdmissionQueue } from "./admission-queue.js";
-import { AffinityTable, conversationOf } from "./affinity-table.js";
+import { AffinityTable, type Conversation, conversationOf } from "./affinity-table.js";
 import { Circuits } from "./circuits.js";
 import { servingReplicas } from "./fleet-views.js";
 import type { LoadCoordinator } from "./load-coordinator.js";
@@ -53,6 +53,9 @@ export interface Lease {
    */
   readonly report: (ok: boolean) => void;
 }
+
+/** A request's conversation key, or how to read it (only when a choice of replicas needs it). */
+export type AffinityKey = string | (() => string | undefined);
 
 /** `affinity:` of cortex.yaml. */
 export interface AffinitySettings {
@@ -245,14 +248,29 @@ export class Dispatcher {
     model: string,
     signal: Abortable,
     excluded?: ReadonlySet<string>,
-    affinityKey?: string,
+    affinityKey?: AffinityKey,
   ): Promise<Lease> {
     const { store, catalogue, loads } = this.#options;
     const settings = this.#options.affinity;
-    const conversation =
-      affinityKey === undefined || this.#affinity === undefined || settings === undefined
-        ? undefined
-        : conversationOf(this.#affinity, model, affinityKey, settings.loadFactor);
+    const table = this.#affinity;
+    /**
+     * The request's conversation, worked out (the key read from the body) only once the model
+     * has two loaded replicas to choose between: with one there is nothing to keep it on.
+     */
+    let conversation: Conversation | undefined;
+    let keyed = false;
+    const conversationIn = (snapshot: FleetSnapshot): Conversation | undefined => {
+      if (keyed || affinityKey === undefined || table === undefined || settings === undefined)
+        return conversation;
+      const id = resolveModelName(catalogue(), model)?.id ?? model;
+      if ((indexSnapshot(snapshot).byModel.get(id)?.healthy.loaded.length ?? 0) < 2)
+        return undefined;
+      keyed = true;
+      const key = typeof affinityKey === "function" ? affinityKey() : affinityKey;
+      conversation =
+        key === undefined ? undefined : conversationOf(table, model, key, settings.loadFactor);
+      return conversation;
+    };
     /** When the request first had to wait, and its deadline from then (queue_timeout_ms). */
     let waitedFrom: number | undefined;
     let deadline = 0;
@@ -286,11 +304,14 @@ export class Dispatcher {
       return this.#lease(model, node, url, cold, now, waitedMs);
     };
     /** The routing request: the model, its turn, and the conversation's affinity. */
-    const request = (snapshot: FleetSnapshot, now: number): RoutingRequest => ({
-      model,
-      ...(turn ? { turn } : {}),
-      ...(conversation ? { affinity: conversation.affinity(snapshot, now) } : {}),
-    });
+    const request = (snapshot: FleetSnapshot, now: number): RoutingRequest => {
+      const known = conversationIn(snapshot);
+      return {
+        model,
+        ...(turn ? { turn } : {}),
+        ...(known ? { affinity: known.affinity(snapshot, now) } : {}),
+      };
+    };
     for (;;) {
       signal.throwIfAborted();
       const snapshot =
