@@ -1,14 +1,13 @@
 import { existsSync, readFileSync } from "node:fs";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { processesMentioning, waitFor } from "@cortex/testkit";
+import { waitFor } from "@cortex/testkit";
 import type { AffinityOptions } from "./affinity.js";
 import type { Message, Span } from "./affinity-load.js";
 import { cortexMetric } from "./contention-fleet.js";
 import { ADMIN_TOKEN, API_KEY, fleetOf, NEURON_TOKEN, startCortex } from "./stack.js";
-import { type AppProcess, NEURON_CLI, startApp, stopChild } from "./support.js";
+import { type AppProcess, benchWorkspace, NEURON_CLI, startApp } from "./support.js";
 
 // The affinity benchmark's fleet: three real neurons, each running this package's
 // affinity-harness as a template harness with a static GPU, the model loaded on every one, the
@@ -48,22 +47,8 @@ export const startAffinityFleet = async (
   options: AffinityOptions,
   affinity: boolean,
 ): Promise<AffinityFleet> => {
-  const dir = await mkdtemp(join(tmpdir(), "cortex-bench-affinity-"));
-  const children: AppProcess[] = [];
-  const stop = async () => {
-    for (const child of children.reverse()) await stopChild(child.child);
-    for (const { pid } of processesMentioning(dir)) {
-      try {
-        process.kill(pid, "SIGKILL");
-      } catch {
-        // Already gone.
-      }
-    }
-    await rm(dir, { recursive: true, force: true });
-  };
+  const { dir, modelsDir, children, stop } = await benchWorkspace("cortex-bench-affinity-");
   try {
-    const modelsDir = join(dir, "models");
-    await mkdir(modelsDir, { recursive: true });
     const logOf = (node: string) => join(dir, `${node}-answers.jsonl`);
     await writeFile(
       join(modelsDir, `${MODEL}.json`),

@@ -1,18 +1,18 @@
-import type { ChildProcess } from "node:child_process";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { type ChildProcess, execFileSync } from "node:child_process";
+import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
-import { FAKE_HARNESS_TEMPLATE, processesMentioning, waitFor } from "@cortex/testkit";
+import { FAKE_HARNESS_TEMPLATE, waitFor } from "@cortex/testkit";
 import { ADMIN_TOKEN, API_KEY, fleetOf, NEURON_TOKEN, startCortex } from "./stack.js";
 import {
   type AppProcess,
+  benchWorkspace,
   CORTEX_CLI,
   metricSamples,
   NEURON_CLI,
   now,
+  ROOT,
   startApp,
-  stopChild,
 } from "./support.js";
 
 // The contention benchmark's fleet: real neurons, each with one static GPU of its own, serving
@@ -41,6 +41,33 @@ export const appsIn = (root: string, label: string): Apps => ({
   neuron: join(root, "apps/neuron/dist/cli.js"),
   root,
 });
+
+/** The short commit of the checkout at `root` (the path itself when git cannot say). */
+export const gitHead = (root: string): string => {
+  try {
+    return execFileSync("git", ["-C", root, "rev-parse", "--short", "HEAD"], {
+      encoding: "utf8",
+    }).trim();
+  } catch {
+    return root;
+  }
+};
+
+/**
+ * Runs a scenario on this build, and first on the build of another checkout (`--baseline`)
+ * when one is given, so both sit side by side in one report.
+ */
+export const runBuilds = async <R>(
+  baselineRoot: string | undefined,
+  run: (apps: Apps) => Promise<R>,
+): Promise<{ baseline: R | null; current: R; runs: R[] }> => {
+  const baseline =
+    baselineRoot === undefined
+      ? null
+      : await run(appsIn(baselineRoot, `before (${gitHead(baselineRoot)})`));
+  const current = await run(THIS_BUILD(ROOT));
+  return { baseline, current, runs: baseline ? [baseline, current] : [current] };
+};
 
 /** Lines with `"msg":"<msg>"` a process logs, counted as they come, per `model` field. */
 const countLogLines = (child: ChildProcess, messages: readonly string[]) => {
@@ -103,22 +130,8 @@ export const startFleet = async (options: {
    */
   readonly pollIntervalMs?: number | null;
 }): Promise<Fleet> => {
-  const dir = await mkdtemp(join(tmpdir(), "cortex-bench-contention-"));
-  const children: AppProcess[] = [];
-  const stop = async () => {
-    for (const child of children.reverse()) await stopChild(child.child);
-    for (const { pid } of processesMentioning(dir)) {
-      try {
-        process.kill(pid, "SIGKILL");
-      } catch {
-        // Already gone.
-      }
-    }
-    await rm(dir, { recursive: true, force: true });
-  };
+  const { dir, modelsDir, children, stop } = await benchWorkspace("cortex-bench-contention-");
   try {
-    const modelsDir = join(dir, "models");
-    await mkdir(modelsDir, { recursive: true });
     for (const model of options.models)
       await writeFile(join(modelsDir, `${model.id}.json`), JSON.stringify(model.behaviour));
     const neurons: FleetNeuron[] = [];

@@ -1,16 +1,15 @@
-import { execFileSync } from "node:child_process";
 import {
   type Apps,
   acceptsProfileKey,
   answeredByNode,
-  appsIn,
   burst,
   cortexMetric,
   type FleetModel,
+  gitHead,
   loadModel,
   refusalsOf,
+  runBuilds,
   startFleet,
-  THIS_BUILD,
 } from "./contention-fleet.js";
 import { fleetOf } from "./stack.js";
 import {
@@ -257,26 +256,13 @@ const budgetsOf = (run: BuildRun, options: ContentionOptions): Budget[] => {
   ];
 };
 
-const gitHead = (root: string): string => {
-  try {
-    return execFileSync("git", ["-C", root, "rev-parse", "--short", "HEAD"], {
-      encoding: "utf8",
-    }).trim();
-  } catch {
-    return root;
-  }
-};
-
 export const runContention = async (
   options: ContentionOptions,
   baselineRoot?: string,
 ): Promise<BenchResult> => {
-  const baseline =
-    baselineRoot === undefined
-      ? null
-      : await runBuild(appsIn(baselineRoot, `before (${gitHead(baselineRoot)})`), options);
-  const current = await runBuild(THIS_BUILD(ROOT), options);
-  const runs = baseline ? [baseline, current] : [current];
+  const { baseline, current, runs } = await runBuilds(baselineRoot, (apps) =>
+    runBuild(apps, options),
+  );
   const budgets = budgetsOf(current, options);
   writeReport("contention", {
     benchmark: "contention",

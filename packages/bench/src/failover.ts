@@ -1,13 +1,12 @@
-import { execFileSync } from "node:child_process";
 import {
   type Apps,
   acceptsProfileKey,
   answeredByNode,
-  appsIn,
   type Fleet,
   type FleetModel,
+  gitHead,
+  runBuilds,
   startFleet,
-  THIS_BUILD,
 } from "./contention-fleet.js";
 import { measure, type Placed, startLoad } from "./failover-load.js";
 import { ADMIN_TOKEN, fleetOf } from "./stack.js";
@@ -305,26 +304,13 @@ const budgetsOf = (run: BuildRun, baseline: BuildRun | null): Budget[] =>
     ];
   });
 
-const gitHead = (root: string): string => {
-  try {
-    return execFileSync("git", ["-C", root, "rev-parse", "--short", "HEAD"], {
-      encoding: "utf8",
-    }).trim();
-  } catch {
-    return root;
-  }
-};
-
 export const runFailover = async (
   options: FailoverOptions,
   baselineRoot?: string,
 ): Promise<BenchResult> => {
-  const baseline =
-    baselineRoot === undefined
-      ? null
-      : await runBuild(appsIn(baselineRoot, `before (${gitHead(baselineRoot)})`), options);
-  const current = await runBuild(THIS_BUILD(ROOT), options);
-  const runs = baseline ? [baseline, current] : [current];
+  const { baseline, current, runs } = await runBuilds(baselineRoot, (apps) =>
+    runBuild(apps, options),
+  );
   const budgets = budgetsOf(current, baseline);
   writeReport("failover", {
     benchmark: "failover",

@@ -1,16 +1,15 @@
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { FleetSnapshot } from "@cortex/protocol";
 import { FAKE_HARNESS_TEMPLATE, processesMentioning, waitFor } from "@cortex/testkit";
 import { stringify } from "yaml";
 import {
   type AppProcess,
+  benchWorkspace,
   CORTEX_CLI,
   metricSamples,
   NEURON_CLI,
   startApp,
-  stopChild,
 } from "./support.js";
 
 export const API_KEY = "sk-bench";
@@ -78,22 +77,8 @@ export const startStack = async (
     readonly setup?: (modelsDir: string) => Promise<void>;
   } = {},
 ): Promise<Stack> => {
-  const dir = await mkdtemp(join(tmpdir(), "cortex-bench-"));
-  const children: AppProcess[] = [];
-  const stop = async () => {
-    for (const child of children.reverse()) await stopChild(child.child);
-    for (const { pid } of processesMentioning(dir)) {
-      try {
-        process.kill(pid, "SIGKILL");
-      } catch {
-        // Already gone.
-      }
-    }
-    await rm(dir, { recursive: true, force: true });
-  };
+  const { dir, modelsDir, children, stop } = await benchWorkspace("cortex-bench-");
   try {
-    const modelsDir = join(dir, "models");
-    await mkdir(modelsDir, { recursive: true });
     await options.setup?.(modelsDir);
     for (const model of models)
       await writeFile(join(modelsDir, `${model.id}.json`), JSON.stringify(model.behaviour));

@@ -1,9 +1,11 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { processesMentioning } from "@cortex/testkit";
 import { stringify } from "yaml";
 
 /** The repository root (from src/ and dist/ alike). */
@@ -241,3 +243,32 @@ export interface BenchResult {
   readonly markdown: string;
   readonly budgets: readonly Budget[];
 }
+
+/** A benchmark's temporary directory, its `models` folder, and the processes started in it. */
+export interface Workspace {
+  readonly dir: string;
+  readonly modelsDir: string;
+  /** Started processes, stopped last first by `stop`. */
+  readonly children: AppProcess[];
+  /** Stops the children, SIGKILLs whatever still mentions the directory, removes it. */
+  readonly stop: () => Promise<void>;
+}
+
+export const benchWorkspace = async (prefix: string): Promise<Workspace> => {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  const children: AppProcess[] = [];
+  const stop = async () => {
+    for (const child of children.reverse()) await stopChild(child.child);
+    for (const { pid } of processesMentioning(dir)) {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {
+        // Already gone.
+      }
+    }
+    await rm(dir, { recursive: true, force: true });
+  };
+  const modelsDir = join(dir, "models");
+  await mkdir(modelsDir, { recursive: true });
+  return { dir, modelsDir, children, stop };
+};
