@@ -51,74 +51,46 @@ export const eventEntry = (
   event: FleetEvent,
   now: () => number = Date.now,
 ): ModelEventEntry | undefined => {
+  /** The row's common part: when, what, where (and which model, for a model's event). */
+  const row = (type: ModelEventType, node: string, model?: string): ModelEventEntry => ({
+    at: msOf(event.at, now),
+    type,
+    node,
+    ...(model === undefined ? {} : { model }),
+  });
   switch (event.type) {
     case "node_health":
       return {
-        at: msOf(event.at, now),
-        type: "node_health",
-        node: event.node,
+        ...row("node_health", event.node),
         detail: { healthy: event.healthy, error: event.error },
       };
     case "model_state":
       return {
-        at: msOf(event.at, now),
-        type: "model_state",
-        node: event.node,
-        model: event.model,
+        ...row(event.type, event.node, event.model),
         detail: { from: event.from, to: event.to },
       };
     case "load_started":
-      return {
-        at: msOf(event.at, now),
-        type: "load_started",
-        node: event.node,
-        model: event.model,
-        detail: { evicting: event.evicting },
-      };
+      return { ...row(event.type, event.node, event.model), detail: { evicting: event.evicting } };
     case "load_finished":
-      return {
-        at: msOf(event.at, now),
-        type: "load_finished",
-        node: event.node,
-        model: event.model,
-        durationMs: event.load_ms,
-      };
+      return { ...row(event.type, event.node, event.model), durationMs: event.load_ms };
     case "load_failed":
-      return {
-        at: msOf(event.at, now),
-        type: "load_failed",
-        node: event.node,
-        model: event.model,
-        detail: { error: event.error },
-      };
+      return { ...row(event.type, event.node, event.model), detail: { error: event.error } };
     case "evicted":
     case "unloaded":
-      return { at: msOf(event.at, now), type: event.type, node: event.node, model: event.model };
+      return row(event.type, event.node, event.model);
     case "swap_started":
       return {
-        at: msOf(event.at, now),
-        type: "swap_started",
-        node: event.node,
-        model: event.model,
+        ...row(event.type, event.node, event.model),
         durationMs: event.waited_ms,
         detail: { evicting: event.evicting, waiting: event.waiting },
       };
     case "scaled_out":
       return {
-        at: msOf(event.at, now),
-        type: "scaled_out",
-        node: event.node,
-        model: event.model,
+        ...row(event.type, event.node, event.model),
         detail: { reason: event.reason, replicas: event.replicas },
       };
     case "scaled_in":
-      return {
-        at: msOf(event.at, now),
-        type: "scaled_in",
-        node: event.node,
-        model: event.model,
-        detail: { replicas: event.replicas },
-      };
+      return { ...row(event.type, event.node, event.model), detail: { replicas: event.replicas } };
     case "load_progress":
     case "swap_queued":
     case "catalogue_reloaded":
