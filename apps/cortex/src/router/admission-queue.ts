@@ -1,11 +1,8 @@
 import type { Abortable } from "@cortex/http-kit";
 import { CortexError } from "../errors.js";
+import { type LineWaiter, waitInLine } from "./waiting-line.js";
 
-interface Waiter {
-  /** Arrival order; a request that waits again keeps its first ticket, so its place. */
-  readonly ticket: number;
-  readonly wake: () => void;
-}
+type Waiter = LineWaiter<void>;
 
 export interface AdmissionLimits {
   /** Requests that may wait per model; one more is refused with 503 `overloaded`. */
@@ -79,43 +76,18 @@ export class AdmissionQueue {
       this.#waiters.set(model, line);
     }
     const queue = line;
-    return new Promise<void>((resolve, reject) => {
-      const leave = () => {
-        clearTimeout(timer);
-        signal.removeEventListener("abort", onAbort);
-        const index = queue.indexOf(waiter);
-        if (index >= 0) queue.splice(index, 1);
+    return waitInLine<void, Waiter>(queue, (wake) => ({ ticket, wake }), signal, {
+      deadlineMs,
+      nowMs,
+      timeout: () =>
+        new CortexError(
+          "queue_timeout",
+          `model "${model}" stayed saturated for ${this.#limits.timeoutMs} ms while this request waited; retry later or add replicas`,
+          { retryAfterS: this.#limits.retryAfterS },
+        ),
+      left: () => {
         if (queue.length === 0 && this.#waiters.get(model) === queue) this.#waiters.delete(model);
-      };
-      const waiter: Waiter = {
-        ticket,
-        wake: () => {
-          leave();
-          resolve();
-        },
-      };
-      const onAbort = () => {
-        leave();
-        reject(signal.reason);
-      };
-      const timer = setTimeout(
-        () => {
-          leave();
-          reject(
-            new CortexError(
-              "queue_timeout",
-              `model "${model}" stayed saturated for ${this.#limits.timeoutMs} ms while this request waited; retry later or add replicas`,
-              { retryAfterS: this.#limits.retryAfterS },
-            ),
-          );
-        },
-        Math.max(0, deadlineMs - nowMs),
-      );
-      signal.addEventListener("abort", onAbort, { once: true });
-      // Sorted by ticket: a returning request goes back to where it stood, not to the end.
-      let at = queue.length;
-      while (at > 0 && (queue[at - 1]?.ticket ?? 0) > ticket) at -= 1;
-      queue.splice(at, 0, waiter);
+      },
     });
   }
 

@@ -2,15 +2,14 @@ import type { Abortable } from "@cortex/http-kit";
 import { type FleetEvent, MAX_TIMER_MS } from "@cortex/protocol";
 import { nextSwap, type ResidentWork, replicaKey, type SwapAction } from "@cortex/routing";
 import { CortexError } from "../errors.js";
+import { type LineWaiter, waitInLine } from "./waiting-line.js";
 
 /** Swaps of one model on one node before the fleet must have changed (see `#decide`). */
 const MAX_SWAPS_UNCHANGED = 3;
 
-interface Waiter {
-  readonly ticket: number;
+/** Woken with its turn when its swap came, or null to decide again. */
+interface Waiter extends LineWaiter<SwapTurn | null> {
   readonly sinceMs: number;
-  /** Leaves the line and resolves the request's wait: its turn when its swap came, or null. */
-  readonly wake: (turn: SwapTurn | null) => void;
 }
 
 interface Group {
@@ -169,47 +168,26 @@ export class SwapQueue {
     }
     const line = group;
     const lines = groups;
-    const promise = new Promise<SwapTurn | null>((resolve, reject) => {
-      const leave = () => {
-        clearTimeout(timer);
-        signal.removeEventListener("abort", onAbort);
-        const index = line.waiters.indexOf(waiter);
-        if (index >= 0) line.waiters.splice(index, 1);
-        if (line.waiters.length === 0 && lines.get(model) === line) lines.delete(model);
-        if (lines.size === 0 && this.#nodes.get(node) === lines) this.#nodes.delete(node);
-      };
-      const waiter: Waiter = {
-        ticket: options.ticket,
-        sinceMs: options.sinceMs,
-        wake: (turn) => {
-          leave();
-          resolve(turn);
+    const promise = waitInLine<SwapTurn | null, Waiter>(
+      line.waiters,
+      (wake) => ({ ticket: options.ticket, sinceMs: options.sinceMs, wake }),
+      signal,
+      {
+        deadlineMs: options.deadlineMs,
+        nowMs,
+        timeout: () =>
+          new CortexError(
+            "queue_timeout",
+            `model "${model}" waited for busy models on ${node} to be swapped out until its queue timeout; retry later`,
+            { retryAfterS: this.#options.retryAfterS },
+          ),
+        left: () => {
+          if (line.waiters.length === 0 && lines.get(model) === line) lines.delete(model);
+          if (lines.size === 0 && this.#nodes.get(node) === lines) this.#nodes.delete(node);
         },
-      };
-      const onAbort = () => {
-        leave();
-        reject(signal.reason);
-        this.changed();
-      };
-      const timer = setTimeout(
-        () => {
-          leave();
-          reject(
-            new CortexError(
-              "queue_timeout",
-              `model "${model}" waited for busy models on ${node} to be swapped out until its queue timeout; retry later`,
-              { retryAfterS: this.#options.retryAfterS },
-            ),
-          );
-          this.changed();
-        },
-        Math.min(MAX_TIMER_MS, Math.max(0, options.deadlineMs - nowMs)),
-      );
-      signal.addEventListener("abort", onAbort, { once: true });
-      let at = line.waiters.length;
-      while (at > 0 && (line.waiters[at - 1]?.ticket ?? 0) > options.ticket) at -= 1;
-      line.waiters.splice(at, 0, waiter);
-    });
+        gaveUp: () => this.changed(),
+      },
+    );
     this.changed();
     return promise;
   }
