@@ -1,5 +1,10 @@
 import { type Catalogue, resolveModelName } from "@cortex/catalogue/rules";
-import type { FleetSnapshot, ModelProfile, ModelStatus } from "@cortex/protocol";
+import {
+  type FleetSnapshot,
+  type ModelProfile,
+  type ModelStatus,
+  RESIDENT_STATUSES,
+} from "@cortex/protocol";
 import { pickByAffinity } from "./affinity.js";
 import {
   effectiveFree,
@@ -64,9 +69,6 @@ const preferredTier = (list: readonly Replica[], live: LiveState | undefined): R
   return free.filter((replica) => (replica.node.priority ?? 0) === best);
 };
 
-/** Replicas that hold or will hold the model's memory and serve it. */
-const SERVING: readonly ModelStatus[] = ["loaded", "loading", "recovering"];
-
 /**
  * One more replica of a saturated catalogue model, when `max_replicas` allows it and a node
  * without one can take it without evicting a busy model (placement evicts only idle ones).
@@ -81,13 +83,14 @@ const scaleOutFor = (
 ): Extract<Decision, { kind: "saturated" }>["scaleOut"] => {
   if (profile === undefined || onlyNode !== undefined || replicas === undefined) return undefined;
   let serving = 0;
-  for (const status of SERVING) serving += replicas.healthy[status].length;
+  // Replicas that hold (or are about to hold) the model's memory serve it, or will.
+  for (const status of RESIDENT_STATUSES) serving += replicas.healthy[status].length;
   if (serving >= profile.max_replicas) return undefined;
   // A node where it is idle-unloaded or failed may take the new replica (loading it there
   // again); a node that serves it already may not: one replica per node.
   const holding = new Set(
     replicas.all
-      .filter((replica) => SERVING.includes(replica.model.status))
+      .filter((replica) => RESIDENT_STATUSES.has(replica.model.status))
       .map((replica) => replica.node.name),
   );
   const plan = planPlacement(index, profile, catalogue, live, undefined, holding);

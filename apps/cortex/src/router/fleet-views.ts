@@ -1,16 +1,17 @@
-import type { FleetSnapshot } from "@cortex/protocol";
+import { type FleetSnapshot, RESIDENT_STATUSES } from "@cortex/protocol";
 import { indexSnapshot, splitReplicaKey } from "@cortex/routing";
 
 // Small questions about the fleet snapshot the router asks in more than one place.
 
-/** Statuses of a replica that serves or will: what `min_replicas` and `max_replicas` count. */
-const SERVING = new Set(["loaded", "loading", "recovering"]);
-
-/** The healthy nodes holding a serving replica of `model`. */
+/**
+ * The healthy nodes holding a replica of `model` that serves or will (a resident status): what
+ * `min_replicas` and `max_replicas` count.
+ */
 export const servingReplicas = (snapshot: FleetSnapshot, model: string): FleetSnapshot["nodes"] =>
   snapshot.nodes.filter(
     (node) =>
-      node.healthy && node.models.some((entry) => entry.id === model && SERVING.has(entry.status)),
+      node.healthy &&
+      node.models.some((entry) => entry.id === model && RESIDENT_STATUSES.has(entry.status)),
   );
 
 /** Whether `key` (`replicaKey(node, model)`) names a loaded replica on a healthy node. */
