@@ -24,6 +24,7 @@ export {
   indexSnapshot,
   loadOf,
   type MemoryView,
+  modelLastUsedMs,
   type Replica,
   replicaKey,
   replicaLoad,

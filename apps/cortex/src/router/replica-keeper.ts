@@ -1,6 +1,13 @@
 import type { Catalogue } from "@cortex/catalogue";
 import type { FleetSnapshot, ModelProfile } from "@cortex/protocol";
-import { indexSnapshot, type LiveState, loadOf, planPlacement, replicaKey } from "@cortex/routing";
+import {
+  indexSnapshot,
+  type LiveState,
+  loadOf,
+  modelLastUsedMs,
+  planPlacement,
+  replicaKey,
+} from "@cortex/routing";
 import type { FleetStore } from "../fleet/fleet-store.js";
 import type { Log } from "../log.js";
 import { servingReplicas } from "./fleet-views.js";
@@ -140,10 +147,10 @@ export class ReplicaKeeper {
       const replica = node.models.find((model) => model.id === profile.id);
       if (replica?.status !== "loaded" || this.#unloading.has(key)) continue;
       if (loadOf(key, replica, live) > 0) continue;
+      // Its last use as routing counts it, or its load when it has not been used since.
       const usedMs = Math.max(
-        Date.parse(replica.last_accessed ?? "") || 0,
+        modelLastUsedMs(node.name, replica, live),
         Date.parse(replica.loaded_at ?? "") || 0,
-        live.lastUsedMs?.get(key) ?? 0,
       );
       if (now - usedMs < ttlMs) continue;
       if (oldest === undefined || usedMs < oldest.usedMs) oldest = { node: node.name, usedMs };
