@@ -271,7 +271,9 @@ export class Dispatcher {
         key === undefined ? undefined : conversationOf(table, model, key, settings.loadFactor);
       return conversation;
     };
-    /** When the request first had to wait, and its deadline from then (queue_timeout_ms). */
+    /** When the request asked: `Lease.waitedMs` counts from here (slots, loads, swaps, turns). */
+    const askedMs = this.#now();
+    /** When the request first had to wait in a queue, and its deadline from then. */
     let waitedFrom: number | undefined;
     let deadline = 0;
     let ticket = 0;
@@ -298,8 +300,9 @@ export class Dispatcher {
       now: number,
       outcome?: "hit" | "spill",
     ) => {
-      const waitedMs = waitedFrom === undefined ? 0 : now - waitedFrom;
-      if (waitedFrom !== undefined) this.#options.observer?.waited?.(model, waitedMs / 1000);
+      if (waitedFrom !== undefined)
+        this.#options.observer?.waited?.(model, (now - waitedFrom) / 1000);
+      const waitedMs = Math.max(0, now - askedMs);
       conversation?.served(node, outcome, now);
       return this.#lease(model, node, url, cold, now, waitedMs);
     };
