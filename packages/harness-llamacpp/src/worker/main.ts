@@ -1,7 +1,8 @@
 import type { Server } from "node:http";
 import { parseWorkerArgs, USAGE, type WorkerArgs } from "./args.js";
+import { InFlight } from "./connection.js";
 import { type Engine, loadEngine } from "./engine.js";
-import { createWorkerApp, InFlight, type WorkerPhase } from "./server.js";
+import { createWorkerApp, type WorkerPhase } from "./server.js";
 
 // The harness worker: one process per loaded model, started by the neuron. It listens at once
 // (health answers 503 while the model loads), serves the OpenAI API on loopback, and ends with

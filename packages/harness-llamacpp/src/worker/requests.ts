@@ -82,8 +82,19 @@ export const EmbeddingRequest = z.object({
 });
 export type EmbeddingRequest = z.infer<typeof EmbeddingRequest>;
 
+/**
+ * What an answer must be: free text, any JSON object, or JSON that matches `schema` (a JSON
+ * Schema). The engine holds generation to it with a grammar.
+ */
+export type OutputFormat =
+  | { readonly type: "text" }
+  | { readonly type: "json_object" }
+  | { readonly type: "json_schema"; readonly schema: unknown };
+
 /** Generation settings common to chat and completions, in the engine's terms. */
 export interface Sampling {
+  /** Free text when absent. */
+  readonly format?: OutputFormat;
   readonly maxTokens: number | undefined;
   readonly temperature: number;
   readonly topP: number | undefined;

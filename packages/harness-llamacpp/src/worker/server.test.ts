@@ -3,10 +3,11 @@ import type { AddressInfo } from "node:net";
 import { openAIProblems } from "@cortex/testkit/openai";
 import OpenAI from "openai";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { InFlight } from "./connection.js";
 import type { ChatTurn, Engine, GenerateOptions, Generation } from "./engine.js";
 import { ContextOverflowError } from "./engine.js";
 import type { Sampling } from "./requests.js";
-import { createWorkerApp, InFlight, type WorkerPhase } from "./server.js";
+import { createWorkerApp, type WorkerPhase } from "./server.js";
 import { SlotPool } from "./slots.js";
 
 // The HTTP layer against a scripted engine: every OpenAI shape, error and disconnect path,

@@ -1,9 +1,9 @@
 import { ApiError, notFound, parseBody } from "@cortex/http-kit";
-import express, { type Response } from "express";
-import type { ChatTurn, Engine, Generation } from "./engine.js";
+import express from "express";
+import { envelopeFor, type InFlight, ROLE_OF, readyEngine, withConnection } from "./connection.js";
+import type { Engine, Generation } from "./engine.js";
 import { errorHandler } from "./http-error.js";
 import {
-  type ChatMessage,
   ChatRequest,
   CompletionRequest,
   EmbeddingRequest,
@@ -15,12 +15,9 @@ import {
   chatCompletion,
   chatUsageChunk,
   completionUsageChunk,
-  type Envelope,
   embeddingList,
   modelList,
-  newId,
   textCompletion,
-  unixNow,
   usageOf,
 } from "./responses.js";
 import { EventStream } from "./sse.js";
@@ -35,106 +32,6 @@ export interface WorkerContext {
   phase(): WorkerPhase;
   engine(): Engine | undefined;
 }
-
-/**
- * In-flight requests, each with an AbortController, so a shutdown can wait for them and then
- * abort the rest. A request leaves the set exactly once, however it ends.
- */
-export class InFlight {
-  readonly #active = new Set<AbortController>();
-  #onIdle: (() => void) | undefined;
-
-  get size(): number {
-    return this.#active.size;
-  }
-
-  begin(): { signal: AbortSignal; end: () => void } {
-    const controller = new AbortController();
-    this.#active.add(controller);
-    return {
-      signal: controller.signal,
-      end: () => {
-        this.#active.delete(controller);
-        if (this.#active.size === 0) this.#onIdle?.();
-      },
-    };
-  }
-
-  /** Resolves when nothing is in flight. */
-  idle(): Promise<void> {
-    if (this.#active.size === 0) return Promise.resolve();
-    return new Promise((resolve) => {
-      this.#onIdle = resolve;
-    });
-  }
-
-  abortAll(reason: string): void {
-    for (const controller of this.#active) controller.abort(new Error(reason));
-  }
-}
-
-const ROLE_OF: Record<ChatMessage["role"], ChatTurn["role"]> = {
-  system: "system",
-  developer: "system",
-  user: "user",
-  tool: "user",
-  function: "user",
-  assistant: "assistant",
-};
-
-const readyEngine = (context: WorkerContext): Engine => {
-  const engine = context.engine();
-  const phase = context.phase();
-  if (phase === "ready" && engine) return engine;
-  throw new ApiError(
-    "service_unavailable",
-    phase === "stopping" ? "the model is shutting down" : "the model is still loading",
-    { retryAfterS: 1 },
-  );
-};
-
-/**
- * Runs one generation tied to the client's connection: a client that goes away aborts it,
- * which frees its context sequence for the next request.
- */
-const withConnection = async (
-  res: Response,
-  inflight: InFlight,
-  run: (signal: AbortSignal) => Promise<void>,
-): Promise<void> => {
-  const { signal, end } = inflight.begin();
-  const controller = new AbortController();
-  const onClose = () => {
-    if (!res.writableFinished) controller.abort(new Error("client disconnected"));
-  };
-  res.on("close", onClose);
-  const both = AbortSignal.any([signal, controller.signal]);
-  try {
-    await run(both);
-  } catch (error) {
-    // An aborted generation has nobody to answer (client gone) or is ending by shutdown.
-    if (!both.aborted) throw error;
-    if (!res.headersSent) {
-      throw new ApiError(
-        "service_unavailable",
-        "the request was aborted: the model is shutting down",
-        {
-          retryAfterS: 1,
-        },
-      );
-    }
-    res.destroy();
-  } finally {
-    res.off("close", onClose);
-    end();
-  }
-};
-
-const envelopeFor = (context: WorkerContext, prefix: string): Envelope => ({
-  id: newId(prefix),
-  created: unixNow(),
-  model: context.model,
-});
 
 export const createWorkerApp = (context: WorkerContext, inflight: InFlight): express.Express => {
   const app = express();
