@@ -59,6 +59,8 @@ export interface Generation {
   readonly completionTokens: number;
   /** Prompt tokens not evaluated again, because the sequence already held them. */
   readonly cachedTokens: number;
+  /** The stop sequence that ended generation, when one did (Anthropic's `stop_sequence`). */
+  readonly stopSequence?: string;
 }
 
 export interface GenerateOptions {
@@ -108,6 +110,8 @@ export interface Engine {
   ): Promise<{ vectors: number[][]; promptTokens: number }>;
   /** Sequences generating now, and requests waiting for one. */
   load(): { busy: number; waiting: number };
+  /** The prompt's length in tokens, as `chat` renders and counts it (for `count_tokens`). */
+  countTokens(turns: readonly ChatTurn[]): number;
   dispose(): Promise<void>;
 }
 
@@ -135,6 +139,8 @@ const beginningToken = (model: LlamaModel): Token | undefined => {
   if (type !== LlamaVocabularyType.wpm && !model.tokens.shouldPrependBosToken) return undefined;
   return model.tokens.bos ?? undefined;
 };
+
+const isText = (piece: string | Token): piece is string => typeof piece === "string";
 
 const finishReasonOf = (stopReason: string): FinishReason =>
   stopReason === "maxTokens" ? "length" : "stop";
@@ -203,6 +209,12 @@ class LlamaEngine implements Engine {
     return { busy: this.#pool.busy, waiting: this.#pool.waiting };
   }
 
+  countTokens(turns: readonly ChatTurn[]): number {
+    return this.#chatWrapper
+      .generateContextState({ chatHistory: toHistory(turns) })
+      .contextText.tokenize(this.#model.tokenizer).length;
+  }
+
   async chat(
     turns: readonly ChatTurn[],
     sampling: Sampling,
@@ -266,7 +278,7 @@ class LlamaEngine implements Engine {
     start: (slot: LlamaContextSequence) => {
       run: (settings: GenerationSettings) => Promise<{
         response: string;
-        metadata: { stopReason: string };
+        metadata: { stopReason: string; customStopTrigger?: readonly (string | Token)[] };
       }>;
       dispose: () => void;
     },
@@ -310,6 +322,9 @@ class LlamaEngine implements Engine {
         promptTokens,
         completionTokens: slot.tokenMeter.usedOutputTokens - outputBefore,
         cachedTokens,
+        ...(result.metadata.customStopTrigger
+          ? { stopSequence: result.metadata.customStopTrigger.filter(isText).join("") }
+          : {}),
       };
     } finally {
       generation?.dispose();

@@ -31,6 +31,10 @@ class ScriptedEngine implements Engine {
     return { busy: this.pool.busy, waiting: this.pool.waiting };
   }
 
+  countTokens(turns: readonly ChatTurn[]) {
+    return turns.map((turn) => turn.text).join(" ").split(" ").length;
+  }
+
   async chat(
     turns: readonly ChatTurn[],
     sampling: Sampling,

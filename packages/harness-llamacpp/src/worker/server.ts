@@ -3,6 +3,7 @@ import express from "express";
 import { envelopeFor, type InFlight, ROLE_OF, readyEngine, withConnection } from "./connection.js";
 import type { Engine, Generation } from "./engine.js";
 import { errorHandler } from "./http-error.js";
+import { mountMessagesApi } from "./messages-api.js";
 import {
   ChatRequest,
   CompletionRequest,
@@ -20,6 +21,7 @@ import {
   textCompletion,
   usageOf,
 } from "./responses.js";
+import { mountResponsesApi } from "./responses-api.js";
 import { EventStream } from "./sse.js";
 
 export type WorkerPhase = "loading" | "ready" | "stopping";
@@ -142,6 +144,8 @@ export const createWorkerApp = (context: WorkerContext, inflight: InFlight): exp
     });
   });
 
+  mountResponsesApi(app, context, inflight);
+  mountMessagesApi(app, context, inflight);
   app.use(notFound);
   app.use(errorHandler);
   return app;
