@@ -16,6 +16,8 @@ import { createCortexApp } from "./api/app.js";
 import { withCors } from "./api/cors.js";
 import { createEventFeed, eventsHandler } from "./api/events-route.js";
 import { openAIRoutes } from "./api/openai-routes.js";
+import { isUpstream } from "./api/upstream-path.js";
+import { upstreamRoute } from "./api/upstream-route.js";
 import { CortexError } from "./errors.js";
 import { FleetStore } from "./fleet/fleet-store.js";
 import { Poller } from "./fleet/poller.js";
@@ -23,6 +25,8 @@ import type { Log } from "./log.js";
 import { CortexMetrics, metricsHandler } from "./metrics/metrics.js";
 import { requestAccounting } from "./metrics/request-accounting.js";
 import { NeuronClient } from "./neurons/neuron-client.js";
+import { loopbackUrl } from "./ollama/loopback.js";
+import { ollamaRoutes } from "./ollama/routes.js";
 import { AdmissionQueue } from "./router/admission-queue.js";
 import { Dispatcher } from "./router/dispatcher.js";
 import { LoadCoordinator } from "./router/load-coordinator.js";
@@ -224,6 +228,8 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
   });
 
   const feed = createEventFeed(store, 200);
+  // One budget for the bodies of inference and `/upstream/` requests together.
+  const bodyBudget = bodyBudgetFor(config.max_buffered_mb);
   const openai = openAIRoutes({
     dispatcher,
     snapshot: () => store.snapshot,
@@ -237,8 +243,38 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
     startedS: Math.floor(startedAtMs / 1000),
     subscribe: (listener) => store.subscribe(listener),
     bodyLimitBytes: config.max_body_mb * 2 ** 20,
-    bodyBudget: bodyBudgetFor(config.max_buffered_mb),
+    bodyBudget,
     clientStallTimeoutMs: config.client_stall_timeout_ms,
+  });
+  const upstream = upstreamRoute({
+    acquire: (model, signal, excluded) => dispatcher.acquire(model, signal, excluded),
+    snapshot: () => store.snapshot,
+    catalogue,
+    apiKeys: config.api_keys,
+    tokenOf: (node) => tokens.get(node) ?? "",
+    suspect: (node, why) => poller.suspect(node, why),
+    streamIdleTimeoutMs: config.stream_idle_timeout_ms,
+    loadTimeoutMs: config.load_timeout_ms,
+    record,
+    bodyLimitBytes: config.max_body_mb * 2 ** 20,
+    bodyBudget,
+    clientStallTimeoutMs: config.client_stall_timeout_ms,
+  });
+  // Ollama's inference routes go through cortex's own OpenAI endpoint, at its address once
+  // it listens.
+  let selfUrl: string | undefined;
+  const ollama = ollamaRoutes({
+    version: VERSION,
+    startedAtMs,
+    apiKeys: config.api_keys,
+    snapshot: () => store.snapshot,
+    catalogue,
+    selfUrl: () => selfUrl,
+    load: (model) => actions.load({ model }),
+    unload: (model) => actions.unload({ model }),
+    log,
+    bodyLimitBytes: config.max_body_mb * 2 ** 20,
+    bodyBudget,
   });
   const app = createCortexApp({
     version: VERSION,
@@ -246,6 +282,7 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
     log,
     metrics: metricsHandler(metrics),
     openai: openai.router,
+    ollama: ollama.router,
     admin: adminRoutes({
       adminToken: config.admin_token,
       store,
@@ -267,10 +304,12 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
   });
 
   const { host, port } = parseListen(config.listen);
+  // `/upstream/{model}/…` (any method) goes to the model's harness, on plain node:http too.
+  const routes = withFastPath(isUpstream, upstream, app, log);
   // `POST /v1/*` runs on plain node:http (the hot path); everything else on the express app.
   // CORS goes in front of both, so their answers carry the same headers.
   const server: Server = await listen(
-    withCors(config.cors_origins, withFastPath(isInference, openai.inference, app, log)),
+    withCors(config.cors_origins, withFastPath(isInference, openai.inference, routes, log)),
     port,
     host,
     { maxConnections: config.max_connections },
@@ -278,6 +317,7 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
   server.keepAliveTimeout = 65_000;
   server.headersTimeout = 66_000;
   const address = server.address() as { port: number };
+  selfUrl = loopbackUrl(host, address.port);
   const urlHost =
     host === "0.0.0.0" || host === "::" ? "localhost" : host.includes(":") ? `[${host}]` : host;
   log.info({ listen: config.listen, url: `http://${urlHost}:${address.port}` }, "listening");
@@ -300,6 +340,8 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
       dispatcher.circuits.close();
       await poller.stop();
       await drain.closed;
+      // After the drain: Ollama requests in flight get the grace through these connections.
+      ollama.close();
       await catalogueWatcher.close().catch(() => {});
       await retention.stop();
       await trafficReader.close();

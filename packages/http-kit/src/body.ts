@@ -1,12 +1,12 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { totalmem } from "node:os";
 import { ApiError } from "./api-error.js";
-import { JsonScanError, type ScanProblem, type Span, scanJsonObject } from "./json-scan.js";
 
-// Request bodies on the inference path: read with a size limit, charged to a budget shared by
-// every request of the server until its response closes, and scanned (not parsed) for the two
-// fields routing needs. Together these bound what clients can make a server hold: one body is at
-// most the limit, all bodies together at most the budget, and no body becomes a parsed tree.
+// Request bodies on the inference path: read with a size limit and charged to a budget shared by
+// every request of the server until its response closes; inference-fields.ts then scans them
+// (never parses them) for the fields routing needs. Together these bound what clients can make a
+// server hold: one body is at most the limit, all bodies together at most the budget, and no
+// body becomes a parsed tree.
 
 /**
  * Bytes of request bodies held by all requests together. A request that would pass the limit
@@ -178,80 +178,3 @@ export const readBody = (
     req.on("close", onClose);
   });
 };
-
-/** How deeply a request body may nest objects and arrays (the body itself is level 1). */
-export const MAX_BODY_DEPTH = 64;
-
-/** What the inference path reads of a body it forwards as sent. */
-export interface InferenceFields {
-  readonly model: string;
-  /** Where the model's value lies, to replace it (an alias) without re-serialising the body. */
-  readonly modelSpan: Span;
-  readonly stream: boolean;
-  /**
-   * Where the members routing may read lie (`messages`, `prompt`, `prompt_cache_key`, `user`),
-   * when present: for a conversation's affinity key, without parsing the body.
-   */
-  readonly members: ReadonlyMap<string, Span>;
-}
-
-const WANTED: ReadonlySet<string> = new Set([
-  "model",
-  "stream",
-  "messages",
-  "prompt",
-  "prompt_cache_key",
-  "user",
-]);
-
-/** What a client is told for each way its body fails the scan. */
-const SCAN_REFUSALS: Readonly<Record<ScanProblem, string>> = {
-  empty: "the request body must be a JSON object with a model",
-  invalid: "the request body is not valid JSON",
-  too_deep: `the request body nests objects and arrays deeper than ${MAX_BODY_DEPTH} levels`,
-  not_object: "the request body must be a JSON object",
-};
-
-/**
- * Reads `model` and `stream` from a JSON body without building its tree: 400 when the body is
- * empty, not JSON, nested deeper than MAX_BODY_DEPTH, or not an object; `missing_model` when it
- * names no model.
- */
-export const inferenceFields = (body: Buffer): InferenceFields => {
-  let members: Map<string, Span>;
-  try {
-    members = scanJsonObject(body, WANTED, MAX_BODY_DEPTH);
-  } catch (error) {
-    if (!(error instanceof JsonScanError)) throw error;
-    throw new ApiError("invalid_request_error", SCAN_REFUSALS[error.problem]);
-  }
-  const modelSpan = members.get("model");
-  const first = modelSpan === undefined ? undefined : body[modelSpan.start];
-  // Only a string is decoded: any other value is refused without building it.
-  const model =
-    modelSpan !== undefined && first === 0x22
-      ? (JSON.parse(body.toString("utf8", modelSpan.start, modelSpan.end)) as string)
-      : undefined;
-  if (modelSpan === undefined || first === 0x6e /* null */ || model === "")
-    throw new ApiError(
-      "missing_model",
-      "the request body has no model: say which model should answer",
-      { param: "model" },
-    );
-  if (model === undefined)
-    throw new ApiError("invalid_request_error", "model must be a string", { param: "model" });
-  const streamSpan = members.get("stream");
-  const stream =
-    streamSpan !== undefined &&
-    streamSpan.end - streamSpan.start === 4 &&
-    body.toString("latin1", streamSpan.start, streamSpan.end) === "true";
-  return { model, modelSpan, stream, members };
-};
-
-/** `body` with the model's value replaced by `model`; every other byte stays as sent. */
-export const withModel = (body: Buffer, span: Span, model: string): Buffer =>
-  Buffer.concat([
-    body.subarray(0, span.start),
-    Buffer.from(JSON.stringify(model), "utf8"),
-    body.subarray(span.end),
-  ]);

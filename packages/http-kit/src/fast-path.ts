@@ -8,6 +8,7 @@ import {
 import type { Socket } from "node:net";
 import { ApiError, type ErrorLog } from "./api-error.js";
 import { sendError } from "./errors.js";
+import { modelRoutePath } from "./model-routes.js";
 import { trackFreshConnections } from "./shutdown.js";
 
 // The inference path of both servers runs on plain node:http: express's routing, its request and
@@ -17,19 +18,14 @@ import { trackFreshConnections } from "./shutdown.js";
 /** Handles one request; throwing (or rejecting) answers in the OpenAI error envelope. */
 export type FastHandler = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
 
-/** The path of a request URL without its query string. */
-export const pathOf = (url: string | undefined): string => {
-  const path = url ?? "/";
-  const query = path.indexOf("?");
-  return query < 0 ? path : path.slice(0, query);
-};
+export { pathOf } from "./model-routes.js";
 
-/** `POST /v1/<something>`: the requests the fast path takes. */
+/**
+ * The requests the fast path takes: those that name a model (model-routes.ts), every
+ * `POST /v1/<something>` among them.
+ */
 export const isInference = (req: IncomingMessage): boolean =>
-  req.method === "POST" &&
-  req.url !== undefined &&
-  req.url.startsWith("/v1/") &&
-  pathOf(req.url).length > 4;
+  modelRoutePath(req.method, req.url) !== null;
 
 /** Answers a failed request: the envelope while nothing was sent, else a cut connection. */
 export const failRequest = (res: ServerResponse, error: unknown, log: ErrorLog): void => {

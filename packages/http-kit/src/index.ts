@@ -7,16 +7,9 @@ export {
   requireClientKey,
   wrongToken,
 } from "./auth.js";
-export {
-  BodyBudget,
-  type BodyCharge,
-  bodyBudgetFor,
-  type InferenceFields,
-  inferenceFields,
-  readBody,
-  withModel,
-} from "./body.js";
+export { BodyBudget, type BodyCharge, bodyBudgetFor, readBody } from "./body.js";
 export { capText } from "./cap-text.js";
+export { forwardedHeaders } from "./client-headers.js";
 export { type Abortable, ClientSignal, unlessAborted } from "./client-signal.js";
 export { errorHandler, notFound, parseBody, sendError } from "./errors.js";
 export {
@@ -28,6 +21,16 @@ export {
   pathOf,
   withFastPath,
 } from "./fast-path.js";
+export {
+  forwardedType,
+  type InferenceFields,
+  inferenceFields,
+  type ModelCarrier,
+  queryFields,
+  requestFields,
+  urlWithModel,
+  withModel,
+} from "./inference-fields.js";
 export { arrayElements, type Span, scanJsonObject } from "./json-scan.js";
 export {
   LogOutput,
@@ -35,6 +38,7 @@ export {
   processLogOutput,
   type WriteChunk,
 } from "./log-output.js";
+export { forwardedUrl, modelInQuery, modelRoutePath } from "./model-routes.js";
 export {
   type Drain,
   drainServer,

@@ -88,6 +88,8 @@ export class UpstreamFailure extends Error {
 }
 
 export interface UpstreamRequest {
+  /** POST by default; a GET (`/v1/audio/voices`) sends no body. */
+  readonly method?: "GET" | "POST";
   /** Where to: a base URL (see targetOf) and the path below it, with its query if any. */
   readonly target: UpstreamTarget;
   readonly path: string;
@@ -108,8 +110,9 @@ export interface UpstreamAnswer {
 }
 
 /**
- * POSTs `body` and resolves once the upstream's status line and headers arrive. Rejects with
- * UpstreamFailure when no answer came, or with the signal's reason when it aborted first.
+ * POSTs `body` (or sends the GET) and resolves once the upstream's status line and headers
+ * arrive. Rejects with UpstreamFailure when no answer came, or with the signal's reason when it
+ * aborted first.
  */
 export const post = (options: UpstreamRequest): Promise<UpstreamAnswer> =>
   new Promise<UpstreamAnswer>((resolve, reject) => {
@@ -118,13 +121,17 @@ export const post = (options: UpstreamRequest): Promise<UpstreamAnswer> =>
     const length =
       typeof options.body === "string" ? Buffer.byteLength(options.body) : options.body.length;
     const { target } = options;
+    const method = options.method ?? "POST";
     const req = (target.tls ? httpsRequest : httpRequest)({
-      method: "POST",
+      method,
       hostname: target.hostname,
       port: target.port,
       path: `${target.basePath}${options.path}`,
       agent: target.tls ? options.agents.https : options.agents.http,
-      headers: { ...options.headers, "content-length": length },
+      headers:
+        method === "GET" && length === 0
+          ? options.headers
+          : { ...options.headers, "content-length": length },
     });
     let answered = false;
     let failure: UpstreamFailure | undefined;

@@ -28,6 +28,126 @@ export const HarnessArgs = ownRecord(
 );
 export type HarnessArgs = z.infer<typeof HarnessArgs>;
 
+/** The most names `strip_params` and keys `set_params` may have, each. */
+export const MAX_FILTER_PARAMS = 64;
+/** The largest `set_params` value, serialised as JSON, in bytes. */
+export const MAX_FILTER_VALUE_BYTES = 16 * 1024;
+/** How deeply a `set_params` value may nest objects and arrays (a scalar is 0 deep). */
+export const MAX_FILTER_VALUE_DEPTH = 8;
+
+/** Members of a request body cortex decides itself, which no filter may touch. */
+const RESERVED_PARAMS: Readonly<Record<string, string>> = {
+  model: "`model` is set by cortex (the model that answers)",
+  stream: "`stream` decides the answer's framing: it stays the client's",
+};
+
+/** The longest name of a member a filter strips or sets. */
+export const MAX_FILTER_PARAM_LENGTH = 128;
+
+/** Why `name` may not be a filter's, or null when it may. */
+const paramProblem = (name: string): string | null => {
+  if (name.length === 0 || name.length > MAX_FILTER_PARAM_LENGTH)
+    return `names are 1 to ${MAX_FILTER_PARAM_LENGTH} characters`;
+  const reserved = Object.hasOwn(RESERVED_PARAMS, name) ? RESERVED_PARAMS[name] : undefined;
+  return reserved === undefined ? null : `may not name ${name}: ${reserved}`;
+};
+
+/** A top-level member of a request body a filter strips. */
+const FilterParam = z.string().superRefine((name, ctx) => {
+  const problem = paramProblem(name);
+  if (problem !== null) ctx.addIssue({ code: "custom", message: problem, input: name });
+});
+
+/**
+ * Why `value` is not a JSON value a filter may set (null, a boolean, a finite number, a string,
+ * or arrays and plain objects of them, at most MAX_FILTER_VALUE_DEPTH deep, no `__proto__`
+ * key), or null when it is one. Iterative, so a deep value cannot overflow the stack.
+ */
+const jsonValueProblem = (value: unknown): string | null => {
+  const pending: { value: unknown; depth: number }[] = [{ value, depth: 0 }];
+  for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
+    const { value: item, depth } = next;
+    if (item === null || typeof item === "string" || typeof item === "boolean") continue;
+    if (typeof item === "number") {
+      if (!Number.isFinite(item)) return "numbers must be finite";
+      continue;
+    }
+    if (typeof item !== "object") return `a ${typeof item} is not a JSON value`;
+    if (depth >= MAX_FILTER_VALUE_DEPTH)
+      return `values may nest objects and arrays at most ${MAX_FILTER_VALUE_DEPTH} deep`;
+    if (Array.isArray(item)) {
+      for (const element of item) pending.push({ value: element, depth: depth + 1 });
+      continue;
+    }
+    const prototype = Object.getPrototypeOf(item);
+    if (prototype !== Object.prototype && prototype !== null) return "values must be plain JSON";
+    if (Object.hasOwn(item, "__proto__")) return '"__proto__" is not an accepted name';
+    for (const member of Object.values(item)) pending.push({ value: member, depth: depth + 1 });
+  }
+  return null;
+};
+
+// TextEncoder rather than Buffer: the dashboard bundles this package for the browser.
+const utf8 = new TextEncoder();
+
+/** A value `set_params` writes into a request body: JSON, bounded in depth and size. */
+const FilterValue = z.unknown().superRefine((value, ctx) => {
+  const problem = value === undefined ? "a value is required" : jsonValueProblem(value);
+  if (problem !== null) {
+    ctx.addIssue({ code: "custom", message: problem, input: value });
+    return;
+  }
+  if (utf8.encode(JSON.stringify(value)).length > MAX_FILTER_VALUE_BYTES)
+    ctx.addIssue({
+      code: "custom",
+      message: `must be at most ${MAX_FILTER_VALUE_BYTES} bytes as JSON`,
+      input: value,
+    });
+});
+
+/**
+ * Per-model request filters (llama-swap's `filters`): cortex removes the top-level members of a
+ * JSON request body named in `strip_params` and sets those of `set_params` (replacing the
+ * client's), for the model that answers, before forwarding. `model` and `stream` are cortex's
+ * and the client's, never a filter's; a name in both lists is an error.
+ */
+export const RequestFilters = z
+  .strictObject({
+    strip_params: z
+      .array(FilterParam)
+      .max(MAX_FILTER_PARAMS, `must name at most ${MAX_FILTER_PARAMS} parameters`)
+      .default([]),
+    // Keys are checked here rather than by the record's key schema, whose failure zod reports
+    // only as "Invalid key in record".
+    set_params: ownRecord(z.string(), FilterValue)
+      .superRefine((params, ctx) => {
+        const names = Object.keys(params);
+        if (names.length > MAX_FILTER_PARAMS)
+          ctx.addIssue({
+            code: "custom",
+            message: `must set at most ${MAX_FILTER_PARAMS} parameters`,
+            input: params,
+          });
+        for (const name of names) {
+          const problem = paramProblem(name);
+          if (problem !== null)
+            ctx.addIssue({ code: "custom", message: problem, path: [name], input: name });
+        }
+      })
+      .default({}),
+  })
+  .superRefine((filters, ctx) => {
+    for (const [index, name] of filters.strip_params.entries())
+      if (Object.hasOwn(filters.set_params, name))
+        ctx.addIssue({
+          code: "custom",
+          message: `"${name}" is both stripped and set: keep it in one of strip_params and set_params`,
+          path: ["strip_params", index],
+          input: name,
+        });
+  });
+export type RequestFilters = z.output<typeof RequestFilters>;
+
 const ModelProfileFields = z.strictObject({
   id: ModelId,
   aliases: z.array(ModelAlias).default([]),
@@ -62,6 +182,8 @@ const ModelProfileFields = z.strictObject({
   context_length: PositiveInt.optional(),
   capabilities: z.array(Capability).min(1).default(["chat", "completions"]),
   args: HarnessArgs.default({}),
+  /** Applied by cortex to this model's JSON request bodies; none when absent. */
+  filters: RequestFilters.optional(),
 });
 
 /**

@@ -8,6 +8,8 @@ export interface CortexAppOptions {
   readonly startedAtMs: number;
   readonly openai: Router;
   readonly admin: Router;
+  /** Ollama's API: eight paths under /api/, taken before the admin API sees them. */
+  readonly ollama?: Router;
   readonly metrics: RequestHandler;
   readonly log: ErrorLog;
   /** The built dashboard served at /ui/; default: @cortex/dashboard's dist/ (503 if missing). */
@@ -15,8 +17,8 @@ export interface CortexAppOptions {
 }
 
 /**
- * Cortex's HTTP surface: health, metrics and the dashboard's files (open), the OpenAI API, the
- * admin API.
+ * Cortex's HTTP surface: health, metrics and the dashboard's files (open), the OpenAI API,
+ * Ollama's API, the admin API.
  */
 export const createCortexApp = (options: CortexAppOptions): Express => {
   const app = express();
@@ -38,6 +40,7 @@ export const createCortexApp = (options: CortexAppOptions): Express => {
     }),
   );
   app.use(options.openai);
+  if (options.ollama) app.use(options.ollama);
   app.use(options.admin);
   app.use(notFound);
   app.use(errorHandler(options.log));

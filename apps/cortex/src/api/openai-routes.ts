@@ -7,10 +7,15 @@ import {
   ClientSignal,
   clientKeyCheck,
   type FastHandler,
+  forwardedType,
+  forwardedUrl,
   type InferenceFields,
-  inferenceFields,
+  modelInQuery,
+  modelRoutePath,
   pathOf,
+  queryFields,
   readBody,
+  requestFields,
   requireClientKey,
   wrongToken,
 } from "@cortex/http-kit";
@@ -25,6 +30,7 @@ import type { Dispatcher, Lease } from "../router/dispatcher.js";
 import { affinityKeyOf } from "./affinity-key.js";
 
 import { findModel, listModels } from "./models-list.js";
+import { checkPath } from "./path-safety.js";
 import { assignRequestId } from "./request-id.js";
 import { LoadProgressBoard, WaitFeedback } from "./wait-feedback.js";
 
@@ -88,31 +94,6 @@ export interface OpenAIRoutesOptions {
   readonly feedbackEveryMs?: number;
 }
 
-/** What a path needs for checkPath's closer look: an escape, a backslash, a dot segment. */
-const SUSPECT_PATH = /%|\\|(?:^|\/)\.\.?(?:\/|$)/;
-
-/**
- * Refuses dot segments (raw or percent-encoded) and encoded slashes: the URL parser on the way
- * to the neuron would resolve `/v1/../models/load` into the neuron's admin API.
- */
-const checkPath = (path: string): void => {
-  // The usual path has no escapes, backslashes or dot segments: nothing to decode.
-  if (!SUSPECT_PATH.test(path)) return;
-  for (const segment of path.split("/")) {
-    let decoded: string;
-    try {
-      decoded = decodeURIComponent(segment);
-    } catch {
-      decoded = "..";
-    }
-    if (decoded === "." || decoded === ".." || /[/\\\0]/.test(decoded))
-      throw new CortexError(
-        "invalid_request_error",
-        "the path may not contain . or .. segments or encoded slashes",
-      );
-  }
-};
-
 const MODELS_PREFIX = "/v1/models/";
 
 /** The model id of a `/v1/models/{id}` path, percent-decoded; null when it does not decode. */
@@ -124,6 +105,9 @@ const modelIdOf = (path: string): string | null => {
   }
 };
 
+/** What a GET sends on: nothing. */
+const NO_BODY = Buffer.alloc(0);
+
 /** The largest request body cortex accepts, unless the options say otherwise (the neuron's). */
 const BODY_LIMIT_BYTES = 20 * 2 ** 20;
 
@@ -133,17 +117,21 @@ export interface OpenAIRoutes {
    * for the express app.
    */
   readonly router: Router;
-  /** `POST /v1/*`, on plain node:http: the inference fast path. */
+  /**
+   * The model-routed requests (http-kit's route table: `POST /v1/*`, `/rerank`, `/infill`,
+   * `/completion`, `/v/*`, `GET /v1/audio/voices`), on plain node:http: the inference fast path.
+   */
   readonly inference: FastHandler;
   /** Stops watching the fleet's health (cortex's stop). */
   readonly close: () => void;
 }
 
 /**
- * The OpenAI surface: `GET /v1/models[/{id}]` and every `POST /v1/*` that names a model. The
- * body goes to the chosen neuron as the client sent it (re-serialised only to replace an alias by
- * the model's id), with its query string and its headers but for credentials, cookies and
- * hop-by-hop ones; the answer streams back untouched.
+ * The OpenAI surface: `GET /v1/models[/{id}]` and every model-routed request (a JSON body, a
+ * multipart upload, or a GET naming its model in the query). The body goes to the chosen neuron
+ * as the client sent it (an alias replaced by the model's id in the model's own bytes, the
+ * model's catalogue `filters` applied to a JSON body), with its query string and its headers but
+ * for credentials, cookies and hop-by-hop ones; the answer streams back untouched.
  */
 export const openAIRoutes = (options: OpenAIRoutesOptions): OpenAIRoutes => {
   const router = express.Router();
@@ -160,6 +148,7 @@ export const openAIRoutes = (options: OpenAIRoutesOptions): OpenAIRoutes => {
     streamIdleTimeoutMs: options.streamIdleTimeoutMs,
     loadTimeoutMs: options.loadTimeoutMs,
     clientStallTimeoutMs: options.clientStallTimeoutMs ?? 0,
+    filtersOf: (model: string) => options.catalogue().byId.get(model)?.filters,
   };
   /** What a waiting streaming client is told, every second. */
   const waitingFor = (requested: string): string => {
@@ -242,21 +231,33 @@ export const openAIRoutes = (options: OpenAIRoutesOptions): OpenAIRoutes => {
       });
     try {
       checkPath(path);
+      const url = req.url ?? path;
+      // The fast path takes only model-routed requests; a versionless one goes on under /v1/,
+      // with the query string as the client sent it.
+      const routed = modelRoutePath(req.method, url);
+      if (routed === null) throw new CortexError("not_found", "no model-routed path here");
+      const target = forwardedUrl(url, routed);
+      const get = modelInQuery(req.method);
       // Charged to the budget until the answer closes, waiting for a slot included.
-      const body = await readBody(req, bodyLimit, options.bodyBudget?.charge(res));
-      const fields = inferenceFields(body);
+      const body = get ? NO_BODY : await readBody(req, bodyLimit, options.bodyBudget?.charge(res));
+      const fields = get ? queryFields(target) : requestFields(req.headers["content-type"], body);
       parsed = fields;
       // Streams that wait (cold load, admission queue, lazy reload) get keep-alive comments.
       if (fields.stream)
         feedback = new WaitFeedback(res, () => waitingFor(fields.model), options.feedbackEveryMs);
       const outcome = await proxyWithRetries(attempts, {
         res,
-        // The query string goes on as the client sent it.
-        path: req.url ?? path,
+        method: get ? "GET" : "POST",
+        path: target,
         body,
         fields,
         requestId,
-        headers: forwardedHeaders(req.headers),
+        headers: get
+          ? forwardedHeaders(req.headers)
+          : {
+              ...forwardedHeaders(req.headers),
+              "content-type": forwardedType(fields, req.headers["content-type"]),
+            },
         signal: gone,
         // Read from the body only if the model has replicas to choose between, and only once.
         affinityKey: once(() => affinityKeyOf(req.headers, body, fields)),

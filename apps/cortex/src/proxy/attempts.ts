@@ -1,8 +1,15 @@
 import type { OutgoingHttpHeaders, ServerResponse } from "node:http";
-import { type Abortable, ApiError, type InferenceFields, withModel } from "@cortex/http-kit";
-import { type ErrorCode, errorEnvelope } from "@cortex/protocol";
+import {
+  type Abortable,
+  ApiError,
+  type InferenceFields,
+  urlWithModel,
+  withModel,
+} from "@cortex/http-kit";
+import { type ErrorCode, errorEnvelope, type RequestFilters } from "@cortex/protocol";
 import { CortexError } from "../errors.js";
 import type { AffinityKey, Lease } from "../router/dispatcher.js";
+import { applyFilters, hasFilters } from "./filters.js";
 import {
   type ForwardOptions,
   type ForwardResult,
@@ -39,12 +46,17 @@ export interface AttemptOptions {
   readonly streamIdleTimeoutMs: number;
   readonly loadTimeoutMs: number;
   readonly clientStallTimeoutMs: number;
+  /** The catalogue `filters` of a model, applied to its JSON bodies; none without this. */
+  readonly filtersOf?: (model: string) => RequestFilters | undefined;
   /** The hop to the neuron; tests script it. */
   readonly forward?: (res: ServerResponse, options: ForwardOptions) => Promise<ForwardResult>;
 }
 
 export interface ProxyCall {
   readonly res: ServerResponse;
+  /** POST unless the model came from the query (`GET /v1/audio/voices`). */
+  readonly method?: "GET" | "POST";
+  /** The path the neuron gets, with the client's query string. */
   readonly path: string;
   readonly body: Buffer;
   readonly fields: InferenceFields;
@@ -161,6 +173,33 @@ export const endWithErrorEvent = (res: ServerResponse, code: ErrorCode, message:
   res.end(`\ndata: ${JSON.stringify(errorEnvelope(code, message))}\n\n`);
 };
 
+/** What goes to the neuron once a lease names the model: the path and body for it. */
+interface Outgoing {
+  readonly model: string;
+  readonly path: string;
+  readonly body: Buffer;
+}
+
+/**
+ * The request for `model`: an alias replaced by the model's id where the client named it (the
+ * body's JSON string or form field, or the query parameter), then the model's filters applied to
+ * a JSON body. A request that names the model by its id and has no filters goes as it came:
+ * the same buffer, no copy.
+ */
+const outgoingFor = (
+  call: ProxyCall,
+  model: string,
+  filters: RequestFilters | undefined,
+): Outgoing => {
+  const { fields } = call;
+  if (model === fields.model && !hasFilters(filters))
+    return { model, path: call.path, body: call.body };
+  const aliased = model !== fields.model;
+  let body = aliased ? withModel(call.body, fields, model) : call.body;
+  if (fields.kind === "json" && hasFilters(filters)) body = applyFilters(body, filters);
+  return { model, path: aliased ? urlWithModel(call.path, fields, model) : call.path, body };
+};
+
 /**
  * Serves one request through a replica and its neuron, trying other replicas as above. Resolves
  * with what was answered; rejects with a CortexError when no answer could be had and nothing
@@ -177,6 +216,8 @@ export const proxyWithRetries = async (
   let unreachedRetries = 0;
   let resent = false;
   let last: Failure | undefined;
+  // Built for the first lease, and again only if a later one serves another model.
+  let outgoing: Outgoing | undefined;
   for (;;) {
     let lease: Lease;
     try {
@@ -204,14 +245,13 @@ export const proxyWithRetries = async (
     let failure: Failure;
     let firstByteMs: number | null = null;
     try {
+      if (outgoing?.model !== lease.model)
+        outgoing = outgoingFor(call, lease.model, options.filtersOf?.(lease.model));
       const result = await hop(res, {
+        ...(call.method === "GET" ? { method: "GET" as const } : {}),
         baseUrl: lease.url,
-        path: call.path,
-        // An alias becomes the model's id in the body; every other byte goes as sent.
-        body:
-          lease.model === fields.model
-            ? call.body
-            : withModel(call.body, fields.modelSpan, lease.model),
+        path: outgoing.path,
+        body: outgoing.body,
         token: options.tokenOf(lease.node),
         requestId: call.requestId,
         headers: call.headers,

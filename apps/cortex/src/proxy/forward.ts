@@ -93,6 +93,8 @@ export interface ForwardResult {
 }
 
 export interface ForwardOptions {
+  /** POST unless the request names its model in the query (`GET /v1/audio/voices`). */
+  readonly method?: "GET" | "POST";
   /** The neuron's base URL (as configured) and the client's path below it. */
   readonly baseUrl: string;
   readonly path: string;
@@ -227,12 +229,13 @@ const forwardOnce = async (
 ): Promise<ForwardResult> => {
   const started = performance.now();
   const headers: OutgoingHttpHeaders = { ...options.headers, "x-request-id": options.requestId };
-  headers["content-type"] ??= "application/json";
+  if (options.method !== "GET") headers["content-type"] ??= "application/json";
   if (options.token) headers.authorization = `Bearer ${options.token}`;
   let response: IncomingMessage;
   let request: ClientRequest;
   try {
     ({ response, request } = await post({
+      ...(options.method ? { method: options.method } : {}),
       target: targetOf(options.baseUrl),
       path: options.path,
       agents,

@@ -5,6 +5,7 @@ import express from "express";
 import type { Log, ModelManager } from "../models/model-manager.js";
 import { type InferenceLimits, inferenceHandler } from "./inference.js";
 import { modelsRoutes } from "./models-routes.js";
+import { isUpstream, upstreamHandler } from "./upstream.js";
 
 export interface AppDeps {
   readonly token: string;
@@ -43,10 +44,17 @@ export const createNeuronApp = (deps: AppDeps): RequestListener => {
   app.use(modelsRoutes(deps.manager, () => deps.selfUrl));
   app.use(notFound);
   app.use(errorHandler(deps.log));
+  // `/upstream/<model>/…` (any method) goes to the model's harness, on plain node:http too.
+  const rest = withFastPath(
+    isUpstream,
+    upstreamHandler(deps.manager, deps.token, deps.limits),
+    app,
+    deps.log,
+  );
   return withFastPath(
     isInference,
     inferenceHandler(deps.manager, deps.token, deps.limits),
-    app,
+    rest,
     deps.log,
   );
 };

@@ -4,13 +4,19 @@ import {
   bearerCheck,
   ClientSignal,
   type FastHandler,
-  inferenceFields,
-  pathOf,
+  forwardedHeaders,
+  forwardedType,
+  forwardedUrl,
+  modelInQuery,
+  modelRoutePath,
+  queryFields,
   readBody,
+  requestFields,
   wrongToken,
 } from "@cortex/http-kit";
+import { NeuronError } from "../errors.js";
 import type { ModelManager } from "../models/model-manager.js";
-import { forward } from "../proxy/forward.js";
+import { forward, type HarnessRequest } from "../proxy/forward.js";
 
 /** What bounds one inference request: its body, all bodies together, a client that stops reading. */
 export interface InferenceLimits {
@@ -28,9 +34,14 @@ const DEFAULT_INFERENCE_LIMITS: InferenceLimits = {
   clientStallTimeoutMs: 30_000,
 };
 
+const NO_BODY = Buffer.alloc(0);
+
 /**
- * `POST /v1/*`, on plain node:http (the fast path): the body goes to the model's harness byte
- * for byte, through its admission queue, and the answer streams back. A client that leaves
+ * The model-routed requests (http-kit's route table: `POST /v1/*`, llama-server's `/rerank`,
+ * `/infill`, `/completion`, `/v/*` aliases, `GET /v1/audio/voices?model=`), on plain node:http
+ * (the fast path): the body (JSON or a multipart upload) goes to the model's harness byte for
+ * byte, through its admission queue, with the client's query string and headers but for
+ * credentials, cookies and hop-by-hop ones; the answer streams back. A client that leaves
  * aborts the upstream request, which frees the slot.
  */
 export const inferenceHandler = (
@@ -41,18 +52,30 @@ export const inferenceHandler = (
   const authorized = bearerCheck(token);
   return async (req: IncomingMessage, res: ServerResponse) => {
     if (!authorized(req.headers.authorization)) throw wrongToken();
+    const url = req.url ?? "/";
+    const path = modelRoutePath(req.method, url);
+    if (path === null) throw new NeuronError("not_found", "no model-routed path here");
+    const target = forwardedUrl(url, path);
+    const get = modelInQuery(req.method);
     // Charged to the budget until the answer closes, waiting in the admission queue included.
-    const body = await readBody(req, limits.bodyLimitBytes, limits.bodyBudget?.charge(res));
-    const { model } = inferenceFields(body);
-    const path = pathOf(req.url);
+    const body = get
+      ? NO_BODY
+      : await readBody(req, limits.bodyLimitBytes, limits.bodyBudget?.charge(res));
+    const fields = get ? queryFields(target) : requestFields(req.headers["content-type"], body);
+    const headers = forwardedHeaders(req.headers);
+    // Cortex's request id, so the harness's log can name the request the client knows.
+    const requestId = req.headers["x-request-id"];
+    if (requestId !== undefined) headers["x-request-id"] = requestId;
+    if (!get) headers["content-type"] = forwardedType(fields, req.headers["content-type"]);
+    const request: HarnessRequest = { method: get ? "GET" : "POST", url: target, headers, body };
     const gone = new ClientSignal();
     const onClose = () => {
       if (!res.writableFinished) gone.abort(new Error("client disconnected"));
     };
     res.on("close", onClose);
     try {
-      await manager.run(model, gone, (baseUrl, sawBytes) =>
-        forward(baseUrl, path, body, res, gone, {
+      await manager.run(fields.model, gone, (baseUrl, sawBytes) =>
+        forward(baseUrl, request, res, gone, {
           stallTimeoutMs: limits.clientStallTimeoutMs,
           onBytes: sawBytes,
         }),

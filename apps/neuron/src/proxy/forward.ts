@@ -1,4 +1,4 @@
-import type { IncomingMessage, ServerResponse } from "node:http";
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:http";
 import {
   type Abortable,
   passHeaders,
@@ -11,8 +11,10 @@ import {
 import { NeuronError } from "../errors.js";
 
 // Streams one inference request to a harness and its answer back, chunk by chunk, on plain
-// node:http with a keep-alive agent (the hot path; DESIGN.md's latency budget). Only the
-// harness's own headers that describe the body are passed on; hop-by-hop headers are not.
+// node:http with a keep-alive agent (the hot path; DESIGN.md's latency budget). The client's
+// headers go on as http-kit's `forwardedHeaders` leaves them (no credential, the neuron's token
+// included, no cookie, no hop-by-hop header), with its query string. Only the harness's own
+// headers that describe the body come back; hop-by-hop headers do not.
 
 const agents = proxyAgents(1024);
 
@@ -20,6 +22,16 @@ const PASSED_HEADERS = ["content-type", "content-length", "cache-control", "x-ac
 
 /** A harness that accepted the request never times out on its own: the client decides. */
 const NO_IDLE_LIMIT_MS = 0;
+
+/** One request for a harness: what the client sent, on the path the route table gave it. */
+export interface HarnessRequest {
+  readonly method: "GET" | "POST";
+  /** The path below the harness's base URL, with the client's query string. */
+  readonly url: string;
+  /** The client's headers to pass on (`forwardedHeaders`), its content type among them. */
+  readonly headers: OutgoingHttpHeaders;
+  readonly body: Buffer;
+}
 
 export interface ForwardOptions {
   /** A client that accepts none of its answer for this long is cut (0: never). */
@@ -29,16 +41,15 @@ export interface ForwardOptions {
 }
 
 /**
- * Forwards `body` to `${baseUrl}${path}` and pipes the answer into `res`. Resolves when the
- * answer is complete or the client has gone (the upstream request is then aborted). Rejects
- * with a NeuronError only while nothing has been sent, so the caller can still answer 502: a
- * harness killed meanwhile (a crash, or liveness giving up on it) resets the connection, which
- * is that 502 at once.
+ * Forwards `request` to `${baseUrl}${request.url}` and pipes the answer into `res`. Resolves
+ * when the answer is complete or the client has gone (the upstream request is then aborted).
+ * Rejects with a NeuronError only while nothing has been sent, so the caller can still answer
+ * 502: a harness killed meanwhile (a crash, or liveness giving up on it) resets the connection,
+ * which is that 502 at once.
  */
 export const forward = async (
   baseUrl: string,
-  path: string,
-  body: Buffer,
+  request: HarnessRequest,
   res: ServerResponse,
   signal: Abortable,
   options: ForwardOptions = {},
@@ -46,11 +57,12 @@ export const forward = async (
   let response: IncomingMessage;
   try {
     ({ response } = await post({
+      method: request.method,
       target: targetOf(baseUrl),
-      path,
+      path: request.url,
       agents,
-      headers: { "content-type": "application/json" },
-      body,
+      headers: request.headers,
+      body: request.body,
       signal,
       connectTimeoutMs: 5000,
       idleTimeoutMs: NO_IDLE_LIMIT_MS,

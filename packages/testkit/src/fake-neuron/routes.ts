@@ -7,7 +7,9 @@ import {
   UnloadRequest,
 } from "@cortex/protocol";
 import { FakeError, invalidBody, json, readJson } from "./http.js";
+import { isModelRouted } from "./inference.js";
 import type { ModelRegistry } from "./model-registry.js";
+import { handleUpstream } from "./upstream.js";
 
 // The fake neuron's HTTP API, like apps/neuron/src/api: health, discovery, models, load (with
 // SSE progress), unload, a model's endpoint and logs; `POST /v1/*` goes to `inference`.
@@ -107,6 +109,7 @@ export const createRoutes = (options: RoutesOptions): FakeRoutes => {
     if (method === "GET" && path === "/models") return json(res, 200, registry.models());
     if (method === "POST" && path === "/models/load") return handleLoad(req, res);
     if (method === "POST" && path === "/models/unload") return handleUnload(req, res);
+    if (path.startsWith("/upstream/")) return handleUpstream(registry, req, res);
     const match = /^\/models\/([^/]+)\/(endpoint|logs)$/.exec(path);
     if (method === "GET" && match) {
       const id = decodeURIComponent(match[1] ?? "");
@@ -118,7 +121,7 @@ export const createRoutes = (options: RoutesOptions): FakeRoutes => {
       res.end(text);
       return;
     }
-    if (method === "POST" && path.startsWith("/v1/")) return inference(req, res, path);
+    if (isModelRouted(method, path)) return inference(req, res, path);
     throw new FakeError("not_found", `no route for ${method} ${path}`);
   };
 
