@@ -1,4 +1,4 @@
-import OpenAI from "openai";
+import OpenAI, { toFile } from "openai";
 import { afterEach, describe, expect, it } from "vitest";
 import { FakeBehaviour, startFakeHarness } from "./fake-harness.js";
 import { openAIProblems } from "./openai.js";
@@ -47,6 +47,22 @@ describe("the fake harness", () => {
     const embeddings = await client.embeddings.create({ model: "fake", input: ["a", "b"] });
     expect(openAIProblems("CreateEmbeddingResponse", embeddings)).toEqual([]);
     expect(harness.requests()).toBe(3);
+  });
+
+  it("transcribes a multipart upload into text naming its size and model", async () => {
+    const { client, base, harness } = await start();
+    const file = await toFile(Buffer.alloc(1234, 7), "speech.wav", { type: "audio/wav" });
+    const answer = await client.audio.transcriptions.create({ file, model: "whisper" });
+    expect(answer).toEqual({ text: "fake transcription of 1234 bytes by whisper" });
+    expect(harness.requests()).toBe(1);
+    for (const init of [
+      { headers: { "content-type": "application/json" }, body: "{}" },
+      { headers: { "content-type": "multipart/form-data; boundary=x" }, body: "--x--" },
+    ]) {
+      const refused = await fetch(`${base}/v1/audio/transcriptions`, { method: "POST", ...init });
+      expect(refused.status).toBe(400);
+      expect(openAIProblems("ErrorResponse", await refused.json())).toEqual([]);
+    }
   });
 
   it("answers 503 until its start delay has passed", async () => {

@@ -16,6 +16,11 @@ export const FakeBehaviour = z.strictObject({
   start_delay_ms: z.int().nonnegative().default(0),
   /** Exit with this code instead of ever becoming ready. */
   fail_start_code: z.int().min(1).max(255).optional(),
+  /**
+   * An engine's out-of-memory line (its own words, e.g. llama.cpp's `cudaMalloc failed: out of
+   * memory`), printed to stderr before exiting with code 1 instead of ever becoming ready.
+   */
+  out_of_memory_line: z.string().max(4096).optional(),
   /** Exit with code 1 this long after becoming ready. */
   crash_after_ms: z.int().positive().optional(),
   /** Ignore SIGTERM (the neuron must fall back to SIGKILL). */
@@ -48,6 +53,52 @@ const readBody = async (req: IncomingMessage): Promise<Record<string, unknown> |
   }
 };
 
+/** The most bytes a transcription upload may have (OpenAI's own limit for audio files). */
+const MAX_UPLOAD_BYTES = 25 * 2 ** 20;
+/** The most parts a multipart body may have: a transcription request sends a handful. */
+const MAX_PARTS = 64;
+
+/** The raw body, or null once it passes `limit` bytes (the rest is drained, not kept). */
+const readRaw = async (req: IncomingMessage, limit: number): Promise<Buffer | null> => {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size <= limit) chunks.push(chunk as Buffer);
+  }
+  return size <= limit ? Buffer.concat(chunks) : null;
+};
+
+/**
+ * The parts of a multipart/form-data body by name (the first of each name), with their bytes:
+ * just enough to read a transcription request. Null when the body is not multipart.
+ */
+const multipartParts = (
+  contentType: string | undefined,
+  body: Buffer,
+): Map<string, Buffer> | null => {
+  const boundary = /;\s*boundary=(?:"([^"]{1,70})"|([^;\s]{1,70}))/i.exec(contentType ?? "");
+  if (!/^multipart\/form-data\s*;/i.test(contentType ?? "") || !boundary) return null;
+  const delimiter = Buffer.from(`--${boundary[1] ?? boundary[2]}`);
+  const parts = new Map<string, Buffer>();
+  // Each part sits between "--boundary\r\n" and "\r\n--boundary"; the last one ends in "--".
+  let at = body.indexOf(delimiter);
+  for (let count = 0; at >= 0 && count < MAX_PARTS; count += 1) {
+    const start = at + delimiter.length + 2;
+    const next = body.indexOf(delimiter, start);
+    if (next < 0) break;
+    const part = body.subarray(start, Math.max(start, next - 2));
+    const split = part.indexOf("\r\n\r\n");
+    const name = /(?:^|;)\s*name="([^"]*)"/i.exec(
+      part.subarray(0, Math.max(split, 0)).toString(),
+    )?.[1];
+    if (split >= 0 && name !== undefined && !parts.has(name))
+      parts.set(name, part.subarray(split + 4));
+    at = next;
+  }
+  return parts;
+};
+
 const json = (res: ServerResponse, status: number, body: unknown): void => {
   const text = JSON.stringify(body);
   res.writeHead(status, {
@@ -70,6 +121,31 @@ export const startFakeHarness = async (options: FakeHarnessOptions) => {
   let ready = behaviour.start_delay_ms === 0;
   let requests = 0;
   const created = Math.floor(Date.now() / 1000);
+  // A transcription names the file's size and the model, so a test sees both arrived whole.
+  const transcribe = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const raw = await readRaw(req, MAX_UPLOAD_BYTES);
+    const parts = raw && multipartParts(req.headers["content-type"], raw);
+    const file = parts?.get("file");
+    if (!parts || !file)
+      return json(res, 400, {
+        error: {
+          message: "a transcription is a multipart/form-data body with a file part",
+          type: "invalid_request_error",
+          code: null,
+          param: "file",
+        },
+      });
+    if (!ready)
+      return json(res, 503, {
+        error: { message: "loading", type: "server_error", code: null, param: null },
+      });
+    requests += 1;
+    const model = parts.get("model")?.toString("utf8") ?? alias;
+    await sleep(behaviour.latency_ms);
+    return json(res, 200, {
+      text: `fake transcription of ${file.length} bytes by ${model}`,
+    });
+  };
   const server = createServer(async (req, res) => {
     const url = req.url ?? "/";
     if (req.method === "GET" && url === "/health")
@@ -84,6 +160,7 @@ export const startFakeHarness = async (options: FakeHarnessOptions) => {
       return json(res, 404, {
         error: { message: "not found", type: "not_found_error", code: null, param: null },
       });
+    if (url.split("?")[0] === "/v1/audio/transcriptions") return transcribe(req, res);
     const body = await readBody(req);
     if (!body)
       return json(res, 400, {
@@ -165,6 +242,10 @@ export const main = async (argv: readonly string[]): Promise<void> => {
       `fake harness: failing on purpose with code ${behaviour.fail_start_code}\n`,
     );
     process.exit(behaviour.fail_start_code);
+  }
+  if (behaviour.out_of_memory_line !== undefined) {
+    process.stderr.write(`${behaviour.out_of_memory_line}\n`);
+    process.exit(1);
   }
   const harness = await startFakeHarness({
     behaviour,
