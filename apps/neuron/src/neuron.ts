@@ -10,11 +10,14 @@ import {
   combinedSource,
   DiscoveryCache,
   HARNESS_GPU_ENV,
+  nvidiaSmiProcesses,
   readHostInfo,
   staticSource,
 } from "./discovery/index.js";
+import { modelEstimator } from "./estimate/estimator.js";
 import { defineHarness, type Harness, harnessInfo } from "./harnesses/definitions.js";
 import { ModelManager } from "./models/model-manager.js";
+import { HeldSourcesCache } from "./sources/held-sources.js";
 import { localSources } from "./sources/preparer.js";
 import { RESTART_DELAYS_MS, STABLE_AFTER_MS } from "./supervisor/harness-supervisor.js";
 import { freeLoopbackPort, probeReady } from "./supervisor/net.js";
@@ -26,6 +29,9 @@ const VERSION = (
     version: string;
   }
 ).version;
+
+/** How often models_dir is scanned again for files copied in by hand (downloads rescan at once). */
+const HELD_SOURCES_REFRESH_MS = 60_000;
 
 /** Seconds a harness gets to become ready: a minute, plus 30 s per GB of model. */
 const readyTimeoutMs = (sizeMb: number): number => 60_000 + Math.ceil(sizeMb / 1024) * 30_000;
@@ -97,12 +103,21 @@ export const startNeuron = async (
       config.devices.length > 0
         ? staticSource(config.devices)
         : combinedSource({ onWarning: (message) => log.warn({}, message) }),
+    // What each harness really holds (GET /models `vram_used_mb`), for discovered GPUs only.
+    ...(config.devices.length > 0 ? {} : { processes: nvidiaSmiProcesses() }),
     host: () => readHostInfo(config.name),
     harnesses: harnessInfo(harnesses),
     refreshMs: 5000,
     onWarning: (message) => log.warn({}, message),
   });
   await discovery.start();
+  // The weights on disk, for cortex's placement: scanned off the request path (bounded).
+  const held = new HeldSourcesCache({
+    modelsDir: resolve(config.models_dir),
+    refreshMs: HELD_SOURCES_REFRESH_MS,
+    onWarning: (message) => log.warn({}, message),
+  });
+  await held.start();
 
   const manager = new ModelManager(
     {
@@ -118,8 +133,10 @@ export const startNeuron = async (
         modelsDir: resolve(config.models_dir),
         hfEndpoint: config.hf_endpoint,
         ...(env.HF_TOKEN ? { hfToken: env.HF_TOKEN } : {}),
+        onStored: () => void held.refresh(),
       }),
       devices: () => discovery.current().devices,
+      gpuMemory: discovery,
       freePort: freeLoopbackPort,
       probe: probeReady,
       log,
@@ -154,7 +171,14 @@ export const startNeuron = async (
       return selfUrl;
     },
     manager,
-    discovery: () => discovery.current(),
+    // The same models_dir, hf_endpoint and token as the sources the manager downloads with.
+    estimator: modelEstimator({
+      modelsDir: resolve(config.models_dir),
+      hfEndpoint: config.hf_endpoint,
+      hfToken: env.HF_TOKEN,
+      harnesses,
+    }),
+    discovery: () => ({ ...discovery.current(), sources: held.current() }),
     status: () => status,
     log,
     limits: {
@@ -179,6 +203,7 @@ export const startNeuron = async (
       status = "stopping";
       drain = drainServer(server, graceMs);
       discovery.stop();
+      held.stop();
       await drain.closed;
       log.info({}, "requests done: unloading every model");
       await manager.shutdown();

@@ -76,6 +76,7 @@ describe("the benchmark suite in smoke mode", () => {
     ["contention", ["swap", "scale_out", "scale_out_ratio", "budgets"]],
     ["affinity", ["options", "load_factor", "replicas", "runs", "budgets"]],
     ["failover", ["options", "window_ms", "scenarios", "budgets"]],
+    ["locality", ["options", "samples", "ratio"]],
   ])("writes %s.json with its keys", (name, keys) => {
     const json = report(name);
     expect(json.benchmark).toBe(name);

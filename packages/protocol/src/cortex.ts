@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { ModelProfile } from "./catalogue.js";
 import { IsoTime, ModelAlias, ModelId, NodeName, NonNegativeInt } from "./common.js";
-import { Device, HarnessInfo, ModelStatus, NeuronModel, NodeInfo } from "./neuron.js";
+import { Device, HarnessInfo, HeldSources, ModelStatus, NeuronModel, NodeInfo } from "./neuron.js";
 
 /** What cortex knows about one neuron: the last good poll plus its health bookkeeping. */
 export const FleetNode = z.object({
@@ -19,6 +19,12 @@ export const FleetNode = z.object({
   devices: z.array(Device),
   harnesses: z.array(HarnessInfo),
   models: z.array(NeuronModel),
+  /**
+   * The weights the node holds on disk, from its last discovery; absent while unknown (never
+   * discovered, or an older neuron that does not report them): placement then treats the node
+   * as it did before weights were reported.
+   */
+  sources: HeldSources.optional(),
 });
 export type FleetNode = z.infer<typeof FleetNode>;
 

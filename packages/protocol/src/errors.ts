@@ -47,6 +47,8 @@ export const ERROR_CODES = {
   insufficient_vram: { status: 409, type: "conflict_error", retryable: true },
   load_failed: { status: 502, type: "server_error", retryable: true },
   upstream_error: { status: 502, type: "server_error", retryable: true },
+  /** A model whose GPU memory cannot be worked out from its source (not GGUF, bad header). */
+  not_estimable: { status: 422, type: "invalid_request_error", retryable: false },
   service_unavailable: { status: 503, type: "server_error", retryable: true },
   no_feasible_node: { status: 503, type: "server_error", retryable: false },
   no_capacity: { status: 503, type: "server_error", retryable: true },

@@ -54,10 +54,42 @@ export const HarnessInfo = z.object({
 });
 export type HarnessInfo = z.infer<typeof HarnessInfo>;
 
+/** The most files a neuron lists in `sources`; past it the list says it is incomplete. */
+export const MAX_HELD_FILES = 2000;
+
+/** One complete file under a neuron's models_dir. */
+export const HeldFile = z.object({
+  /** Relative to models_dir, `/`-separated: itself a `path` source naming this file there. */
+  path: z.string().min(1).max(4096),
+  size_bytes: NonNegativeInt,
+});
+export type HeldFile = z.infer<typeof HeldFile>;
+
+/**
+ * The model weights a neuron already holds on disk, so cortex can place cold loads where no
+ * download is needed and `path` sources only where the file is. Cortex maps each catalogue
+ * source to the file the neuron would use (`hf:` and `https:` downloads land under `hf/` and
+ * `downloads/`) and looks it up here.
+ */
+export const HeldSources = z.object({
+  /** The neuron's models_dir, absolute: what an absolute `path` source is read against. */
+  models_dir: z.string().min(1).max(4096),
+  /** Complete files only: a download still in progress (`.partial`) is not listed. */
+  files: z.array(HeldFile).max(MAX_HELD_FILES),
+  /**
+   * False when the scan stopped at a bound (files, depth, time) or skipped a folder it could not
+   * read or a symlinked one: a file not listed may still be there.
+   */
+  complete: z.boolean(),
+});
+export type HeldSources = z.infer<typeof HeldSources>;
+
 export const DiscoveryAnswer = z.object({
   node: NodeInfo,
   devices: z.array(Device),
   harnesses: z.array(HarnessInfo),
+  /** Always sent by this neuron; optional so that an older neuron's answer still parses. */
+  sources: HeldSources.optional(),
 });
 export type DiscoveryAnswer = z.infer<typeof DiscoveryAnswer>;
 
@@ -88,8 +120,40 @@ export const NeuronModel = z.object({
   last_accessed: IsoTime.nullable(),
   loaded_at: IsoTime.nullable(),
   error: z.string().nullable(),
+  /**
+   * What the model's harness really holds on the GPUs as last read (nvidia-smi's per-process
+   * memory, summed over the harness's process group), next to the declared `vram_mb`. Null
+   * where it cannot be measured: a CPU-only host, a GPU tool without per-process figures, a
+   * model not resident. Optional only so that older neurons' answers still parse.
+   */
+  vram_used_mb: NonNegativeInt.nullable().optional(),
+  /** The same, per device index the harness holds memory on; null when `vram_used_mb` is. */
+  vram_used_by_device: z
+    .array(z.object({ index: NonNegativeInt, used_mb: NonNegativeInt }))
+    .nullable()
+    .optional(),
 });
 export type NeuronModel = z.infer<typeof NeuronModel>;
+
+/**
+ * The words every `insufficient_vram` load failure caused by the engine itself carries (its
+ * output had an out-of-memory line when it failed to start), as opposed to the neuron's own
+ * refusal before starting anything. Cortex tells the two apart by them.
+ */
+export const ENGINE_OUT_OF_MEMORY = "the engine ran out of GPU memory while starting";
+
+/** How such a message states what the engine tried to allocate, when its line said. */
+export const requestedMbText = (requestedMb: number): string => `requested_mb=${requestedMb}`;
+
+/**
+ * Reads an engine out-of-memory failure from an error message: null when the message is not
+ * one, else what the engine tried to allocate in MB (null when its line did not say).
+ */
+export const engineOutOfMemory = (message: string): { requested_mb: number | null } | null => {
+  if (!message.includes(ENGINE_OUT_OF_MEMORY)) return null;
+  const stated = /\brequested_mb=(\d{1,9})\b/.exec(message);
+  return { requested_mb: stated?.[1] === undefined ? null : Number(stated[1]) };
+};
 
 export const ModelsAnswer = z.array(NeuronModel);
 export type ModelsAnswer = z.infer<typeof ModelsAnswer>;

@@ -3,6 +3,7 @@ import {
   type Device,
   type FleetNode,
   type FleetSnapshot,
+  type HeldSources,
   type ModelProfile,
   type ModelProfileInput,
   ModelProfile as ModelProfileSchema,
@@ -59,6 +60,9 @@ export interface NodeFields {
   readonly models?: NeuronModel[];
   readonly url?: string;
   readonly harnesses?: string[];
+  readonly priority?: number;
+  /** What the node's discovery says it holds on disk; absent: unknown (an older neuron). */
+  readonly sources?: HeldSources;
 }
 
 export const node = (name: string, fields: NodeFields = {}): FleetNode => ({
@@ -76,6 +80,15 @@ export const node = (name: string, fields: NodeFields = {}): FleetNode => ({
     kind: "builtin",
   })),
   models: fields.models ?? [],
+  ...(fields.priority === undefined ? {} : { priority: fields.priority }),
+  ...(fields.sources === undefined ? {} : { sources: fields.sources }),
+});
+
+/** A node's held-sources answer: `files` relative to `/srv/models`, complete unless told. */
+export const held = (files: readonly string[], complete = true): HeldSources => ({
+  models_dir: "/srv/models",
+  files: files.map((path) => ({ path, size_bytes: 1 << 30 })),
+  complete,
 });
 
 export const fleet = (...nodes: FleetNode[]): FleetSnapshot => ({ taken_at: at(0), nodes });

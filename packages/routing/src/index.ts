@@ -31,6 +31,14 @@ export {
   splitReplicaKey,
 } from "./fleet-index.js";
 export { toLoadRequest } from "./load-request.js";
+export {
+  type Holding,
+  holding,
+  holdsWeights,
+  missingWeights,
+  type SourceFile,
+  sourceFile,
+} from "./locality.js";
 export { isLoopbackHost, rewriteLoopback } from "./loopback.js";
 export {
   chooseDevices,

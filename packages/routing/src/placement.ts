@@ -9,6 +9,7 @@ import {
   residentShareMb,
   totalFree,
 } from "./fleet-index.js";
+import { holdsWeights, missingWeights } from "./locality.js";
 import type { LiveState, LoadPlan, Reject } from "./types.js";
 
 /** Retry-After for rejections that clear by themselves (a node comes back, a model goes idle). */
@@ -110,15 +111,19 @@ interface Option {
   readonly node: FleetNode;
   readonly choice: DeviceChoice;
   readonly free: number;
+  /** The node holds the model's weights on disk: the load needs no download. */
+  readonly held: boolean;
 }
 
 /**
- * The highest node priority first (owned GPUs before rented ones), then fits without evicting,
- * then most free memory, then name. "Pinned first" needs no key of its own: `pinned_on` makes
- * every other node infeasible, so a pinned model's options are all pinned nodes and an unpinned
- * model's options are all equal in that respect.
+ * A node that holds the weights first (a download is the slowest part of a cold load, and the
+ * only one that can take minutes), then the highest node priority (owned GPUs before rented
+ * ones), then fits without evicting, then most free memory, then name. "Pinned first" needs no
+ * key of its own: `pinned_on` makes every other node infeasible, so a pinned model's options are
+ * all pinned nodes and an unpinned model's options are all equal in that respect.
  */
 const compareOptions = (a: Option, b: Option): number => {
+  if (a.held !== b.held) return a.held ? -1 : 1;
   const priority = (b.node.priority ?? 0) - (a.node.priority ?? 0);
   if (priority !== 0) return priority;
   const aFits = a.choice.evict.length === 0;
@@ -143,8 +148,9 @@ const reject = (code: Reject["code"], message: string, retryable: boolean): Reje
 
 /**
  * Where to cold-load a catalogue model: a feasible healthy node, ranked by `compareOptions`.
- * Distinguishes "no node could ever run it" (no_feasible_node) from "the nodes that could are
- * down" (service_unavailable) and "they are up but full of busy models" (no_capacity).
+ * Distinguishes "no node could ever run it" (no_feasible_node, which also covers a `path` source
+ * that no node holds, naming each node checked) from "the nodes that could are down"
+ * (service_unavailable) and "they are up but full of busy models" (no_capacity).
  */
 export const planPlacement = (
   index: FleetIndex,
@@ -163,7 +169,8 @@ export const planPlacement = (
   for (const node of nodes) {
     if (node === undefined)
       return reject("not_found", `node "${onlyNode}" is not in the fleet`, false);
-    const why = infeasibility(model, node);
+    // A `path` source is read from the node's own disk: a node known not to hold it is out.
+    const why = infeasibility(model, node) ?? missingWeights(model, node);
     if (why !== null) {
       infeasible.push(`${node.name}: ${why}`);
       continue;
@@ -178,6 +185,7 @@ export const planPlacement = (
       node,
       choice,
       free: totalFree(effectiveFree(node)),
+      held: holdsWeights(model, node),
     };
     if (best === null || compareOptions(option, best) < 0) best = option;
   }

@@ -10,6 +10,7 @@ import {
   residentShareMb,
   totalFree,
 } from "./fleet-index.js";
+import { holdsWeights, missingWeights } from "./locality.js";
 import { priorityOf, selectDevices } from "./placement.js";
 import type { LiveState } from "./types.js";
 
@@ -83,10 +84,16 @@ interface SwapOption {
   readonly node: FleetNode;
   readonly blocked: Blocked;
   readonly free: number;
+  /** The node holds the model's weights on disk: the load after the swap needs no download. */
+  readonly held: boolean;
 }
 
-/** Highest node priority, then least work to wait out, then most free memory, then name. */
+/**
+ * A node holding the weights first (as for any cold load), then highest node priority, then
+ * least work to wait out, then most free memory, then name.
+ */
 const compareSwaps = (a: SwapOption, b: SwapOption): number =>
+  Number(b.held) - Number(a.held) ||
   (b.node.priority ?? 0) - (a.node.priority ?? 0) ||
   a.blocked.work - b.blocked.work ||
   b.free - a.free ||
@@ -108,11 +115,16 @@ export const planSwap = (
   for (const node of index.snapshot.nodes) {
     if (onlyNode !== undefined && node.name !== onlyNode) continue;
     if (!node.healthy || infeasibility(model, node) !== null) continue;
+    if (missingWeights(model, node) !== null) continue;
     const blocked = swapBlockers(model, node, catalogue, live);
     if (blocked === null) continue;
-    const free = totalFree(effectiveFree(node));
-    const better = best === null || compareSwaps({ node, blocked, free }, best) < 0;
-    if (better) best = { node, blocked, free };
+    const option = {
+      node,
+      blocked,
+      free: totalFree(effectiveFree(node)),
+      held: holdsWeights(model, node),
+    };
+    if (best === null || compareSwaps(option, best) < 0) best = option;
   }
   return best && { node: best.node.name, url: best.node.url, blockers: best.blocked.blockers };
 };

@@ -1,4 +1,4 @@
-import type { Device, HarnessInfo, NeuronModel, NodeInfo } from "@cortex/protocol";
+import type { Device, HarnessInfo, HeldSources, NeuronModel, NodeInfo } from "@cortex/protocol";
 
 // Field-by-field equality of the answer shapes, so unchanged answers keep the previous objects
 // (no JSON.stringify, no new objects): consumers can compare by reference, and a quiet fleet
@@ -44,6 +44,20 @@ export const sameNodeInfo = (a: NodeInfo, b: NodeInfo): boolean =>
   a.kernel === b.kernel &&
   a.cpu === b.cpu &&
   a.memory_mb === b.memory_mb;
+
+/** Equal held-sources answers (both absent counts as equal: an older neuron, unchanged). */
+export const sameSources = (a: HeldSources | undefined, b: HeldSources | undefined): boolean => {
+  if (a === b) return true;
+  if (a === undefined || b === undefined) return false;
+  if (a.models_dir !== b.models_dir || a.complete !== b.complete) return false;
+  if (a.files.length !== b.files.length) return false;
+  for (let i = 0; i < a.files.length; i += 1) {
+    const x = a.files[i];
+    const y = b.files[i];
+    if (x?.path !== y?.path || x?.size_bytes !== y?.size_bytes) return false;
+  }
+  return true;
+};
 
 /**
  * `fresh` with every element equal to the previous one at its position replaced by the previous

@@ -3,7 +3,14 @@ import type { DiscoveryAnswer, FleetNode, ModelsAnswer } from "@cortex/protocol"
 import PQueue from "p-queue";
 import type { Log } from "../log.js";
 import { NeuronCallError, type NeuronClient } from "../neurons/neuron-client.js";
-import { reuse, sameDevice, sameHarness, sameModel, sameNodeInfo } from "./answer-reuse.js";
+import {
+  reuse,
+  sameDevice,
+  sameHarness,
+  sameModel,
+  sameNodeInfo,
+  sameSources,
+} from "./answer-reuse.js";
 import type { FleetStore, StoreTarget } from "./fleet-store.js";
 
 /** What the poller needs of a neuron client; tests pass fakes. */
@@ -362,10 +369,15 @@ export class Poller {
     const harnesses = discovery
       ? reuse(node.harnesses, discovery.harnesses, sameHarness)
       : node.harnesses;
+    // The weights on the node's disk, for placement; an older neuron's answer has none.
+    const sources =
+      discovery === null || sameSources(node.sources, discovery.sources)
+        ? node.sources
+        : discovery.sources;
     // An answer that left before the node was last suspected says nothing about the failure
     // that suspicion saw: its models count, the node's health waits for a newer poll.
     if (!node.healthy && outcome.suspicion !== (this.#suspicions.get(node.name) ?? 0))
-      return { ...node, last_poll_at: at, node: info, devices, harnesses, models };
+      return { ...node, last_poll_at: at, node: info, devices, harnesses, models, sources };
     if (
       node.healthy &&
       node.consecutive_failures === 0 &&
@@ -375,7 +387,8 @@ export class Poller {
       node.node === info &&
       node.models === models &&
       node.devices === devices &&
-      node.harnesses === harnesses
+      node.harnesses === harnesses &&
+      node.sources === sources
     )
       return node;
     return {
@@ -389,6 +402,7 @@ export class Poller {
       devices,
       harnesses,
       models,
+      sources,
     };
   }
 }

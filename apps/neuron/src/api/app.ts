@@ -2,6 +2,7 @@ import type { RequestListener } from "node:http";
 import { errorHandler, isInference, notFound, requireBearer, withFastPath } from "@cortex/http-kit";
 import type { DiscoveryAnswer } from "@cortex/protocol";
 import express from "express";
+import type { ModelEstimator } from "../estimate/estimator.js";
 import type { Log, ModelManager } from "../models/model-manager.js";
 import { type InferenceLimits, inferenceHandler } from "./inference.js";
 import { modelsRoutes } from "./models-routes.js";
@@ -13,6 +14,8 @@ export interface AppDeps {
   readonly startedAtMs: number;
   readonly selfUrl: string;
   readonly manager: ModelManager;
+  /** Answers `POST /models/estimate`; without it the route does not exist. */
+  readonly estimator?: ModelEstimator;
   readonly discovery: () => DiscoveryAnswer;
   readonly status: () => "ok" | "starting" | "stopping";
   readonly log: Log;
@@ -41,7 +44,7 @@ export const createNeuronApp = (deps: AppDeps): RequestListener => {
   app.get("/discovery", (_req, res) => {
     res.json(deps.discovery());
   });
-  app.use(modelsRoutes(deps.manager, () => deps.selfUrl));
+  app.use(modelsRoutes(deps.manager, () => deps.selfUrl, deps.estimator));
   app.use(notFound);
   app.use(errorHandler(deps.log));
   // `/upstream/<model>/…` (any method) goes to the model's harness, on plain node:http too.

@@ -1,6 +1,7 @@
 import { openEventStream, parseBody } from "@cortex/http-kit";
 import {
   ERROR_CODES,
+  EstimateRequest,
   errorEnvelope,
   type LoadProgress,
   LoadRequest,
@@ -8,6 +9,7 @@ import {
 } from "@cortex/protocol";
 import express, { type Router } from "express";
 import { NeuronError } from "../errors.js";
+import type { ModelEstimator } from "../estimate/estimator.js";
 import type { ModelManager } from "../models/model-manager.js";
 
 const modelOf = (manager: ModelManager, id: string) => {
@@ -16,8 +18,15 @@ const modelOf = (manager: ModelManager, id: string) => {
   return entry;
 };
 
-/** `/models`, `/models/load`, `/models/unload`, `/models/{id}/endpoint`, `/models/{id}/logs`. */
-export const modelsRoutes = (manager: ModelManager, selfUrl: () => string): Router => {
+/**
+ * `/models`, `/models/load`, `/models/unload`, `/models/{id}/endpoint`, `/models/{id}/logs`, and
+ * `/models/estimate` when the node is given an estimator.
+ */
+export const modelsRoutes = (
+  manager: ModelManager,
+  selfUrl: () => string,
+  estimator?: ModelEstimator,
+): Router => {
   const router = express.Router();
   const json = express.json({ limit: "1mb", type: () => true });
 
@@ -48,6 +57,13 @@ export const modelsRoutes = (manager: ModelManager, selfUrl: () => string): Rout
     }
     stream.end();
   });
+
+  if (estimator) {
+    // The GPU memory a load with these fields would take, from the model file's GGUF header.
+    router.post("/models/estimate", json, async (req, res) => {
+      res.json(await estimator.estimate(parseBody(EstimateRequest, req.body)));
+    });
+  }
 
   router.post("/models/unload", json, async (req, res) => {
     const request = parseBody(UnloadRequest, req.body);

@@ -1,6 +1,7 @@
 import { type Device, DiscoveryAnswer, type NodeInfo } from "@cortex/protocol";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { DiscoveryCache, type DiscoveryCacheOptions } from "./discovery-cache.js";
+import type { GpuProcess, GpuProcessSource } from "./gpu-processes.js";
 import type { GpuSource } from "./gpu-source.js";
 
 const gpu = (index: number, free: number): Device => ({
@@ -211,5 +212,155 @@ describe("DiscoveryCache", () => {
     await vi.advanceTimersByTimeAsync(60_000);
     expect(source.reads).toBe(2);
     expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it("counts a reading begun before a change as stale until one begun after it ends", async () => {
+    const { source, next } = controlled();
+    const { cache } = track(cacheWith(source));
+    const started = cache.start();
+    next().resolve([gpu(0, 1000)]);
+    await started;
+    expect(cache.fresh()).toBe(true);
+    cache.changed();
+    expect(cache.fresh()).toBe(false);
+    const reading = cache.refresh();
+    expect(source.reads).toBe(2);
+    next().resolve([gpu(0, 81000)]);
+    await reading;
+    expect(cache.fresh()).toBe(true);
+    expect(cache.current().devices).toEqual([gpu(0, 81000)]);
+  });
+
+  it("after a change, waits out a read begun before it and shares one more read", async () => {
+    const { source, next } = controlled();
+    const { cache } = track(cacheWith(source));
+    const started = cache.start();
+    next().resolve([gpu(0, 1000)]);
+    await started;
+    // The timer's read is under way when a harness exits.
+    await vi.advanceTimersByTimeAsync(5000);
+    expect(source.reads).toBe(2);
+    cache.changed();
+    const first = cache.refresh();
+    const second = cache.refresh();
+    expect(source.reads).toBe(2);
+    next().resolve([gpu(0, 1000)]);
+    await vi.advanceTimersByTimeAsync(0);
+    // That reading still counted the exited harness: not fresh, and one more read runs.
+    expect(cache.fresh()).toBe(false);
+    expect(source.reads).toBe(3);
+    next().resolve([gpu(0, 81000)]);
+    await Promise.all([first, second]);
+    expect(source.reads).toBe(3);
+    expect(cache.fresh()).toBe(true);
+    expect(cache.current().devices).toEqual([gpu(0, 81000)]);
+  });
+
+  it("joins a read begun after the last change instead of starting another", async () => {
+    const { source, next } = controlled();
+    const { cache } = track(cacheWith(source));
+    const started = cache.start();
+    next().resolve([]);
+    await started;
+    cache.changed();
+    const first = cache.refresh();
+    const joined = cache.refresh();
+    expect(source.reads).toBe(2);
+    next().resolve([gpu(0, 5)]);
+    await Promise.all([first, joined]);
+    expect(source.reads).toBe(2);
+    expect(cache.fresh()).toBe(true);
+  });
+
+  it("stays stale when the read after a change fails, keeping the last devices", async () => {
+    const { source, next } = controlled();
+    const { cache, warnings } = track(cacheWith(source));
+    const started = cache.start();
+    next().resolve([gpu(0, 1000)]);
+    await started;
+    cache.changed();
+    const reading = cache.refresh();
+    next().reject(new Error("nvidia-smi exited with code 9"));
+    await reading;
+    expect(cache.fresh()).toBe(false);
+    expect(cache.current().devices).toEqual([gpu(0, 1000)]);
+    expect(warnings).toHaveLength(1);
+  });
+});
+
+describe("DiscoveryCache with per-process memory", () => {
+  const row = (pid: number, group: number | null, usedMb: number | null): GpuProcess => ({
+    pid,
+    group,
+    usedMb,
+    busId: "00000000:01:00.0",
+  });
+  const device = { ...gpu(0, 60000), bus_id: "00000000:01:00.0" };
+
+  /** A process source whose answers the test lines up. */
+  const scripted = (...answers: (GpuProcess[] | null | Error)[]) => {
+    const processes: GpuProcessSource & { reads: number } = {
+      reads: 0,
+      read: async () => {
+        processes.reads += 1;
+        const answer = answers.shift() ?? null;
+        if (answer instanceof Error) throw answer;
+        return answer;
+      },
+    };
+    return processes;
+  };
+
+  it("reads them with the devices and answers what each process group holds", async () => {
+    const processes = scripted(
+      [row(101, 100, 20480), row(102, 100, 300), row(201, 200, null), row(301, null, 9000)],
+      [],
+    );
+    const { cache } = track(cacheWith({ read: async () => [device] }, { processes }));
+    await cache.start();
+    expect(processes.reads).toBe(1);
+    expect(cache.usedBy(100)).toEqual({ usedMb: 20780, byDevice: [{ index: 0, used_mb: 20780 }] });
+    expect(cache.usedBy(200)).toEqual({ usedMb: null, byDevice: null });
+    expect(cache.usedBy(300)).toBeNull();
+    // Asking is answered from memory; only a read changes it.
+    expect(processes.reads).toBe(1);
+    await cache.refresh();
+    expect(cache.usedBy(100)).toBeNull();
+  });
+
+  it("measures nothing where per-process figures cannot be had", async () => {
+    const { cache } = track(
+      cacheWith({ read: async () => [device] }, { processes: scripted(null) }),
+    );
+    await cache.start();
+    expect(cache.usedBy(100)).toBeNull();
+    const { cache: without } = track(cacheWith({ read: async () => [device] }));
+    await without.start();
+    expect(without.usedBy(100)).toBeNull();
+  });
+
+  it("forgets the figures when their read fails, warning once, apart from the devices' warnings", async () => {
+    const failure = new Error(
+      'nvidia-smi exited with code 2: Field "gpu_bus_id" is not a valid field to query.',
+    );
+    const processes = scripted(
+      [row(101, 100, 512)],
+      failure,
+      failure,
+      [row(101, 100, 64)],
+      failure,
+    );
+    const { cache, warnings } = track(cacheWith({ read: async () => [device] }, { processes }));
+    await cache.start();
+    expect(cache.usedBy(100)?.usedMb).toBe(512);
+    await cache.refresh();
+    expect(cache.usedBy(100)).toBeNull();
+    expect(cache.current().devices).toEqual([device]);
+    await cache.refresh();
+    await cache.refresh();
+    expect(cache.usedBy(100)?.usedMb).toBe(64);
+    await cache.refresh();
+    const said = `could not read each process's GPU memory, so no model's use is measured: ${failure.message}`;
+    expect(warnings).toEqual([said, said]);
   });
 });

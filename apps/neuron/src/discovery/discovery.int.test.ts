@@ -1,3 +1,4 @@
+import { spawn } from "node:child_process";
 import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -5,7 +6,9 @@ import { Device, NodeInfo } from "@cortex/protocol";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { combinedSource } from "./combined-source.js";
 import { DiscoveryCache } from "./discovery-cache.js";
+import { writeFakeNvidiaSmi } from "./fake-nvidia-smi.fixtures.js";
 import { type FakeGpu, HOSTS, LSPCI_RADEON, ONE_A100, TWO_RTX_4090 } from "./gpu-hosts.fixtures.js";
+import { nvidiaSmiProcesses } from "./gpu-processes.js";
 import { readHostInfo } from "./host-info.js";
 import { nvidiaSmiSource } from "./nvidia-smi.js";
 import { systeminformationSource } from "./systeminformation-source.js";
@@ -15,8 +18,6 @@ import { systeminformationSource } from "./systeminformation-source.js";
 // dmidecode on the test machine is never found; the shells systeminformation starts are /bin/sh
 // by absolute path. systeminformation snapshots process.env when it is loaded, but the sources
 // load it afresh in a worker thread on every read, so setting PATH around each read is enough.
-
-type FakeSmi = readonly FakeGpu[] | "driver-failure" | "hang";
 
 let bin: string;
 const savedPath = process.env.PATH;
@@ -37,52 +38,9 @@ const executable = async (name: string, text: string): Promise<string> => {
   return file;
 };
 
-/** A node script behind a /bin/sh shim, so the fake needs nothing on PATH. */
-const nodeExecutable = async (name: string, script: string): Promise<string> => {
-  const file = join(bin, `${name}.mjs`);
-  await writeFile(file, script);
-  return executable(name, `#!/bin/sh\nexec '${process.execPath}' '${file}' "$@"\n`);
-};
-
 /** Answers --query-gpu like the real one, refusing fields it does not know as the real one does. */
-const fakeNvidiaSmi = async (behaviour: FakeSmi): Promise<string> => {
-  if (behaviour === "hang") return nodeExecutable("nvidia-smi", "setInterval(() => {}, 1000);\n");
-  if (behaviour === "driver-failure") {
-    return nodeExecutable(
-      "nvidia-smi",
-      `process.stdout.write("NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. Make sure that the latest NVIDIA driver is installed and running.\\n\\n");
-process.exitCode = 9;
-`,
-    );
-  }
-  await writeFile(join(bin, "gpus.json"), JSON.stringify(behaviour));
-  return nodeExecutable(
-    "nvidia-smi",
-    `import { readFileSync } from "node:fs";
-const gpus = JSON.parse(readFileSync(${JSON.stringify(join(bin, "gpus.json"))}, "utf8"));
-const query = process.argv.find((arg) => arg.startsWith("--query-gpu="));
-if (!query || !process.argv.includes("--format=csv,noheader,nounits")) {
-  process.stderr.write("fake nvidia-smi only answers --query-gpu=... --format=csv,noheader,nounits\\n");
-  process.exit(2);
-}
-const fields = query.slice("--query-gpu=".length).split(",");
-const known = new Set(gpus.flatMap((gpu) => Object.keys(gpu)));
-for (const field of fields) {
-  if (gpus.length > 0 && !known.has(field)) {
-    process.stdout.write(\`Field "\${field}" is not a valid field to query.\\n\\n\`);
-    process.exit(2);
-  }
-}
-if (gpus.length === 0) {
-  process.stdout.write("No devices were found\\n");
-  process.exit(6);
-}
-for (const gpu of gpus) {
-  process.stdout.write(\`\${fields.map((field) => gpu[field] ?? "[N/A]").join(", ")}\\n\`);
-}
-`,
-  );
-};
+const fakeNvidiaSmi = (gpus: readonly FakeGpu[] | "driver-failure" | "hang"): Promise<string> =>
+  writeFakeNvidiaSmi(bin, typeof gpus === "string" ? gpus : { gpus });
 
 /** Prints a saved `lspci -vvv` with shell builtins only. */
 const fakeLspci = async (text: string): Promise<void> => {
@@ -264,5 +222,64 @@ describe("readHostInfo", () => {
     const info = await readHostInfo("test-node", { timeoutMs: 1 });
     expect(NodeInfo.parse(info)).toEqual(info);
     expect(info.memory_mb).toBeGreaterThan(0);
+  });
+});
+
+describe("nvidiaSmiProcesses", () => {
+  /** A process in a group of its own (detached), as a harness is; killed after the test. */
+  const leader = () => {
+    const child = spawn(process.execPath, ["-e", "setInterval(() => {}, 1000)"], {
+      detached: true,
+      stdio: "ignore",
+    });
+    const pid = child.pid;
+    if (pid === undefined) throw new Error("could not start a process");
+    const exited = new Promise((resolve) => child.once("exit", resolve));
+    return { pid, exited, kill: () => process.kill(-pid, "SIGKILL") };
+  };
+
+  it("reads each live process's memory, in its process group, on its GPU", async () => {
+    const harness = leader();
+    const gone = leader();
+    gone.kill();
+    await gone.exited;
+    try {
+      const command = await writeFakeNvidiaSmi(bin, {
+        gpus: TWO_RTX_4090.gpus,
+        apps: [
+          { pid: harness.pid, used_memory: "20480", gpu_bus_id: "00000000:01:00.0" },
+          { pid: harness.pid, used_memory: "[N/A]", gpu_bus_id: "00000000:41:00.0" },
+          { pid: gone.pid, used_memory: "4096", gpu_bus_id: "00000000:01:00.0" },
+          { pid: "not-a-pid", used_memory: "[N/A]", gpu_bus_id: "00000000:01:00.0" },
+        ],
+      });
+      const rows = await nvidiaSmiProcesses({ command }).read();
+      expect(rows).toEqual([
+        { pid: harness.pid, group: harness.pid, usedMb: 20480, busId: "00000000:01:00.0" },
+        { pid: harness.pid, group: harness.pid, usedMb: null, busId: "00000000:41:00.0" },
+      ]);
+      // The device read sees what the live process holds as used.
+      const [first] = await nvidiaSmiSource({ command }).read();
+      expect(first?.vram_free_mb).toBe(24174 - 20480);
+    } finally {
+      harness.kill();
+    }
+  });
+
+  it("cannot tell without nvidia-smi, and lists none when the driver sees no GPU", async () => {
+    expect(await onFakePath(() => nvidiaSmiProcesses().read())).toBeNull();
+    const command = await writeFakeNvidiaSmi(bin, { gpus: [] });
+    expect(await nvidiaSmiProcesses({ command }).read()).toEqual([]);
+  });
+
+  it("fails the read when nvidia-smi fails, and gives up on one that hangs", async () => {
+    const broken = await writeFakeNvidiaSmi(bin, "driver-failure");
+    await expect(nvidiaSmiProcesses({ command: broken }).read()).rejects.toThrow(
+      "nvidia-smi exited with code 9",
+    );
+    const hung = await writeFakeNvidiaSmi(bin, "hang");
+    await expect(nvidiaSmiProcesses({ command: hung, timeoutMs: 300 }).read()).rejects.toThrow(
+      "nvidia-smi did not answer within 300 ms",
+    );
   });
 });

@@ -1,5 +1,14 @@
 export { type CombinedSourceOptions, combineDevices, combinedSource } from "./combined-source.js";
 export { DiscoveryCache, type DiscoveryCacheOptions } from "./discovery-cache.js";
+export {
+  COMPUTE_APPS_ARGS,
+  type GpuProcess,
+  type GpuProcessSource,
+  type GroupMemory,
+  memoryByGroup,
+  nvidiaSmiProcesses,
+  parseComputeApps,
+} from "./gpu-processes.js";
 export { type GpuSource, HARNESS_GPU_ENV, normalizeBusId } from "./gpu-source.js";
 export { type HostFacts, hostInfoFrom, readHostInfo } from "./host-info.js";
 export {

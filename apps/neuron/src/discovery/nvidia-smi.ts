@@ -79,50 +79,65 @@ const firstLine = (text: string): string =>
   (text.split(/\r?\n/).find((line) => line.trim() !== "") ?? "").trim().slice(0, 300);
 
 /**
- * The NVIDIA GPUs as nvidia-smi sees them. Run directly (never through a shell) and
- * asynchronously, so a slow nvidia-smi never blocks the event loop. No nvidia-smi on PATH means a
- * host without NVIDIA GPUs, which is normal: the answer is an empty list. Any other failure
- * rejects, so the caller can keep the last good list.
+ * What one nvidia-smi query answered: its output, `absent` (no nvidia-smi on PATH: a host
+ * without NVIDIA GPUs) or `no-devices` (a driver that sees none, every GPU passed through to VMs).
  */
-export const nvidiaSmiSource = (options: NvidiaSmiOptions = {}): GpuSource => {
+export type NvidiaSmiAnswer =
+  | { readonly kind: "output"; readonly stdout: string; readonly said: string }
+  | { readonly kind: "absent" }
+  | { readonly kind: "no-devices" };
+
+/**
+ * Runs nvidia-smi with `args`, directly (never through a shell) and asynchronously, so a slow
+ * nvidia-smi never blocks the event loop; its output is bounded (4 MiB) and its time too. Any
+ * failure but the two normal absences rejects with a message an operator can act on.
+ */
+export const runNvidiaSmi = (
+  args: readonly string[],
+  options: NvidiaSmiOptions = {},
+): Promise<NvidiaSmiAnswer> => {
   const command = options.command ?? "nvidia-smi";
   const timeoutMs = options.timeoutMs ?? 5000;
-  return {
-    read: () =>
-      new Promise<Device[]>((resolve, reject) => {
-        execFile(
-          command,
-          NVIDIA_SMI_ARGS,
-          { timeout: timeoutMs, encoding: "utf8", maxBuffer: 4 * 1024 * 1024, windowsHide: true },
-          (error, stdout, stderr) => {
-            const said = firstLine(stdout) || firstLine(stderr);
-            // With a driver but every GPU passed through to VMs it says so and exits non-zero.
-            if (/no devices were found/i.test(said)) return resolve([]);
-            if (error) {
-              const code = (error as NodeJS.ErrnoException).code as unknown;
-              if (code === "ENOENT") return resolve([]);
-              if (typeof code === "string") {
-                return reject(new Error(`could not run nvidia-smi: ${error.message}`));
-              }
-              if (error.killed) {
-                return reject(new Error(`nvidia-smi did not answer within ${timeoutMs} ms`));
-              }
-              if (typeof code === "number") {
-                return reject(
-                  new Error(`nvidia-smi exited with code ${code}${said ? `: ${said}` : ""}`),
-                );
-              }
-              return reject(new Error(`could not run nvidia-smi: ${error.message}`));
-            }
-            const devices = parseNvidiaSmiCsv(stdout);
-            if (devices.length === 0 && said !== "") {
-              return reject(
-                new Error(`nvidia-smi printed no GPU rows that could be read: ${said}`),
-              );
-            }
-            resolve(devices);
-          },
-        );
-      }),
-  };
+  return new Promise<NvidiaSmiAnswer>((resolve, reject) => {
+    execFile(
+      command,
+      args,
+      { timeout: timeoutMs, encoding: "utf8", maxBuffer: 4 * 1024 * 1024, windowsHide: true },
+      (error, stdout, stderr) => {
+        const said = firstLine(stdout) || firstLine(stderr);
+        // With a driver but every GPU passed through to VMs it says so and exits non-zero.
+        if (/no devices were found/i.test(said)) return resolve({ kind: "no-devices" });
+        if (!error) return resolve({ kind: "output", stdout, said });
+        const code = (error as NodeJS.ErrnoException).code as unknown;
+        if (code === "ENOENT") return resolve({ kind: "absent" });
+        if (typeof code === "string") {
+          return reject(new Error(`could not run nvidia-smi: ${error.message}`));
+        }
+        if (error.killed) {
+          return reject(new Error(`nvidia-smi did not answer within ${timeoutMs} ms`));
+        }
+        if (typeof code === "number") {
+          return reject(new Error(`nvidia-smi exited with code ${code}${said ? `: ${said}` : ""}`));
+        }
+        return reject(new Error(`could not run nvidia-smi: ${error.message}`));
+      },
+    );
+  });
 };
+
+/**
+ * The NVIDIA GPUs as nvidia-smi sees them. No nvidia-smi on PATH means a host without NVIDIA
+ * GPUs, which is normal: the answer is an empty list. Any other failure rejects, so the caller
+ * can keep the last good list.
+ */
+export const nvidiaSmiSource = (options: NvidiaSmiOptions = {}): GpuSource => ({
+  read: async () => {
+    const answer = await runNvidiaSmi(NVIDIA_SMI_ARGS, options);
+    if (answer.kind !== "output") return [];
+    const devices = parseNvidiaSmiCsv(answer.stdout);
+    if (devices.length === 0 && answer.said !== "") {
+      throw new Error(`nvidia-smi printed no GPU rows that could be read: ${answer.said}`);
+    }
+    return devices;
+  },
+});

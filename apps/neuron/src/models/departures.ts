@@ -1,6 +1,6 @@
 import type { LoadProgress } from "@cortex/protocol";
 import type { Timers } from "../timers.js";
-import { evictionsFor } from "./load-request.js";
+import { evictionsFor, readAgainFor } from "./load-request.js";
 import type { Log, ManagerDeps } from "./manager-deps.js";
 import type { ModelEntry } from "./model-entry.js";
 import type { ModelRegistry } from "./model-registry.js";
@@ -10,6 +10,8 @@ export interface DepartureDeps {
   readonly timers: Timers;
   readonly log: Log;
   readonly devices: ManagerDeps["devices"];
+  /** Whether that reading is fresh, and a new one when it is not. */
+  readonly gpuMemory?: ManagerDeps["gpuMemory"];
   /** A load's progress (`evicting`), to whoever follows it. */
   readonly progress: (id: string, progress: Pick<LoadProgress, "phase" | "message">) => void;
 }
@@ -43,10 +45,13 @@ export class Departures {
    * An explicit load's room: idle models of priority ≤ its own, claimed at once (synchronously
    * from the check to the claims: two loads can never count the same free memory, because the
    * entry is already `loading`, and so resident, here), then forgotten. Throws
-   * insufficient_vram, claiming nothing, when that is not enough.
+   * insufficient_vram, claiming nothing, when that is not enough. A plan that would refuse or
+   * evict on a reading of the GPUs older than the last exit waits for a new reading first.
    */
   async evictFor(entry: ModelEntry): Promise<void> {
     const { models } = this.#deps;
+    const reading = readAgainFor(entry, models.entries(), this.#deps);
+    if (reading) await reading;
     const evict = evictionsFor(entry, models.entries(), this.#deps);
     const victims = evict.flatMap((id) => models.get(id) ?? []);
     for (const victim of victims) models.setStatus(victim, "unloaded");

@@ -62,11 +62,15 @@ export const harnessJob = (
   },
 });
 
-/** What every model's supervisor runs on: the manager's process runner, ports, probe, clock. */
+/**
+ * What every model's supervisor runs on: the manager's process runner, ports, probe, clock, and
+ * `onExit`, told of every harness process that exits (its GPU memory is free again).
+ */
 export const supervisionOf = (
   deps: ManagerDeps,
   now: () => number,
   timers: Timers,
+  onExit: () => void,
 ): SupervisorDeps => ({
   runner: deps.runner,
   freePort: deps.freePort,
@@ -74,6 +78,7 @@ export const supervisionOf = (
   ...(deps.pids ? { pids: deps.pids } : {}),
   onRecordError: (error) =>
     deps.log.error({ err: error }, "could not update the harness pid records"),
+  onExit,
   now,
   timers,
 });

@@ -67,7 +67,7 @@ export const evictionsFor = (
   const others = entries.filter((other) => other !== entry);
   const plan = planRoom(
     deps.devices(),
-    others.map(describeEntry),
+    others.map((other) => describeEntry(other)),
     spec.devices,
     spec.vram_mb,
     entry.priority,
@@ -80,4 +80,41 @@ export const evictionsFor = (
     });
   }
   return plan.evict;
+};
+
+/**
+ * Whether planning a fresh load of `entry` now would refuse it or evict for it. On a reading of
+ * the GPUs older than the last exit that may be the exited harness's memory still counted: the
+ * caller reads again once before deciding (no load is refused on a reading that predates an
+ * unload, and nothing is evicted for memory that is already free).
+ */
+export const wantsRoom = (
+  entry: ModelEntry,
+  entries: readonly ModelEntry[],
+  deps: Pick<ManagerDeps, "devices">,
+  busyToo = false,
+): boolean => {
+  try {
+    return evictionsFor(entry, entries, deps, busyToo).length > 0;
+  } catch (error) {
+    if (error instanceof NeuronError && error.code === "insufficient_vram") return true;
+    throw error;
+  }
+};
+
+/**
+ * A new reading of the GPUs when the last one predates the last exit and, on it, `entry` would
+ * be refused or evict for room; null when the reading may be used as it is (no await, so a
+ * caller whose check and claims are one synchronous step stays so). After it, the caller plans
+ * again and claims with no await between.
+ */
+export const readAgainFor = (
+  entry: ModelEntry,
+  entries: readonly ModelEntry[],
+  deps: Pick<ManagerDeps, "devices" | "gpuMemory">,
+  busyToo = false,
+): Promise<void> | null => {
+  const memory = deps.gpuMemory;
+  if (!memory || memory.fresh() || !wantsRoom(entry, entries, deps, busyToo)) return null;
+  return memory.refresh();
 };

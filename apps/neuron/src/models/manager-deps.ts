@@ -1,5 +1,6 @@
 import type { LevelLog } from "@cortex/http-kit";
 import type { Device, NeuronModel } from "@cortex/protocol";
+import type { GroupMemory } from "../discovery/gpu-processes.js";
 import type { Harness } from "../harnesses/definitions.js";
 import type { PidRecords } from "../supervisor/pid-records.js";
 import type { ProcessRunner } from "../supervisor/process-runner.js";
@@ -47,12 +48,32 @@ export interface ManagerSettings {
 
 export type ModelChange = NeuronModel | { id: string; removed: true };
 
+/**
+ * What the GPUs really hold, and how fresh the reading is (the discovery cache). Load decisions
+ * read free memory from `devices`; this says whether that reading predates the last exit.
+ */
+export interface GpuMemory {
+  /** What a harness's process group held on the GPUs at the last read; null if unmeasured. */
+  usedBy(group: number): GroupMemory | null;
+  /** A harness exited: readings begun before now are stale. */
+  changed(): void;
+  /** Whether the devices come from a reading begun after the last change. */
+  fresh(): boolean;
+  /** Reads again (a reading begun after the last change); never rejects. */
+  refresh(): Promise<void>;
+}
+
 export interface ManagerDeps {
   readonly harnesses: ReadonlyMap<string, Harness>;
   readonly runner: ProcessRunner;
   readonly sources: SourcePreparer;
   /** The latest discovered devices (answered from the discovery cache, never waiting). */
   readonly devices: () => readonly Device[];
+  /**
+   * Measured memory and fresh readings. Without it no model's `vram_used_mb` is measured and
+   * loads are decided on whatever `devices` says, however old.
+   */
+  readonly gpuMemory?: GpuMemory;
   readonly freePort: () => Promise<number>;
   /** One readiness or liveness check: does `url` answer 2xx now? `signal` ends it early. */
   readonly probe: (url: string, signal?: AbortSignal) => Promise<boolean>;

@@ -1,9 +1,10 @@
-import type { ModelStatus, NeuronModel } from "@cortex/protocol";
+import { type ModelStatus, type NeuronModel, RESIDENT_STATUSES } from "@cortex/protocol";
 import { NeuronError } from "../errors.js";
 import type { ModelSpec } from "../harnesses/model-spec.js";
 import type { HarnessSupervisor } from "../supervisor/harness-supervisor.js";
 import type { TimerHandle } from "../timers.js";
 import type { Admission } from "./admission.js";
+import type { GpuMemory } from "./manager-deps.js";
 import type { Candidate } from "./room.js";
 
 /** Everything the neuron knows about one model id. Mutated only by the ModelManager. */
@@ -111,16 +112,32 @@ export const trackLoading = (
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 
-export const describeEntry = (entry: ModelEntry): NeuronModel => ({
-  id: entry.spec.id,
-  harness: entry.spec.harness,
-  status: entry.status,
-  devices: [...entry.spec.devices],
-  vram_mb: entry.spec.vram_mb,
-  in_flight: entry.admission.running,
-  queued: entry.admission.queued,
-  max_concurrency: entry.spec.max_concurrency,
-  last_accessed: iso(entry.lastAccessedMs),
-  loaded_at: iso(entry.loadedAtMs),
-  error: entry.error,
-});
+/** What the entry's harness holds on the GPUs, as measured; null when not resident or unmeasured. */
+const measuredOf = (entry: ModelEntry, memory: Pick<GpuMemory, "usedBy"> | undefined) => {
+  const group = entry.harness.pid;
+  if (!memory || group === null || !RESIDENT_STATUSES.has(entry.status)) return null;
+  return memory.usedBy(group);
+};
+
+/** The entry as `GET /models` lists it, with its measured memory when `memory` is given. */
+export const describeEntry = (
+  entry: ModelEntry,
+  memory?: Pick<GpuMemory, "usedBy">,
+): NeuronModel => {
+  const used = measuredOf(entry, memory);
+  return {
+    id: entry.spec.id,
+    harness: entry.spec.harness,
+    status: entry.status,
+    devices: [...entry.spec.devices],
+    vram_mb: entry.spec.vram_mb,
+    in_flight: entry.admission.running,
+    queued: entry.admission.queued,
+    max_concurrency: entry.spec.max_concurrency,
+    last_accessed: iso(entry.lastAccessedMs),
+    loaded_at: iso(entry.loadedAtMs),
+    error: entry.error,
+    vram_used_mb: used?.usedMb ?? null,
+    vram_used_by_device: used?.byDevice?.map((share) => ({ ...share })) ?? null,
+  };
+};

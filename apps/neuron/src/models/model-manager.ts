@@ -9,7 +9,7 @@ import { Admission } from "./admission.js";
 import { CrashRecovery } from "./crash-recovery.js";
 import { Departures } from "./departures.js";
 import { harnessJob, supervisionOf } from "./harness-job.js";
-import { evictionsFor, specForLoad } from "./load-request.js";
+import { evictionsFor, readAgainFor, specForLoad } from "./load-request.js";
 import type { ManagerDeps, ManagerSettings } from "./manager-deps.js";
 import { type ModelEntry, refuseBusy, sameSpec, trackLoading } from "./model-entry.js";
 import { ModelRegistry } from "./model-registry.js";
@@ -53,7 +53,12 @@ export class ModelManager {
     this.#deps = deps;
     this.#settings = settings;
     this.#timers = deps.timers ?? systemTimers;
-    this.#supervision = supervisionOf(deps, () => this.#now(), this.#timers);
+    this.#supervision = supervisionOf(
+      deps,
+      () => this.#now(),
+      this.#timers,
+      () => this.#memoryChanged(),
+    );
     this.#models = new ModelRegistry({
       log: deps.log,
       now: () => this.#now(),
@@ -62,12 +67,14 @@ export class ModelManager {
         this.#swaps.changed("removed" in change ? undefined : this.#models.get(change.id));
       },
       onForget: (entry) => this.#out.clearIdle(entry),
+      memory: deps.gpuMemory,
     });
     this.#out = new Departures({
       models: this.#models,
       timers: this.#timers,
       log: deps.log,
       devices: deps.devices,
+      ...(deps.gpuMemory ? { gpuMemory: deps.gpuMemory } : {}),
       progress: (id, progress) => this.#emit(id, progress),
     });
     this.#crashes = new CrashRecovery({
@@ -91,9 +98,19 @@ export class ModelManager {
   readonly #serveHooks: ServeHooks = {
     now: () => this.#now(),
     reload: (entry) => {
-      if (this.#shuttingDown) return;
-      this.#deps.log.info({ model: entry.spec.id }, "lazy reload");
-      this.#swaps.request(entry);
+      if (this.#shuttingDown) return undefined;
+      // Its blockers are planned on the GPUs as read: a reading older than the last exit is
+      // renewed first when they would refuse it or make busy models drain for nothing.
+      const reading = readAgainFor(entry, this.#models.entries(), this.#deps, true);
+      if (!reading) {
+        this.#reload(entry);
+        return undefined;
+      }
+      return reading.then(() => {
+        // Meanwhile another request may have asked for it, or it may have been unloaded.
+        if (this.#shuttingDown || !this.#models.holds(entry)) return;
+        if (entry.status === "unloaded" && !entry.loading) this.#reload(entry);
+      });
     },
     awaitLoad: (entry, signal, arrivedMs) =>
       this.#swaps.wait(entry, signal, arrivedMs + this.#settings.queueTimeoutMs),
@@ -103,6 +120,23 @@ export class ModelManager {
       this.#swaps.wake();
     },
   };
+
+  #reload(entry: ModelEntry): void {
+    this.#deps.log.info({ model: entry.spec.id }, "lazy reload");
+    this.#swaps.request(entry);
+  }
+
+  /**
+   * A harness exited, so GPU memory changed: the reading is stale until a new one (started now)
+   * ends, and then a lazy reload waiting for room may fit without waiting for busy models.
+   */
+  #memoryChanged(): void {
+    const memory = this.#deps.gpuMemory;
+    if (!memory) return;
+    memory.changed();
+    // Shutting down, every harness exits and nothing more is decided: no reads for that.
+    if (!this.#shuttingDown) void memory.refresh().then(() => this.#swaps.wake());
+  }
 
   #now(): number {
     return this.#deps.now?.() ?? Date.now();
@@ -245,14 +279,18 @@ export class ModelManager {
    */
   async #bringUp(entry: ModelEntry, makeRoom: () => Promise<void>): Promise<void> {
     const { spec } = entry;
+    let started = false;
     try {
       await entry.harness.stopped;
       await makeRoom();
+      started = true;
       await entry.harness.start();
       this.#loaded(entry);
     } catch (error) {
       const message = capText(error instanceof Error ? error.message : String(error));
-      if (error instanceof NeuronError && error.code === "insufficient_vram") {
+      // The engine's own insufficient_vram (it ran out of memory starting) is a failed start
+      // like any other: listed `failed`, with its line, for the operator to see.
+      if (!started && error instanceof NeuronError && error.code === "insufficient_vram") {
         // Nothing was started: a first load leaves no trace, an `unloaded` model stays so.
         if (entry.loadedAtMs === null && entry.lastAccessedMs === null) {
           this.#models.remove(entry, true);

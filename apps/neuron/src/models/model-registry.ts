@@ -1,7 +1,7 @@
 import type { ModelStatus, NeuronModel } from "@cortex/protocol";
 import { capText } from "../bounded-text.js";
 import { FailedEntries } from "./failed-entries.js";
-import type { Log, ModelChange } from "./manager-deps.js";
+import type { GpuMemory, Log, ModelChange } from "./manager-deps.js";
 import { canMove, describeEntry, type ModelEntry } from "./model-entry.js";
 
 export interface RegistryDeps {
@@ -10,6 +10,8 @@ export interface RegistryDeps {
   readonly onChange?: ((change: ModelChange) => void) | undefined;
   /** An entry forgotten here (an expired failure) lets go of what it holds (its idle timer). */
   readonly onForget: (entry: ModelEntry) => void;
+  /** Measured GPU memory, for each model's `vram_used_mb`; absent, none is measured. */
+  readonly memory?: Pick<GpuMemory, "usedBy"> | undefined;
 }
 
 /**
@@ -42,7 +44,7 @@ export class ModelRegistry {
   /** Every model, after forgetting the failures that have expired. */
   list(): NeuronModel[] {
     this.pruneFailed();
-    return this.entries().map(describeEntry);
+    return this.entries().map((entry) => describeEntry(entry, this.#deps.memory));
   }
 
   add(entry: ModelEntry): void {
@@ -72,7 +74,7 @@ export class ModelRegistry {
       return false;
     }
     entry.status = to;
-    this.#deps.onChange?.(describeEntry(entry));
+    this.#deps.onChange?.(describeEntry(entry, this.#deps.memory));
     return true;
   }
 

@@ -8,9 +8,10 @@ export interface ServeHooks {
   readonly now: () => number;
   /**
    * Asks for a lazy reload of an `unloaded` model (it may wait its turn in the swap queue),
-   * unless the neuron is shutting down; throws when no wait could ever make room for it.
+   * unless the neuron is shutting down; throws when no wait could ever make room for it. A
+   * promise when it must first read the GPUs again (it then settles once it asked, or threw).
    */
-  readonly reload: (entry: ModelEntry) => void;
+  readonly reload: (entry: ModelEntry) => Promise<void> | undefined;
   /**
    * Waits for the model's load under way; a wait in the swap queue ends with 504 queue_timeout
    * at the queue timeout counted from `arrivedMs`.
@@ -84,7 +85,10 @@ const whenLoaded = async (
 ): Promise<string> => {
   for (let attempt = 0; attempt < 3; attempt += 1) {
     if (entry.status === "loaded" && entry.harness.url) return entry.harness.url;
-    if (entry.status === "unloaded" && !entry.loading) hooks.reload(entry);
+    if (entry.status === "unloaded" && !entry.loading) {
+      const asking = hooks.reload(entry);
+      if (asking) await asking;
+    }
     if (entry.loading) {
       await hooks.awaitLoad(entry, signal, arrivedMs);
       continue;

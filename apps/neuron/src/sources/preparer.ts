@@ -19,6 +19,8 @@ export interface LocalSourcesOptions {
   /** Progress goes out at most this often unless another 1% arrived; default 250 ms. */
   readonly progressIntervalMs?: number;
   readonly maxRedirects?: number;
+  /** A download completed: models_dir holds one more file (the held-sources list rescans). */
+  readonly onStored?: () => void;
 }
 
 /** A SourcePreparer that can also refuse a bad source synchronously, before anything changes. */
@@ -64,6 +66,7 @@ class LocalSourcePreparer implements LocalSources {
   readonly #idleTimeoutMs: number;
   readonly #progressIntervalMs: number;
   readonly #maxRedirects: number;
+  readonly #onStored: (() => void) | undefined;
   readonly #flights = new Map<string, Flight>();
 
   constructor(options: LocalSourcesOptions) {
@@ -88,6 +91,7 @@ class LocalSourcePreparer implements LocalSources {
     this.#idleTimeoutMs = options.idleTimeoutMs ?? 60_000;
     this.#progressIntervalMs = options.progressIntervalMs ?? 250;
     this.#maxRedirects = options.maxRedirects ?? 10;
+    this.#onStored = options.onStored;
   }
 
   check(source: string): void {
@@ -246,6 +250,7 @@ class LocalSourcePreparer implements LocalSources {
     // The last chunk may have been throttled away; every caller sees the finished size.
     const size = (await stat(parsed.target)).size;
     emit(size, size, true);
+    this.#onStored?.();
     return parsed.target;
   }
 

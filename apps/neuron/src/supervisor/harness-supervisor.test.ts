@@ -21,6 +21,8 @@ let states: HarnessState[];
 /** Whether the harness started last answers its readiness probe. */
 let ready: boolean;
 let supervisor: HarnessSupervisor;
+/** Exits the supervisor reported through onExit. */
+let exits: number;
 
 const kinds = () => states.map((state) => state.kind);
 const last = (): HarnessState | undefined => states.at(-1);
@@ -74,6 +76,9 @@ const supervisorWith = ({
       freePort: port,
       probe,
       onRecordError: () => {},
+      onExit: () => {
+        exits += 1;
+      },
       now: () => Date.now(),
       timers: systemTimers,
     },
@@ -92,6 +97,7 @@ beforeEach(() => {
   vi.useFakeTimers({ now: Date.parse("2025-01-01T00:00:00Z") });
   processes = [];
   states = [];
+  exits = 0;
   ready = true;
   supervisor = supervisorWith({});
 });
@@ -120,6 +126,23 @@ describe("HarnessSupervisor", () => {
     expect((error as Error).message).toMatch(/^harness exited with code 3 before it was ready/);
     expect(kinds()).toEqual(["starting", "stopped"]);
     expect(supervisor.url).toBeNull();
+  });
+
+  it("reports every exit (a failed start, a crash, a stop) before a stop resolves", async () => {
+    ready = false;
+    const failing = supervisor.start().catch(() => {});
+    await flush();
+    latest().crash(1);
+    await failing;
+    expect(exits).toBe(1);
+    ready = true;
+    await supervisor.start();
+    await crash();
+    expect(exits).toBe(2);
+    await vi.advanceTimersByTimeAsync(1000);
+    await flush();
+    const stopping = supervisor.stop().then(() => exits);
+    expect(await stopping).toBe(3);
   });
 
   it("restarts after 1 s, 5 s and 15 s, then gives up", async () => {

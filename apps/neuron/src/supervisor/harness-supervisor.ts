@@ -2,6 +2,7 @@ import { NeuronError } from "../errors.js";
 import type { Launch } from "../harnesses/definitions.js";
 import type { TimerHandle, Timers } from "../timers.js";
 import { LivenessProbe, type LivenessSettings } from "./liveness.js";
+import { engineOutOfMemoryError, findOutOfMemory } from "./out-of-memory.js";
 import type { PidRecords } from "./pid-records.js";
 import type { ExitStatus, ProcessRunner, RunningProcess } from "./process-runner.js";
 import type { RingBuffer } from "./ring-buffer.js";
@@ -54,6 +55,11 @@ export interface SupervisorDeps {
   readonly probe: (url: string, signal?: AbortSignal) => Promise<boolean>;
   readonly pids?: Pick<PidRecords, "add" | "remove">;
   readonly onRecordError: (error: unknown) => void;
+  /**
+   * A process of this supervisor exited, however (a stop, a crash, a failed start): the memory
+   * it held on the GPUs is free now. Called before anyone waiting for that exit hears of it.
+   */
+  readonly onExit?: () => void;
   readonly now: () => number;
   readonly timers: Timers;
 }
@@ -122,6 +128,11 @@ export class HarnessSupervisor {
   /** Loopback base URL of the harness while it is ready. */
   get url(): string | null {
     return this.#state.kind === "ready" ? this.#state.url : null;
+  }
+
+  /** The running process's id, also its process group's (null while none runs). */
+  get pid(): number | null {
+    return this.#child?.pid ?? null;
   }
 
   /** The running process's recent output. */
@@ -271,7 +282,11 @@ export class HarnessSupervisor {
     );
     const url = `http://${HOST}:${port}`;
     this.#child = child;
-    void child.exited.then((status) => this.#onExit(child, status));
+    // Registered before any stop awaits the exit, so the mark comes before a waiting load.
+    void child.exited.then((status) => {
+      this.#deps.onExit?.();
+      this.#onExit(child, status);
+    });
     const readyUrl = `${url}${launch.readyPath}`;
     try {
       await this.#waitReady(child, readyUrl);
@@ -290,19 +305,11 @@ export class HarnessSupervisor {
     for (;;) {
       if (child.hasExited()) {
         const status = await child.exited;
-        throw new NeuronError(
-          "load_failed",
-          `harness ${describeExit(status)} before it was ready; last output:\n${child.output.tail(15)}`,
-          { retryAfterS: 5 },
-        );
+        throw this.#startFailure(child, `${describeExit(status)} before it was ready`);
       }
       if (await this.#deps.probe(url).catch(() => false)) return;
       if (this.#deps.now() > deadline) {
-        throw new NeuronError(
-          "load_failed",
-          `harness was not ready within ${timeoutMs} ms; last output:\n${child.output.tail(15)}`,
-          { retryAfterS: 5 },
-        );
+        throw this.#startFailure(child, `was not ready within ${timeoutMs} ms`);
       }
       let timer: TimerHandle | undefined;
       await Promise.race([
@@ -313,6 +320,20 @@ export class HarnessSupervisor {
       ]);
       if (timer) this.#deps.timers.clear(timer);
     }
+  }
+
+  /**
+   * Why a start failed: insufficient_vram quoting the line when the engine's output says it ran
+   * out of GPU memory (out-of-memory.ts), else load_failed with the last output.
+   */
+  #startFailure(child: RunningProcess, what: string): NeuronError {
+    const oom = findOutOfMemory(child.output.tail(200));
+    if (oom) return engineOutOfMemoryError(this.#job.id, oom, what);
+    return new NeuronError(
+      "load_failed",
+      `harness ${what}; last output:\n${child.output.tail(15)}`,
+      { retryAfterS: 5 },
+    );
   }
 
   /** A harness that exits on its own, once ready, is restarted with backoff. */
