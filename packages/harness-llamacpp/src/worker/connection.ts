@@ -1,7 +1,6 @@
 import { ApiError } from "@cortex/http-kit";
 import type { Response } from "express";
-import type { ChatTurn, Engine } from "./engine.js";
-import type { ChatMessage } from "./requests.js";
+import type { Engine } from "./engine.js";
 import { type Envelope, newId, unixNow } from "./responses.js";
 import type { WorkerContext } from "./server.js";
 
@@ -44,15 +43,6 @@ export class InFlight {
     for (const controller of this.#active) controller.abort(new Error(reason));
   }
 }
-
-export const ROLE_OF: Record<ChatMessage["role"], ChatTurn["role"]> = {
-  system: "system",
-  developer: "system",
-  user: "user",
-  tool: "user",
-  function: "user",
-  assistant: "assistant",
-};
 
 export const readyEngine = (context: WorkerContext): Engine => {
   const engine = context.engine();

@@ -1,22 +1,25 @@
 import { stat } from "node:fs/promises";
 import {
-  type ChatHistoryItem,
   type ChatWrapper,
   getLlama,
   type Llama,
-  LlamaChat,
-  LlamaCompletion,
   type LlamaContextSequence,
   type LlamaEmbeddingContext,
   LlamaLogLevel,
   type LlamaModel,
-  LlamaVocabularyType,
   resolveChatWrapper,
   type Token,
 } from "node-llama-cpp";
+import { type RunResult, type RunSettings, runChat } from "./chat-run.js";
+import { completionTokensOf, runCompletion } from "./completion-run.js";
+import { constraintsOf } from "./constraints.js";
+import { GrammarCache } from "./grammar-cache.js";
+import { toHistory } from "./history.js";
 import { commonPrefixLength, MIN_REUSE_SHARE, pickSlot, reusablePrefix } from "./prefix-cache.js";
+import { shapedWrapper } from "./prompt-wrapper.js";
 import type { Sampling } from "./requests.js";
 import type { FinishReason } from "./responses.js";
+import { samplersOf, type Vocabulary, vocabularyOf } from "./sampler.js";
 import { SlotPool } from "./slots.js";
 
 export interface EngineOptions {
@@ -61,18 +64,44 @@ export interface Generation {
   readonly cachedTokens: number;
   /** The stop sequence that ended generation, when one did (Anthropic's `stop_sequence`). */
   readonly stopSequence?: string;
+  /** The tool calls the answer ends with (chat with tools); `finishReason` is then tool_calls. */
+  readonly toolCalls?: readonly GeneratedToolCall[];
 }
+
+/** A call the model made: a tool's name and its arguments, JSON text of an object. */
+export interface GeneratedToolCall {
+  readonly name: string;
+  readonly arguments: string;
+}
+
+/** A call as it is generated: `start` once (its name), then its arguments' text in pieces. */
+export type ToolCallEvent =
+  | { readonly type: "start"; readonly index: number; readonly name: string }
+  | { readonly type: "arguments"; readonly index: number; readonly text: string };
 
 export interface GenerateOptions {
   /** Aborting stops generation and frees the sequence; the promise then rejects. */
   readonly signal: AbortSignal;
   /** Text as it is generated (text that might start a stop sequence is held back). */
   readonly onText?: (text: string) => void;
+  /** Tool calls as they are generated (chat with tools). */
+  readonly onToolCall?: (event: ToolCallEvent) => void;
+}
+
+/** A call in an assistant turn of the history; `arguments` as parsed from the client's JSON. */
+export interface TurnToolCall {
+  readonly id: string;
+  readonly name: string;
+  readonly arguments: unknown;
 }
 
 export interface ChatTurn {
-  readonly role: "system" | "user" | "assistant";
+  readonly role: "system" | "user" | "assistant" | "tool";
   readonly text: string;
+  /** The calls an assistant turn made; the tool turns after it answer them. */
+  readonly toolCalls?: readonly TurnToolCall[];
+  /** The call a tool turn answers. */
+  readonly toolCallId?: string;
 }
 
 /**
@@ -118,47 +147,6 @@ export interface Engine {
 /** Embedding requests share one context of at most this many tokens. */
 const EMBEDDING_CONTEXT_MAX = 2048;
 
-/** The sampling settings LlamaChat and LlamaCompletion both take. */
-interface GenerationSettings {
-  readonly signal: AbortSignal;
-  readonly maxTokens: number;
-  readonly temperature: number;
-  readonly topP?: number;
-  readonly seed?: number;
-  readonly customStopTriggers: readonly string[];
-  readonly onTextChunk?: (text: string) => void;
-}
-
-/**
- * The token LlamaCompletion puts before a prompt (node-llama-cpp's own rule, which follows
- * llama.cpp's tokenizer): BOS where the vocabulary asks for it.
- */
-const beginningToken = (model: LlamaModel): Token | undefined => {
-  const type = model.vocabularyType;
-  if (type === LlamaVocabularyType.rwkv || type === LlamaVocabularyType.ugm) return undefined;
-  if (type !== LlamaVocabularyType.wpm && !model.tokens.shouldPrependBosToken) return undefined;
-  return model.tokens.bos ?? undefined;
-};
-
-const isText = (piece: string | Token): piece is string => typeof piece === "string";
-
-const finishReasonOf = (stopReason: string): FinishReason =>
-  stopReason === "maxTokens" ? "length" : "stop";
-
-const toHistory = (turns: readonly ChatTurn[]): ChatHistoryItem[] => {
-  const history: ChatHistoryItem[] = turns.map((turn) =>
-    turn.role === "system"
-      ? { type: "system", text: turn.text }
-      : turn.role === "user"
-        ? { type: "user", text: turn.text }
-        : { type: "model", response: [turn.text] },
-  );
-  // generateResponse continues the last model turn, so an answer needs an empty one to fill.
-  const last = history.at(-1);
-  if (last?.type !== "model") history.push({ type: "model", response: [] });
-  return history;
-};
-
 class LlamaEngine implements Engine {
   readonly #llama: Llama;
   readonly #model: LlamaModel;
@@ -171,6 +159,8 @@ class LlamaEngine implements Engine {
   // Resolved once: working it out from the model's Jinja template takes ~300 ms, which
   // LlamaChat would otherwise spend again on every request.
   readonly #chatWrapper: ChatWrapper;
+  readonly #grammars: GrammarCache;
+  readonly #vocabulary: Vocabulary;
   #embedding: Promise<LlamaEmbeddingContext> | undefined;
   // Embedding requests share one embedding context, one at a time.
   readonly #embedPool = new SlotPool<number>([0]);
@@ -193,6 +183,8 @@ class LlamaEngine implements Engine {
     this.#pool = new SlotPool(sequences);
     this.#disposeContext = disposeContext;
     this.#chatWrapper = resolveChatWrapper(model);
+    this.#grammars = new GrammarCache(llama, model);
+    this.#vocabulary = vocabularyOf(model);
     this.contextSize = sequences[0]?.contextSize ?? 0;
     this.parallel = sequences.length;
   }
@@ -221,21 +213,15 @@ class LlamaEngine implements Engine {
     options: GenerateOptions,
   ): Promise<Generation> {
     const history = toHistory(turns);
-    // The tokens LlamaChat evaluates for this history (it renders it the same way).
-    const tokens = this.#chatWrapper
+    const { format, tools } = await this.#grammars.ready(constraintsOf(sampling));
+    // The tokens LlamaChat evaluates first for this history (it renders it the same way).
+    const tokens = shapedWrapper(this.#chatWrapper, { functions: tools?.functions })
       .generateContextState({ chatHistory: history })
       .contextText.tokenize(this.#model.tokenizer);
-    return this.#generate(tokens, sampling, options, (slot) => {
-      const chat = new LlamaChat({
-        contextSequence: slot,
-        chatWrapper: this.#chatWrapper,
-        autoDisposeSequence: false,
-      });
-      return {
-        run: (settings) => chat.generateResponse(history, settings),
-        dispose: () => chat.dispose({ disposeSequence: false }),
-      };
-    });
+    const plan = { history, wrapper: this.#chatWrapper, format, tools, stops: sampling.stop };
+    return this.#generate(tokens, sampling, options, (slot, settings) =>
+      runChat(slot, plan, settings, options),
+    );
   }
 
   async complete(
@@ -243,30 +229,21 @@ class LlamaEngine implements Engine {
     sampling: Sampling,
     options: GenerateOptions,
   ): Promise<Generation> {
-    // Given tokens, LlamaCompletion evaluates them as they are after its beginning token, so the
-    // prompt counted here is exactly the one evaluated.
-    const beginning = beginningToken(this.#model);
-    const text = this.#model.tokenize(
-      prompt,
-      false,
-      beginning === undefined ? undefined : "trimLeadingSpace",
+    const { text, evaluated } = completionTokensOf(this.#model, prompt);
+    const { format } = await this.#grammars.ready(constraintsOf(sampling));
+    return this.#generate(evaluated, sampling, options, (slot, settings) =>
+      runCompletion(
+        slot,
+        text,
+        { grammar: format, stops: sampling.stop, onText: options.onText },
+        settings,
+      ),
     );
-    const tokens = beginning === undefined ? text : [beginning, ...text];
-    return this.#generate(tokens, sampling, options, (slot) => {
-      const completion = new LlamaCompletion({
-        contextSequence: slot,
-        autoDisposeSequence: false,
-      });
-      return {
-        run: (settings) => completion.generateCompletionWithMeta(text, settings),
-        dispose: () => completion.dispose({ disposeSequence: false }),
-      };
-    });
   }
 
   /**
    * One generation of the prompt `tokens` on a free sequence: what chat and completion share
-   * (the context check, the choice of sequence, sampling settings, token counts). `start` wraps
+   * (the context check, the choice of sequence, sampling settings, token counts). `run` wraps
    * the sequence in LlamaChat or LlamaCompletion, which erase what the sequence holds after its
    * common prefix with the prompt and evaluate only the rest; the sequence is released however
    * it ends.
@@ -275,17 +252,13 @@ class LlamaEngine implements Engine {
     tokens: readonly Token[],
     sampling: Sampling,
     options: GenerateOptions,
-    start: (slot: LlamaContextSequence) => {
-      run: (settings: GenerationSettings) => Promise<{
-        response: string;
-        metadata: { stopReason: string; customStopTrigger?: readonly (string | Token)[] };
-      }>;
-      dispose: () => void;
-    },
+    run: (slot: LlamaContextSequence, settings: RunSettings) => Promise<RunResult>,
   ): Promise<Generation> {
     const promptTokens = tokens.length;
     if (promptTokens >= this.contextSize)
       throw new ContextOverflowError(promptTokens, this.contextSize);
+    // Before a sequence is taken: a logit_bias the model cannot take is a 400.
+    const samplers = samplersOf(sampling, this.#model, this.#vocabulary);
     const { slot, release } = await this.#pool.acquire(options.signal, (free) => {
       const views = free.map((sequence) => ({
         tokens: sequence.contextTokens,
@@ -295,39 +268,28 @@ class LlamaEngine implements Engine {
       return pickSlot(views, tokens, this.#prefixCache ? MIN_REUSE_SHARE : Number.POSITIVE_INFINITY)
         .index;
     });
-    let generation: ReturnType<typeof start> | undefined;
     try {
       if (!this.#prefixCache) await slot.clearHistory();
       const reused = reusablePrefix(slot.contextTokens, tokens);
-      generation = start(slot);
       // Counted by the sequence's meter, not onToken: tokens of an unfinished UTF-8 character
       // are held back from onToken and never reported when generation stops between them.
       const outputBefore = slot.tokenMeter.usedOutputTokens;
-      const result = await generation.run({
+      const result = await run(slot, {
+        samplers,
         signal: options.signal,
         maxTokens: sampling.maxTokens ?? this.contextSize - promptTokens,
-        temperature: sampling.temperature,
-        ...(sampling.topP === undefined ? {} : { topP: sampling.topP }),
-        ...(sampling.seed === undefined ? {} : { seed: sampling.seed }),
-        customStopTriggers: sampling.stop,
-        ...(options.onText ? { onTextChunk: options.onText } : {}),
       });
       // The sequence now holds the prompt it evaluated, then the answer. Had node-llama-cpp
       // evaluated other tokens than counted here, it would have erased from the first difference
       // and the prefix still shared would end there: the count is never more than was reused.
       const cachedTokens = Math.min(reused, commonPrefixLength(slot.contextTokens, tokens));
       return {
-        text: result.response,
-        finishReason: finishReasonOf(result.metadata.stopReason),
+        ...result,
         promptTokens,
         completionTokens: slot.tokenMeter.usedOutputTokens - outputBefore,
         cachedTokens,
-        ...(result.metadata.customStopTrigger
-          ? { stopSequence: result.metadata.customStopTrigger.filter(isText).join("") }
-          : {}),
       };
     } finally {
-      generation?.dispose();
       this.#releases += 1;
       this.#lastUsed.set(slot, this.#releases);
       release();

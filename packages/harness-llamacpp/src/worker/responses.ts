@@ -3,7 +3,8 @@ import { randomBytes } from "node:crypto";
 // Builders for OpenAI response bodies. Shapes follow the official schemas: `logprobs` and
 // `message.refusal` are required (null), `usage` carries real token counts.
 
-export type FinishReason = "stop" | "length";
+/** Why an answer ended; `tool_calls` when it ends with calls for the client to make. */
+export type FinishReason = "stop" | "length" | "tool_calls";
 
 export interface Usage {
   readonly prompt_tokens: number;
@@ -26,6 +27,24 @@ export const usageOf = (generation: {
 
 export const newId = (prefix: string): string => `${prefix}-${randomBytes(12).toString("hex")}`;
 
+/** A tool call's id, as OpenAI writes them (`call_` and 24 characters). */
+export const newCallId = (): string => `call_${randomBytes(12).toString("hex")}`;
+
+/** A tool call in an answer: its id, the function's name and its arguments as JSON text. */
+export interface ToolCall {
+  readonly id: string;
+  readonly type: "function";
+  readonly function: { readonly name: string; readonly arguments: string };
+}
+
+/** One step of a streamed tool call: the first names it, the rest add to its arguments. */
+export interface ToolCallDelta {
+  readonly index: number;
+  readonly id?: string;
+  readonly type?: "function";
+  readonly function: { readonly name?: string; readonly arguments: string };
+}
+
 export const unixNow = (): number => Math.floor(Date.now() / 1000);
 
 export interface Envelope {
@@ -34,30 +53,46 @@ export interface Envelope {
   readonly model: string;
 }
 
+/**
+ * A chat answer: its text, and the tool calls it ends with. An answer that only calls tools has
+ * `content: null`, as OpenAI's do.
+ */
 export const chatCompletion = (
   envelope: Envelope,
-  text: string,
+  answer: { readonly text: string; readonly toolCalls?: readonly ToolCall[] },
   finishReason: FinishReason,
   usage: Usage,
-) => ({
-  id: envelope.id,
-  object: "chat.completion" as const,
-  created: envelope.created,
-  model: envelope.model,
-  choices: [
-    {
-      index: 0,
-      message: { role: "assistant" as const, content: text, refusal: null },
-      logprobs: null,
-      finish_reason: finishReason,
-    },
-  ],
-  usage,
-});
+) => {
+  const calls = answer.toolCalls ?? [];
+  return {
+    id: envelope.id,
+    object: "chat.completion" as const,
+    created: envelope.created,
+    model: envelope.model,
+    choices: [
+      {
+        index: 0,
+        message: {
+          role: "assistant" as const,
+          content: calls.length > 0 && !answer.text ? null : answer.text,
+          refusal: null,
+          ...(calls.length > 0 ? { tool_calls: calls } : {}),
+        },
+        logprobs: null,
+        finish_reason: finishReason,
+      },
+    ],
+    usage,
+  };
+};
 
 export const chatChunk = (
   envelope: Envelope,
-  delta: { role?: "assistant"; content?: string },
+  delta: {
+    role?: "assistant";
+    content?: string | null;
+    tool_calls?: readonly ToolCallDelta[];
+  },
   finishReason: FinishReason | null,
 ) => ({
   id: envelope.id,

@@ -4,7 +4,7 @@ import { openAIProblems } from "@cortex/testkit/openai";
 import OpenAI from "openai";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { InFlight } from "./connection.js";
-import type { ChatTurn, Engine, GenerateOptions, Generation } from "./engine.js";
+import type { ChatTurn, Engine, GeneratedToolCall, GenerateOptions, Generation } from "./engine.js";
 import { ContextOverflowError } from "./engine.js";
 import type { Sampling } from "./requests.js";
 import { createWorkerApp, type WorkerPhase } from "./server.js";
@@ -26,13 +26,18 @@ class ScriptedEngine implements Engine {
   cachedTokens = 0;
   lastTurns: readonly ChatTurn[] = [];
   lastSampling: Sampling | undefined;
+  /** Calls the answer ends with (after `words`), their arguments streamed in 3 pieces. */
+  calls: GeneratedToolCall[] = [];
 
   load() {
     return { busy: this.pool.busy, waiting: this.pool.waiting };
   }
 
   countTokens(turns: readonly ChatTurn[]) {
-    return turns.map((turn) => turn.text).join(" ").split(" ").length;
+    return turns
+      .map((turn) => turn.text)
+      .join(" ")
+      .split(" ").length;
   }
 
   async chat(
@@ -68,12 +73,24 @@ class ScriptedEngine implements Engine {
         }
         options.onText?.(word);
       }
+      this.calls.forEach((call, index) => {
+        options.onToolCall?.({ type: "start", index, name: call.name });
+        const third = Math.ceil(call.arguments.length / 3);
+        for (let at = 0; at < call.arguments.length; at += third)
+          options.onToolCall?.({
+            type: "arguments",
+            index,
+            text: call.arguments.slice(at, at + third),
+          });
+      });
       return {
         text: words.join(""),
-        finishReason: limit < this.words.length ? "length" : "stop",
+        finishReason:
+          limit < this.words.length ? "length" : this.calls.length > 0 ? "tool_calls" : "stop",
         promptTokens: prompt.split(" ").length,
         completionTokens: words.length,
         cachedTokens: this.cachedTokens,
+        ...(this.calls.length > 0 ? { toolCalls: this.calls } : {}),
       };
     } finally {
       release();
@@ -380,6 +397,308 @@ describe("completions and embeddings", () => {
   });
 });
 
+describe("response_format, tools and the other fields", () => {
+  const weather = {
+    type: "function" as const,
+    function: {
+      name: "get_weather",
+      description: "Weather for a city",
+      parameters: { type: "object", properties: { city: { type: "string" } }, required: ["city"] },
+    },
+  };
+  const user = [{ role: "user" as const, content: "weather in Paris?" }];
+
+  it("hands response_format to the engine as the answer's format", async () => {
+    const schema = { type: "object", properties: { n: { type: "integer" } } };
+    await client.chat.completions.create({
+      model: "tiny",
+      messages: user,
+      response_format: { type: "json_schema", json_schema: { name: "n", schema, strict: true } },
+    });
+    expect(engine.lastSampling?.format).toEqual({ type: "json_schema", schema, strict: true });
+    await client.chat.completions.create({
+      model: "tiny",
+      messages: user,
+      response_format: { type: "json_object" },
+    });
+    expect(engine.lastSampling?.format).toEqual({ type: "json_object" });
+    await client.chat.completions.create({
+      model: "tiny",
+      messages: user,
+      response_format: { type: "text" },
+    });
+    expect(engine.lastSampling?.format).toBeUndefined();
+    // Completions take it as well (as llama-server does).
+    await post("/v1/completions", { prompt: "x", response_format: { type: "json_object" } });
+    expect(engine.lastSampling?.format).toEqual({ type: "json_object" });
+  });
+
+  it("hands tools and tool_choice to the engine", async () => {
+    await client.chat.completions.create({
+      model: "tiny",
+      messages: user,
+      tools: [weather],
+      tool_choice: { type: "function", function: { name: "get_weather" } },
+      parallel_tool_calls: false,
+    });
+    expect(engine.lastSampling?.tools).toEqual({
+      functions: [
+        {
+          name: "get_weather",
+          description: "Weather for a city",
+          parameters: weather.function.parameters,
+        },
+      ],
+      choice: { name: "get_weather" },
+    });
+  });
+
+  it("answers calls as OpenAI does: tool_calls with ids, content null, finish_reason tool_calls", async () => {
+    engine.words = [];
+    engine.calls = [{ name: "get_weather", arguments: '{"city": "Paris"}' }];
+    const completion = await client.chat.completions.create({
+      model: "tiny",
+      messages: user,
+      tools: [weather],
+      tool_choice: "required",
+    });
+    expect(openAIProblems("CreateChatCompletionResponse", completion)).toEqual([]);
+    const choice = completion.choices[0];
+    expect(choice?.finish_reason).toBe("tool_calls");
+    expect(choice?.message.content).toBeNull();
+    expect(choice?.message.tool_calls).toEqual([
+      {
+        id: expect.stringMatching(/^call_[0-9a-f]{24}$/),
+        type: "function",
+        function: { name: "get_weather", arguments: '{"city": "Paris"}' },
+      },
+    ]);
+    // Text before a call stays the content.
+    engine.words = ["Let me check."];
+    const both = await client.chat.completions.create({
+      model: "tiny",
+      messages: user,
+      tools: [weather],
+    });
+    expect(both.choices[0]?.message.content).toBe("Let me check.");
+    expect(both.choices[0]?.message.tool_calls).toHaveLength(1);
+  });
+
+  it("streams a call as OpenAI does, which the official client assembles", async () => {
+    engine.words = [];
+    engine.calls = [{ name: "get_weather", arguments: '{"city": "Paris"}' }];
+    const stream = await client.chat.completions.create({
+      model: "tiny",
+      messages: user,
+      tools: [weather],
+      tool_choice: "required",
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    const chunks = [];
+    for await (const chunk of stream) chunks.push(chunk);
+    for (const chunk of chunks)
+      expect(openAIProblems("CreateChatCompletionStreamResponse", chunk)).toEqual([]);
+    expect(chunks[0]?.choices[0]?.delta).toEqual({ role: "assistant", content: null });
+    const first = chunks[1]?.choices[0]?.delta.tool_calls?.[0];
+    expect(first).toEqual({
+      index: 0,
+      id: expect.stringMatching(/^call_/),
+      type: "function",
+      function: { name: "get_weather", arguments: "" },
+    });
+    const pieces = chunks.flatMap((chunk) => chunk.choices[0]?.delta.tool_calls ?? []);
+    expect(pieces.slice(1).every((piece) => piece.id === undefined && piece.index === 0)).toBe(
+      true,
+    );
+    expect(pieces.map((piece) => piece.function?.arguments).join("")).toBe('{"city": "Paris"}');
+    expect(chunks.at(-2)?.choices[0]?.finish_reason).toBe("tool_calls");
+    expect(chunks.at(-1)?.usage?.completion_tokens).toBe(0);
+
+    // The SDK's own stream helper puts the same call together.
+    const helper = client.chat.completions.stream({
+      model: "tiny",
+      messages: user,
+      tools: [weather],
+      tool_choice: "required",
+    });
+    const final = await helper.finalChatCompletion();
+    expect(final.choices[0]?.message.tool_calls?.[0]).toMatchObject({
+      type: "function",
+      function: { name: "get_weather", arguments: '{"city": "Paris"}' },
+    });
+  });
+
+  it("gives the engine a conversation with calls and their results as turns", async () => {
+    await client.chat.completions.create({
+      model: "tiny",
+      tools: [weather],
+      messages: [
+        ...user,
+        {
+          role: "assistant",
+          content: null,
+          tool_calls: [
+            {
+              id: "call_1",
+              type: "function",
+              function: { name: "get_weather", arguments: '{"city":"Paris"}' },
+            },
+          ],
+        },
+        { role: "tool", tool_call_id: "call_1", content: '{"temp": 21}' },
+      ],
+    });
+    expect(engine.lastTurns).toEqual([
+      { role: "user", text: "weather in Paris?" },
+      {
+        role: "assistant",
+        text: "",
+        toolCalls: [{ id: "call_1", name: "get_weather", arguments: { city: "Paris" } }],
+      },
+      { role: "tool", text: '{"temp": 21}', toolCallId: "call_1" },
+    ]);
+  });
+
+  it("maps the sampling fields node-llama-cpp honours", async () => {
+    await post("/v1/chat/completions", {
+      messages: user,
+      presence_penalty: 0.5,
+      frequency_penalty: -0.5,
+      repeat_penalty: 1.2,
+      top_k: 40,
+      min_p: 0.05,
+      logit_bias: { "42": -100, "7": 5 },
+    });
+    expect(engine.lastSampling).toMatchObject({
+      presencePenalty: 0.5,
+      frequencyPenalty: -0.5,
+      repeatPenalty: 1.2,
+      topK: 40,
+      minP: 0.05,
+      logitBias: [
+        [7, 5],
+        [42, -100],
+      ],
+    });
+  });
+
+  it("accepts metadata and hints that do not change the answer", async () => {
+    const res = await post("/v1/chat/completions", {
+      messages: [{ role: "user", content: "hi", name: "ann" }],
+      user: "u-1",
+      metadata: { team: "a" },
+      store: false,
+      service_tier: "auto",
+      safety_identifier: "s",
+      prompt_cache_key: "k",
+      prediction: { type: "content", content: "Hello" },
+      logprobs: false,
+      top_logprobs: 0,
+      modalities: ["text"],
+      parallel_tool_calls: true,
+      stream_options: null,
+    });
+    expect(res.status).toBe(200);
+  });
+});
+
+const chat = (body: Record<string, unknown>) => ({
+  messages: [{ role: "user", content: "x" }],
+  ...body,
+});
+const tool = (parameters: unknown, strict = false) => ({
+  type: "function",
+  function: { name: "f", parameters, strict },
+});
+
+/** Chat requests the harness refuses, and a piece of the message naming why. */
+const refusedChat: [string, unknown, string][] = [
+  ["/v1/chat/completions", chat({ logprobs: true }), "does not produce log probabilities"],
+  ["/v1/chat/completions", chat({ top_logprobs: 3 }), "does not produce log probabilities"],
+  ["/v1/chat/completions", chat({ audio: { voice: "alloy" } }), "audio"],
+  ["/v1/chat/completions", chat({ modalities: ["text", "audio"] }), '"text" modality'],
+  ["/v1/chat/completions", chat({ reasoning_effort: "low" }), "reasoning_effort"],
+  ["/v1/chat/completions", chat({ verbosity: "low" }), "verbosity"],
+  ["/v1/chat/completions", chat({ web_search_options: {} }), "web search"],
+  ["/v1/chat/completions", chat({ functions: [{ name: "f" }] }), "send tools"],
+  ["/v1/chat/completions", chat({ function_call: "auto" }), "tool_choice"],
+  ["/v1/chat/completions", chat({ grammar: "root ::= x" }), "response_format"],
+  ["/v1/chat/completions", chat({ json_schema: {} }), "response_format"],
+  ["/v1/chat/completions", chat({ logit_bias: { a: 1 } }), "token ids"],
+  ["/v1/chat/completions", chat({ logit_bias: { "1": 101 } }), "logit_bias"],
+  ["/v1/chat/completions", chat({ presence_penalty: 3 }), "presence_penalty"],
+  ["/v1/chat/completions", chat({ response_format: { type: "xml" } }), '"json_schema"'],
+  [
+    "/v1/chat/completions",
+    chat({ response_format: { type: "json_schema", json_schema: { name: "a b" } } }),
+    "json_schema.name",
+  ],
+  [
+    "/v1/chat/completions",
+    chat({
+      response_format: {
+        type: "json_schema",
+        json_schema: { name: "p", strict: true, schema: { type: "string", pattern: "^a" } },
+      },
+    }),
+    "response_format.json_schema.schema.pattern",
+  ],
+  [
+    "/v1/chat/completions",
+    chat({ response_format: { type: "json_object" }, tools: [tool({ type: "object" })] }),
+    'tool_choice "auto"',
+  ],
+  ["/v1/chat/completions", chat({ tools: [{ type: "custom", custom: {} }] }), '"function"'],
+  ["/v1/chat/completions", chat({ tools: [tool({ type: "array" })] }), "of an object"],
+  [
+    "/v1/chat/completions",
+    chat({
+      tools: [
+        tool({ type: "object", properties: { a: { type: "string", format: "email" } } }, true),
+      ],
+    }),
+    "tools[0].function.parameters.properties.a.format",
+  ],
+  ["/v1/chat/completions", chat({ tools: [tool(null), tool(null)] }), "names two tools"],
+  [
+    "/v1/chat/completions",
+    chat({ tools: [{ type: "function", function: { name: "bad name" } }] }),
+    "function name",
+  ],
+  ["/v1/chat/completions", chat({ tool_choice: "required" }), "needs tools"],
+  [
+    "/v1/chat/completions",
+    chat({ tools: [tool(null)], tool_choice: { type: "function", function: { name: "g" } } }),
+    "not one of the request's tools",
+  ],
+  ["/v1/chat/completions", chat({ tool_choice: "sometimes" }), "tool_choice must be"],
+  [
+    "/v1/chat/completions",
+    { messages: [{ role: "function", name: "f", content: "1" }] },
+    'legacy "function" role',
+  ],
+  ["/v1/chat/completions", { messages: [{ role: "tool", content: "1" }] }, "tool_call_id"],
+  [
+    "/v1/chat/completions",
+    { messages: [{ role: "tool", content: "1", tool_call_id: "c" }] },
+    "answers no tool call",
+  ],
+  [
+    "/v1/chat/completions",
+    {
+      messages: [
+        {
+          role: "assistant",
+          tool_calls: [{ id: "c", type: "function", function: { name: "f", arguments: "{}" } }],
+        },
+        { role: "user", content: "hm" },
+      ],
+    },
+    "must be followed by tool messages",
+  ],
+];
+
 describe("bad input", () => {
   it.each([
     ["/v1/chat/completions", "{not json", "not valid JSON"],
@@ -410,6 +729,15 @@ describe("bad input", () => {
     ["/v1/embeddings", { input: "x", encoding_format: "int8" }, '"float" or "base64"'],
     ["/v1/embeddings", { input: "x", dimensions: 0 }, "dimensions"],
     ["/v1/embeddings", { input: "x", dimensions: "3" }, "dimensions"],
+    ...refusedChat,
+    ["/v1/completions", { prompt: "x", suffix: "y" }, "fill-in-the-middle"],
+    ["/v1/completions", { prompt: "x", best_of: 2 }, "best_of = 1"],
+    ["/v1/completions", { prompt: "x", logprobs: 2 }, "log probabilities"],
+    [
+      "/v1/completions",
+      { prompt: "x", response_format: { type: "json_schema", json_schema: { schema: false } } },
+      "response_format",
+    ],
   ])("%s %j → 400", async (path, body, message) => {
     const res = await post(path, body);
     expect(res.status).toBe(400);

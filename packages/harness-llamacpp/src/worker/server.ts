@@ -1,20 +1,21 @@
 import { ApiError, notFound, parseBody } from "@cortex/http-kit";
 import express from "express";
-import { envelopeFor, type InFlight, ROLE_OF, readyEngine, withConnection } from "./connection.js";
-import type { Engine, Generation } from "./engine.js";
+import { ChatChunkWriter, toolCallsOf } from "./chat-answer.js";
+import { chatTurnsOf, toolUseOf } from "./chat-input.js";
+import { envelopeFor, type InFlight, readyEngine, withConnection } from "./connection.js";
+import { constraintsOf } from "./constraints.js";
+import type { Engine } from "./engine.js";
 import { errorHandler } from "./http-error.js";
 import { mountMessagesApi } from "./messages-api.js";
 import {
   ChatRequest,
   CompletionRequest,
   EmbeddingRequest,
+  type Sampling,
   samplingOf,
-  textOf,
 } from "./requests.js";
 import {
-  chatChunk,
   chatCompletion,
-  chatUsageChunk,
   completionUsageChunk,
   embeddingList,
   modelList,
@@ -64,34 +65,26 @@ export const createWorkerApp = (context: WorkerContext, inflight: InFlight): exp
   app.post("/v1/chat/completions", json, async (req, res) => {
     const body = parseBody(ChatRequest, req.body);
     const engine = readyEngine(context);
-    const turns = body.messages.map((message) => ({
-      role: ROLE_OF[message.role],
-      text: textOf(message.content),
-    }));
-    const sampling = samplingOf(body);
+    const turns = chatTurnsOf(body.messages);
+    const tools = toolUseOf(body);
+    const sampling: Sampling = { ...samplingOf(body), ...(tools ? { tools } : {}) };
+    // A schema or a combination the harness cannot honour is a 400 before a slot is waited for.
+    constraintsOf(sampling);
     const envelope = envelopeFor(context, "chatcmpl");
     await withConnection(res, inflight, async (signal) => {
       if (!body.stream) {
         const result = await engine.chat(turns, sampling, { signal });
-        res.json(chatCompletion(envelope, result.text, result.finishReason, usageOf(result)));
+        const answer = { text: result.text, toolCalls: toolCallsOf(result) };
+        res.json(chatCompletion(envelope, answer, result.finishReason, usageOf(result)));
         return;
       }
-      const stream = new EventStream(res);
-      const result: Generation = await engine.chat(turns, sampling, {
+      const writer = new ChatChunkWriter(new EventStream(res), envelope);
+      const result = await engine.chat(turns, sampling, {
         signal,
-        onText: (text) => {
-          if (!stream.started)
-            stream.send(chatChunk(envelope, { role: "assistant", content: "" }, null));
-          stream.send(chatChunk(envelope, { content: text }, null));
-        },
+        onText: (text) => writer.text(text),
+        onToolCall: (event) => writer.toolCall(event),
       });
-      if (!stream.started)
-        stream.send(chatChunk(envelope, { role: "assistant", content: "" }, null));
-      stream.send(chatChunk(envelope, {}, result.finishReason));
-      if (body.stream_options?.include_usage) {
-        stream.send(chatUsageChunk(envelope, usageOf(result)));
-      }
-      stream.done();
+      writer.finish(result, body.stream_options?.include_usage ? usageOf(result) : undefined);
     });
   });
 
@@ -100,6 +93,7 @@ export const createWorkerApp = (context: WorkerContext, inflight: InFlight): exp
     const engine = readyEngine(context);
     const prompt = typeof body.prompt === "string" ? body.prompt : (body.prompt[0] ?? "");
     const sampling = samplingOf(body);
+    constraintsOf(sampling);
     const envelope = envelopeFor(context, "cmpl");
     const prefix = body.echo ? prompt : "";
     await withConnection(res, inflight, async (signal) => {

@@ -7,7 +7,9 @@ import { freePort } from "@cortex/testkit";
 import { openAIProblems } from "@cortex/testkit/openai";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { z } from "zod";
 import { writeTinyModel } from "../gguf/index.js";
+import { buildSpmVocab } from "../gguf/vocab.js";
 import { WORKER_ENTRY } from "./entry.js";
 
 // The real worker process on the real tiny model: what the neuron will start per model.
@@ -235,6 +237,255 @@ describe("a worker serving the tiny model", () => {
       max_tokens: 3,
     });
     expect(completion.choices).toHaveLength(1);
+  });
+});
+
+describe("structured output and tools, through the official client", () => {
+  // The tiny model's text is noise: only the grammars give its answers shape, so every answer
+  // here is checked against its schema with zod's own JSON Schema reader.
+  let worker: Worker;
+  type Tool = OpenAI.Chat.Completions.ChatCompletionFunctionTool;
+
+  /** zod's validator for `schema`, less string lengths (zod counts UTF-16 units, not characters). */
+  const checkerOf = (schema: object) => {
+    const strip = (value: unknown): unknown =>
+      Array.isArray(value)
+        ? value.map(strip)
+        : typeof value === "object" && value !== null
+          ? Object.fromEntries(
+              Object.entries(value)
+                .filter(([key]) => key !== "maxLength")
+                .map(([key, inner]) => [key, strip(inner)]),
+            )
+          : value;
+    return z.fromJSONSchema(strip(schema) as z.core.JSONSchema.JSONSchema);
+  };
+
+  const person = {
+    type: "object",
+    properties: {
+      name: { type: "string", maxLength: 16 },
+      age: { type: "integer" },
+      mood: { enum: ["happy", "sad"] },
+      tags: { type: "array", items: { type: "boolean" }, maxItems: 4 },
+      pet: { anyOf: [{ type: "string", maxLength: 8 }, { type: "null" }] },
+    },
+    required: ["name", "age", "mood", "tags", "pet"],
+    additionalProperties: false,
+  };
+  const weatherParams = {
+    type: "object",
+    properties: {
+      city: { type: "string", maxLength: 24 },
+      days: { type: "integer" },
+      unit: { enum: ["c", "f"] },
+    },
+    required: ["city", "days", "unit"],
+    additionalProperties: false,
+  };
+  const tools: Tool[] = [
+    {
+      type: "function",
+      function: {
+        name: "get_weather",
+        description: "Weather for a city",
+        parameters: weatherParams,
+      },
+    },
+    {
+      type: "function",
+      function: {
+        name: "get_time",
+        parameters: { type: "object", properties: { utc: { type: "boolean" } } },
+      },
+    },
+  ];
+  const ask = { model: "tiny", temperature: 1, max_tokens: 1000 } as const;
+  const messages: OpenAI.Chat.Completions.ChatCompletionMessageParam[] = [
+    { role: "user", content: "What is the weather in Paris?" },
+  ];
+
+  beforeAll(async () => {
+    worker = await startWorker(chatModel, ["--alias", "tiny"]);
+    await waitReady(worker);
+  });
+
+  afterAll(async () => {
+    worker.child.kill("SIGTERM");
+    await exited(worker.child);
+  });
+
+  it("answers response_format json_schema with JSON that parses and matches the schema", async () => {
+    const check = checkerOf(person);
+    for (const seed of [1, 2, 3]) {
+      const completion = await worker.client.chat.completions.create({
+        ...ask,
+        seed,
+        messages: [{ role: "user", content: "Describe a person." }],
+        response_format: {
+          type: "json_schema",
+          json_schema: { name: "person", strict: true, schema: person },
+        },
+      });
+      expect(openAIProblems("CreateChatCompletionResponse", completion)).toEqual([]);
+      expect(completion.choices[0]?.finish_reason).toBe("stop");
+      const value: unknown = JSON.parse(completion.choices[0]?.message.content ?? "");
+      expect(check.safeParse(value).error).toBeUndefined();
+    }
+  });
+
+  it("answers json_object with a JSON object", async () => {
+    let finished = 0;
+    for (const seed of [1, 2, 3]) {
+      const completion = await worker.client.chat.completions.create({
+        ...ask,
+        seed,
+        messages: [{ role: "user", content: "Some JSON, please." }],
+        response_format: { type: "json_object" },
+      });
+      // Any object may be as long as the model likes; an answer cut by max_tokens is not JSON.
+      if (completion.choices[0]?.finish_reason !== "stop") continue;
+      finished += 1;
+      const value: unknown = JSON.parse(completion.choices[0]?.message.content ?? "");
+      expect(typeof value === "object" && value !== null && !Array.isArray(value)).toBe(true);
+    }
+    expect(finished).toBeGreaterThan(0);
+  });
+
+  it("holds a completion to response_format as well", async () => {
+    const completion = await worker.client.completions.create({
+      ...ask,
+      seed: 2,
+      prompt: "Weather as JSON:",
+      // Not in the SDK's completion types: llama-server's extension, which this harness takes.
+      ...({
+        response_format: { type: "json_schema", json_schema: { schema: weatherParams } },
+      } as object),
+    });
+    expect(openAIProblems("CreateCompletionResponse", completion)).toEqual([]);
+    const value: unknown = JSON.parse(completion.choices[0]?.text ?? "");
+    expect(checkerOf(weatherParams).safeParse(value).error).toBeUndefined();
+  });
+
+  it("answers tool_choice required with a call whose arguments match its parameters", async () => {
+    for (const seed of [1, 2, 3, 4]) {
+      const completion = await worker.client.chat.completions.create({
+        ...ask,
+        seed,
+        messages,
+        tools,
+        tool_choice: "required",
+      });
+      expect(openAIProblems("CreateChatCompletionResponse", completion)).toEqual([]);
+      const choice = completion.choices[0];
+      expect(choice?.finish_reason).toBe("tool_calls");
+      expect(choice?.message.content).toBeNull();
+      const [call] = choice?.message.tool_calls ?? [];
+      if (call?.type !== "function") throw new Error("no function call");
+      expect(call.id).toMatch(/^call_/);
+      const args: unknown = JSON.parse(call.function.arguments);
+      const tool = tools.find((candidate) => candidate.function.name === call.function.name);
+      expect(tool).toBeDefined();
+      expect(checkerOf(tool?.function.parameters ?? {}).safeParse(args).error).toBeUndefined();
+    }
+  });
+
+  it("calls the function tool_choice names", async () => {
+    const completion = await worker.client.chat.completions.create({
+      ...ask,
+      seed: 5,
+      messages,
+      tools,
+      tool_choice: { type: "function", function: { name: "get_weather" } },
+    });
+    const call = completion.choices[0]?.message.tool_calls?.[0];
+    if (call?.type !== "function") throw new Error("no function call");
+    expect(call.function.name).toBe("get_weather");
+    expect(
+      checkerOf(weatherParams).safeParse(JSON.parse(call.function.arguments)).error,
+    ).toBeUndefined();
+  });
+
+  it("streams a call that assembles into the call a whole answer gives", async () => {
+    const request = { ...ask, seed: 7, messages, tools, tool_choice: "required" } as const;
+    const whole = await worker.client.chat.completions.create(request);
+    const stream = await worker.client.chat.completions.create({
+      ...request,
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    const chunks = [];
+    for await (const chunk of stream) chunks.push(chunk);
+    for (const chunk of chunks)
+      expect(openAIProblems("CreateChatCompletionStreamResponse", chunk)).toEqual([]);
+    const pieces = chunks.flatMap((chunk) => chunk.choices[0]?.delta.tool_calls ?? []);
+    expect(pieces[0]?.id).toMatch(/^call_/);
+    const streamed = {
+      name: pieces[0]?.function?.name,
+      arguments: pieces.map((piece) => piece.function?.arguments ?? "").join(""),
+    };
+    const call = whole.choices[0]?.message.tool_calls?.[0];
+    if (call?.type !== "function") throw new Error("no function call");
+    expect(streamed).toEqual({ name: call.function.name, arguments: call.function.arguments });
+    expect(chunks.at(-2)?.choices[0]?.finish_reason).toBe("tool_calls");
+    expect(chunks.at(-1)?.usage?.completion_tokens).toBe(whole.usage?.completion_tokens);
+    // The SDK's stream helper assembles the same call.
+    const final = await worker.client.chat.completions.stream(request).finalChatCompletion();
+    expect(final.choices[0]?.message.tool_calls?.[0]).toMatchObject({ function: call.function });
+  });
+
+  it("answers after a call's result, given back in the conversation", async () => {
+    const call = {
+      id: "call_1",
+      type: "function" as const,
+      function: { name: "get_weather", arguments: '{"city": "Paris", "days": 1, "unit": "c"}' },
+    };
+    const completion = await worker.client.chat.completions.create({
+      ...ask,
+      seed: 1,
+      max_tokens: 12,
+      tools,
+      messages: [
+        ...messages,
+        { role: "assistant", content: null, tool_calls: [call] },
+        { role: "tool", tool_call_id: "call_1", content: '{"temperature": 21}' },
+      ],
+    });
+    expect(openAIProblems("CreateChatCompletionResponse", completion)).toEqual([]);
+    expect(completion.choices[0]?.finish_reason).toMatch(/^(stop|length|tool_calls)$/);
+    // The result is part of the prompt: longer than the question alone.
+    const alone = await worker.client.chat.completions.create({
+      ...ask,
+      max_tokens: 1,
+      tools,
+      messages,
+    });
+    expect(completion.usage?.prompt_tokens).toBeGreaterThan((alone.usage?.prompt_tokens ?? 0) + 20);
+    await expect(
+      worker.client.chat.completions.create({
+        ...ask,
+        tools,
+        messages: [...messages, { role: "assistant", content: null, tool_calls: [call] }],
+      }),
+    ).rejects.toMatchObject({ status: 400, type: "invalid_request_error" });
+  });
+
+  it("biases tokens with logit_bias, and refuses logprobs", async () => {
+    const x = buildSpmVocab().tokens.indexOf("x");
+    const completion = await worker.client.chat.completions.create({
+      model: "tiny",
+      messages,
+      temperature: 0,
+      max_tokens: 5,
+      logit_bias: { [x]: 100 },
+    });
+    expect(completion.choices[0]?.message.content).toBe("xxxxx");
+    await expect(
+      worker.client.chat.completions.create({ model: "tiny", messages, logprobs: true }),
+    ).rejects.toMatchObject({
+      status: 400,
+      message: expect.stringContaining("does not produce log probabilities"),
+    });
   });
 });
 
