@@ -232,7 +232,7 @@ describe("the Response object", () => {
     [{ type: "json_object" }, { type: "json_object" }],
     [
       { type: "json_schema", name: "answer", schema: { type: "object" }, strict: true },
-      { type: "json_schema", schema: { type: "object" } },
+      { type: "json_schema", schema: { type: "object" }, strict: true },
     ],
   ])("passes text.format %j to the engine", async (format, expected) => {
     const res = await worker.post("/v1/responses", { input: "hi", text: { format } });

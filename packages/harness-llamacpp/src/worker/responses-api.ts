@@ -8,11 +8,19 @@ import { echoOf, finishedResponse, ResponseEventWriter } from "./responses-event
 import { ResponsesRequest, samplingOfResponse, turnsOfResponse } from "./responses-request.js";
 import type { WorkerContext } from "./server.js";
 
-/** A prompt too long for the context, named as the Responses API's field (`input`). */
+/**
+ * An error named in the Responses API's own fields: a prompt too long for the context is
+ * `input`'s, a schema the grammar compiler refuses is `text.format`'s (chat's
+ * `response_format`).
+ */
 const atInput = (error: unknown): unknown =>
   error instanceof ContextOverflowError
     ? new ApiError("context_length_exceeded", error.message, { param: "input" })
-    : error;
+    : error instanceof ApiError && error.param?.startsWith("response_format")
+      ? new ApiError(error.code, error.message.replaceAll("response_format", "text.format"), {
+          param: `text.format${error.param.slice("response_format".length)}`,
+        })
+      : error;
 
 /**
  * Mounts `POST /v1/responses`: OpenAI's Responses API, stateless, over the same engine and

@@ -124,6 +124,40 @@ describe("the Responses API on the tiny model", () => {
       text: deltas.join(""),
     });
   });
+  it("holds text.format json_schema to its schema, and names text.format for one it refuses", async () => {
+    const schema = {
+      type: "object",
+      properties: { ok: { type: "boolean" }, mood: { enum: ["calm", "busy"] } },
+      required: ["ok", "mood"],
+      additionalProperties: false,
+    };
+    const response = await client.responses.create({
+      model: "tiny",
+      input: "How is it going?",
+      max_output_tokens: 32,
+      temperature: 0,
+      text: { format: { type: "json_schema", name: "status", schema, strict: true } },
+    });
+    const parsed = JSON.parse(response.output_text) as { ok: unknown; mood: unknown };
+    expect(typeof parsed.ok).toBe("boolean");
+    expect(["calm", "busy"]).toContain(parsed.mood);
+    const refused = await post("/v1/responses", {
+      model: "tiny",
+      input: "Hi",
+      text: {
+        format: {
+          type: "json_schema",
+          name: "code",
+          strict: true,
+          schema: { type: "object", properties: { code: { type: "string", pattern: "^[a-z]+$" } } },
+        },
+      },
+    });
+    expect(refused.status).toBe(400);
+    const { error } = (await refused.json()) as { error: { param: string; message: string } };
+    expect(error.param.startsWith("text.format")).toBe(true);
+    expect(error.message).not.toContain("response_format");
+  });
 });
 
 describe("the Anthropic Messages API on the tiny model", () => {

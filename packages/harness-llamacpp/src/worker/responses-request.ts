@@ -142,7 +142,7 @@ export const turnsOfResponse = (request: ResponsesRequest): ChatTurn[] => {
 export const outputFormatOf = (format: TextFormat | undefined): OutputFormat | undefined => {
   if (format === undefined || format.type === "text") return undefined;
   if (format.type === "json_object") return { type: "json_object" };
-  return { type: "json_schema", schema: format.schema };
+  return { type: "json_schema", schema: format.schema, ...(format.strict ? { strict: true } : {}) };
 };
 
 /** Generation settings in the engine's terms; the Responses API has no stop or seed. */
