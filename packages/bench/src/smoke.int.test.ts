@@ -97,6 +97,7 @@ describe("the benchmark suite in smoke mode", () => {
       "contention",
       "affinity",
       "failover",
+      "locality",
     ]);
     const modes = report("inference").modes as { mode: string }[];
     expect(modes.map((m) => m.mode)).toEqual(["json", "stream"]);
