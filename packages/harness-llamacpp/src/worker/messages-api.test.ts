@@ -108,6 +108,7 @@ describe("messages", () => {
       ],
       temperature: 0.5,
       top_p: 0.9,
+      top_k: 40,
       stop_sequences: ["END", ""],
       metadata: { user_id: "u-1" },
     });
@@ -137,6 +138,7 @@ describe("messages", () => {
       maxTokens: 64,
       temperature: 0.5,
       topP: 0.9,
+      topK: 40,
       seed: undefined,
       stop: ["END"],
     });
@@ -316,7 +318,7 @@ describe("refusals", () => {
     [{ messages: [{ role: "user", content: 5 }] }, "messages[0].content", "a string or a list"],
     [{ messages: user, system: [{ type: "image" }] }, "system[0].type", '"image"'],
     [{ messages: user, temperature: 1.5 }, "temperature", "temperature"],
-    [{ messages: user, top_k: 40 }, "top_k", "top_k is not supported"],
+    [{ messages: user, top_k: 0 }, "top_k", "top_k"],
     [
       { messages: user, tools: [{ name: "f", input_schema: {} }] },
       "tools",

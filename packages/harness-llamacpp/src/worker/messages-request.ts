@@ -5,9 +5,8 @@ import { DEFAULT_TEMPERATURE, refusedWhen, stringOrList, textPart } from "./sche
 
 // The bodies of Anthropic's `POST /v1/messages` and `/v1/messages/count_tokens` as this harness
 // serves them: text content blocks only. Blocks of other types (images, documents, tool use and
-// results, thinking) and `tools` are refused with a 400 naming them; `top_k` too, since the
-// engine takes no top-k setting and ignoring it would sample differently than asked. Fields
-// that change nothing here (metadata, anthropic-specific hints) pass unread.
+// results, thinking) and `tools` are refused with a 400 naming them. Fields that change nothing
+// here (metadata, anthropic-specific hints) pass unread.
 
 /** Messages per request. */
 export const MAX_MESSAGES = 4096;
@@ -59,11 +58,7 @@ export const MessagesRequest = z.object({
     .transform((stops) => (stops ?? []).filter((stop) => stop.length > 0)),
   temperature: z.number().min(0).max(1).nullable().optional(),
   top_p: z.number().gt(0).max(1).nullable().optional(),
-  top_k: refusedWhen(
-    z.int().positive().nullable().optional(),
-    (topK) => topK != null,
-    "top_k is not supported by the built-in llama.cpp harness: leave it out (temperature and top_p are)",
-  ),
+  top_k: z.int().positive().nullable().optional(),
   stream: z.boolean().nullable().optional(),
 });
 export type MessagesRequest = z.infer<typeof MessagesRequest>;
@@ -95,6 +90,7 @@ export const samplingOfMessages = (request: MessagesRequest): Sampling => ({
   maxTokens: request.max_tokens,
   temperature: request.temperature ?? DEFAULT_TEMPERATURE,
   topP: request.top_p ?? undefined,
+  ...(request.top_k == null ? {} : { topK: request.top_k }),
   seed: undefined,
   stop: request.stop_sequences,
 });
