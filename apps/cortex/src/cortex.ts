@@ -22,6 +22,7 @@ import { CortexError } from "./errors.js";
 import { FleetStore } from "./fleet/fleet-store.js";
 import { Poller } from "./fleet/poller.js";
 import type { Log } from "./log.js";
+import { GpuMemory } from "./memory/gpu-memory.js";
 import { CortexMetrics, metricsHandler } from "./metrics/metrics.js";
 import { requestAccounting } from "./metrics/request-accounting.js";
 import { NeuronClient } from "./neurons/neuron-client.js";
@@ -36,9 +37,11 @@ import { Reservations } from "./router/reservations.js";
 import {
   knownNodes,
   LifecycleLog,
+  MemoryLog,
   openState,
   RequestLog,
   RequestLogRetention,
+  readMemory,
   recentEvents,
   TrafficReader,
 } from "./state/index.js";
@@ -72,6 +75,8 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
   const startedAtMs = Date.now();
 
   const store = new FleetStore(config.neurons);
+  // Created once the state is open; a reload before then is picked up by its start.
+  let memory: GpuMemory | undefined;
   const catalogueWatcher = await watchCatalogue(resolve(config.catalogue), {
     onReload: (catalogue, files) => {
       log.info({ models: catalogue.models.length, files }, "catalogue reloaded");
@@ -81,6 +86,7 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
         models: catalogue.models.length,
         error: null,
       });
+      memory?.catalogueChanged();
     },
     onError: (problems) => {
       const error = formatProblems(problems);
@@ -93,8 +99,7 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
       });
     },
   });
-  const catalogue = (): Catalogue => catalogueWatcher.current();
-  log.info({ models: catalogue().models.length }, "catalogue loaded");
+  log.info({ models: catalogueWatcher.current().models.length }, "catalogue loaded");
 
   const state = openState(config.data_dir === ":memory:" ? ":memory:" : resolve(config.data_dir), {
     log,
@@ -102,6 +107,7 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
   const lifecycle = new LifecycleLog(state.db, { log });
   lifecycle.attach(store);
   const requestLog = new RequestLog(state.db, { log });
+  const memoryLog = new MemoryLog(state.db, { log });
   const trafficReader = new TrafficReader(state, { log });
   const retention = new RequestLogRetention(state.db, {
     retentionDays: config.request_log_retention_days,
@@ -126,6 +132,22 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
     return client;
   };
   const tokens = new Map(config.neurons.map((neuron) => [neuron.name, neuron.token]));
+
+  // What cortex has learnt of each model's GPU memory: entries are placed by their effective
+  // figure (estimated, measured, raised after an engine ran out of memory), and the catalogue
+  // every other part reads is the one it builds.
+  const gpuMemory = new GpuMemory({
+    entries: () => catalogueWatcher.current(),
+    cataloguePath: resolve(config.catalogue),
+    fleet: store,
+    client: clientOf,
+    rows: readMemory(state.db),
+    save: (row) => memoryLog.save(row),
+    log,
+    onSettled: (model) => dispatcher.memoryChanged(model),
+  });
+  memory = gpuMemory;
+  const catalogue = (): Catalogue => gpuMemory.catalogue();
 
   // Reservations and the admission queue come first: the poller, the metrics and the
   // dispatcher all read them.
@@ -176,6 +198,7 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
       load: (model, node, outcome, seconds) => metrics.observeLoad(model, node, outcome, seconds),
       eviction: (model, node) => metrics.eviction(model, node),
     },
+    onOutOfMemory: (profile, node, message) => gpuMemory.outOfMemory(profile, node, message),
   });
   const dispatcher: Dispatcher = new Dispatcher({
     store,
@@ -195,6 +218,7 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
       swap: (model, node) => metrics.swap(model, node),
       scaleOut: (model, node) => metrics.scaleOut(model, node),
     },
+    memory: gpuMemory,
   });
   const actions = new ModelActions({
     store,
@@ -203,6 +227,7 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
     loads,
     client: clientOf,
     unloadTimeoutMs: config.load_timeout_ms,
+    memory: gpuMemory,
   });
   const keeper = new ReplicaKeeper({
     store,
@@ -213,6 +238,7 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
       await actions.unload({ model, node });
     },
     drain: (node, model) => dispatcher.swaps.drainReplica(node, model),
+    view: (snapshot) => gpuMemory.view(snapshot),
     log,
     observer: {
       scaleOut: (model, node) => metrics.scaleOut(model, node),
@@ -268,7 +294,8 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
     startedAtMs,
     apiKeys: config.api_keys,
     snapshot: () => store.snapshot,
-    catalogue,
+    // Ollama's model list shows sizes: an entry still being estimated shows 0, not infinity.
+    catalogue: () => gpuMemory.listed(),
     selfUrl: () => selfUrl,
     load: (model) => actions.load({ model }),
     unload: (model) => actions.unload({ model }),
@@ -286,7 +313,7 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
     admin: adminRoutes({
       adminToken: config.admin_token,
       store,
-      catalogue,
+      catalogue: () => gpuMemory.report(),
       waiting: () => dispatcher.waiting(),
       actions,
       // The request log is written behind: flush it so the newest requests count.
@@ -322,6 +349,7 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
     host === "0.0.0.0" || host === "::" ? "localhost" : host.includes(":") ? `[${host}]` : host;
   log.info({ listen: config.listen, url: `http://${urlHost}:${address.port}` }, "listening");
   poller.start();
+  gpuMemory.start();
   keeper.start();
 
   let stopped: Promise<void> | undefined;
@@ -336,6 +364,7 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
       feed.close();
       openai.close();
       keeper.stop();
+      gpuMemory.stop();
       dispatcher.swaps.close();
       dispatcher.circuits.close();
       await poller.stop();
@@ -346,6 +375,7 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
       await retention.stop();
       await trafficReader.close();
       requestLog.close();
+      memoryLog.close();
       lifecycle.close();
       state.close();
       for (const client of clients.values()) client.close();

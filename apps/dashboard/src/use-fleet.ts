@@ -1,14 +1,22 @@
-import type { FleetEvent, FleetSnapshot, ModelProfile } from "@cortex/protocol";
+import type {
+  CatalogueReport,
+  CatalogueReportModel,
+  FleetEvent,
+  FleetSnapshot,
+} from "@cortex/protocol";
 import { useEffect, useRef, useState } from "preact/hooks";
 import { type AdminClient, describeFailure } from "./api/client.js";
 import { followEvents, type StreamState } from "./api/event-stream.js";
 import { applyLoadEvent, type LoadsInFlight } from "./lib/load-progress.js";
 
 // The fleet as the dashboard knows it: the snapshot (GET /api/fleet every 2 s and after every
-// event, never two requests at once), the catalogue (again after catalogue_reloaded), the live
-// event stream and the loads it reports.
+// event, never two requests at once), the catalogue with its memory figures (again after
+// catalogue_reloaded, after a load ends, and every CATALOGUE_POLLS polls, since estimates and
+// measurements arrive on their own), the live event stream and the loads it reports.
 
 const POLL_MS = 2000;
+/** The catalogue is fetched again every this many snapshot polls (20 s). */
+const CATALOGUE_POLLS = 10;
 const MAX_EVENTS = 500;
 /** The first connection replays the feed's backlog from the last hour. */
 const REPLAY_MS = 3_600_000;
@@ -21,7 +29,7 @@ export interface EventEntry {
 export interface FleetState {
   readonly fleet: FleetSnapshot | null;
   readonly fleetError: string | null;
-  readonly catalogue: readonly ModelProfile[];
+  readonly catalogue: readonly CatalogueReportModel[];
   readonly events: readonly EventEntry[];
   readonly loads: LoadsInFlight;
   readonly stream: { readonly state: StreamState; readonly detail: string | null };
@@ -36,7 +44,7 @@ export const useFleet = (
 ): FleetState => {
   const [fleet, setFleet] = useState<FleetSnapshot | null>(null);
   const [fleetError, setFleetError] = useState<string | null>(null);
-  const [catalogue, setCatalogue] = useState<readonly ModelProfile[]>([]);
+  const [catalogue, setCatalogue] = useState<readonly CatalogueReportModel[]>([]);
   const [events, setEvents] = useState<readonly EventEntry[]>([]);
   const [loads, setLoads] = useState<LoadsInFlight>(new Map());
   const [stream, setStream] = useState<FleetState["stream"]>({
@@ -78,7 +86,7 @@ export const useFleet = (
 
     const loadCatalogue = (): void => {
       client
-        .get<{ models: ModelProfile[] }>("/api/catalogue", stop.signal)
+        .get<CatalogueReport>("/api/catalogue", stop.signal)
         .then((answer) => setCatalogue(answer.models))
         .catch(() => {
           // The snapshot's error line already says when cortex cannot be reached.
@@ -87,7 +95,12 @@ export const useFleet = (
 
     refresh();
     loadCatalogue();
-    const timer = setInterval(refresh, POLL_MS);
+    let polls = 0;
+    const timer = setInterval(() => {
+      refresh();
+      polls += 1;
+      if (polls % CATALOGUE_POLLS === 0) loadCatalogue();
+    }, POLL_MS);
 
     let counter = 0;
     void followEvents({
@@ -105,7 +118,13 @@ export const useFleet = (
             : [entry, ...list].slice(0, MAX_EVENTS),
         );
         setLoads((current) => applyLoadEvent(current, event));
-        if (event.type === "catalogue_reloaded") loadCatalogue();
+        if (
+          event.type === "catalogue_reloaded" ||
+          event.type === "catalogue_problem" ||
+          event.type === "load_finished" ||
+          event.type === "load_failed"
+        )
+          loadCatalogue();
         refresh();
       },
     });

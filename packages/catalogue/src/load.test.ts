@@ -7,6 +7,7 @@ import {
   type CatalogueProblem,
   type CatalogueResult,
   checkCatalogue,
+  entryProblem,
   formatProblems,
   loadCatalogue,
 } from "./load.js";
@@ -50,10 +51,47 @@ describe("loadCatalogue: valid catalogues", () => {
     expect(result.catalogue.models.map((model) => model.id)).toEqual(["qwen3-8b"]);
     expect(resolveModelName(result.catalogue, "default")?.id).toBe("qwen3-8b");
     expect(result.catalogue.byId.get("qwen3-8b")).toMatchObject({
+      vram_mb: 4000,
       min_devices: 1,
-      min_device_vram_mb: 4000,
       runs_on: "gpu",
       pinned_on: [],
+    });
+    // As written: cortex derives the per-device share from the figure it places by.
+    expect(result.catalogue.byId.get("qwen3-8b")?.min_device_vram_mb).toBeUndefined();
+  });
+
+  it("loads entries without vram_mb and remembers where every entry is written", async () => {
+    const a = await write("a.yaml", `models:\n${entry("declared")}`);
+    const b = await write(
+      "b.yaml",
+      [
+        "models:",
+        "  - id: cpu-demo",
+        "    harness: llamacpp",
+        "    source: demo.gguf",
+        "    runs_on: cpu",
+        "  - id: estimated",
+        "    harness: llamacpp",
+        "    source: hf:org/estimated/model.gguf",
+        "",
+      ].join("\n"),
+    );
+    const result = await loadCatalogue(dir);
+    if (!result.ok) return expect.fail(formatProblems(result.problems));
+    const entries = result.catalogue;
+    expect(entries.byId.get("estimated")?.vram_mb).toBeUndefined();
+    expect(entries.byId.get("cpu-demo")?.vram_mb).toBeUndefined();
+    expect(entries.origins.get("declared")).toEqual({ file: a, index: 0 });
+    expect(entries.origins.get("estimated")).toEqual({ file: b, index: 1 });
+    expect(entryProblem(entries, "estimated", "vram_mb", "cannot be estimated")).toEqual({
+      file: b,
+      path: "models[1].vram_mb",
+      message: "cannot be estimated",
+    });
+    expect(entryProblem(entries, "gone", "vram_mb", "why", "catalogue/")).toEqual({
+      file: "catalogue/",
+      path: "models[id=gone].vram_mb",
+      message: "why",
     });
   });
 

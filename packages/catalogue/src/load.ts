@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { readdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { CatalogueFile, formatPath, type ModelProfile, problemsOf } from "@cortex/protocol";
+import { type CatalogueEntry, CatalogueFile, formatPath, problemsOf } from "@cortex/protocol";
 import { isMap, LineCounter, parseDocument } from "yaml";
 import { type Catalogue, createCatalogue } from "./rules.js";
 
@@ -13,15 +13,56 @@ export interface CatalogueProblem {
   readonly message: string;
 }
 
+/** Where an entry is written: its file, and its index in that file's `models` list. */
+export interface EntryOrigin {
+  readonly file: string;
+  readonly index: number;
+}
+
+/**
+ * The catalogue as its files say it: the entries as written (`vram_mb` optional), and where each
+ * one is, so a problem found later (cortex cannot estimate an entry's memory) names its place.
+ */
+export interface CatalogueEntries extends Catalogue<CatalogueEntry> {
+  readonly origins: ReadonlyMap<string, EntryOrigin>;
+}
+
 export type CatalogueResult =
-  | { readonly ok: true; readonly catalogue: Catalogue; readonly files: string[] }
+  | { readonly ok: true; readonly catalogue: CatalogueEntries; readonly files: string[] }
   | { readonly ok: false; readonly problems: CatalogueProblem[] };
 
 /** The models of one valid file, as `checkCatalogue` needs them to name locations. */
 export interface CatalogueFileModels {
   readonly file: string;
-  readonly models: readonly ModelProfile[];
+  readonly models: readonly CatalogueEntry[];
 }
+
+/** Builds the lookups of checked files' entries, remembering where each entry is written. */
+export const createEntries = (files: readonly CatalogueFileModels[]): CatalogueEntries => {
+  const origins = new Map<string, EntryOrigin>();
+  for (const { file, models } of files)
+    models.forEach((model, index) => {
+      if (!origins.has(model.id)) origins.set(model.id, { file, index });
+    });
+  return { ...createCatalogue(files.flatMap((entry) => entry.models)), origins };
+};
+
+/**
+ * A problem with one field of an entry, at the place the entry is written (the catalogue's
+ * path `fallbackFile` when the entry is unknown).
+ */
+export const entryProblem = (
+  entries: CatalogueEntries,
+  id: string,
+  field: string,
+  message: string,
+  fallbackFile = "",
+): CatalogueProblem => {
+  const origin = entries.origins.get(id);
+  return origin === undefined
+    ? { file: fallbackFile, path: `models[id=${id}].${field}`, message }
+    : { file: origin.file, path: formatPath(["models", origin.index, field]), message };
+};
 
 /** A load result plus a digest of every byte read, so a watcher can tell a no-op event. */
 export interface CatalogueSnapshot {
@@ -76,7 +117,7 @@ const yamlMessage = (code: string, message: string): string =>
 const parseFile = (
   file: string,
   text: string,
-): { models: ModelProfile[] } | { problems: CatalogueProblem[] } => {
+): { models: CatalogueEntry[] } | { problems: CatalogueProblem[] } => {
   const lineCounter = new LineCounter();
   // `merge` lets operators share defaults with `<<: *anchor` instead of getting "unknown key <<".
   const doc = parseDocument(text, { lineCounter, prettyErrors: false, merge: true });
@@ -222,8 +263,7 @@ export const loadCatalogueSnapshot = async (path: string): Promise<CatalogueSnap
 
   const digest = hash.digest("hex");
   if (problems.length > 0) return { result: { ok: false, problems }, digest };
-  const catalogue = createCatalogue(valid.flatMap((entry) => entry.models));
-  return { result: { ok: true, catalogue, files }, digest };
+  return { result: { ok: true, catalogue: createEntries(valid), files }, digest };
 };
 
 /** Loads one YAML file, or every `*.yaml`/`*.yml` file directly inside a directory. */

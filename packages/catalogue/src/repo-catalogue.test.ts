@@ -45,7 +45,21 @@ describe("the repository's catalogue/ directory", () => {
 
     const cpu = models.find((model) => model.runs_on === "cpu");
     expect(cpu).toBeDefined();
-    if (cpu) expect(isFeasibleOn(cpu, { name: "laptop", devices: [] })).toBe(true);
+    if (cpu)
+      expect(
+        isFeasibleOn(
+          { ...cpu, vram_mb: cpu.vram_mb ?? 0, min_device_vram_mb: 0 },
+          { name: "laptop", devices: [] },
+        ),
+      ).toBe(true);
+
+    // A GGUF entry without vram_mb: cortex has a neuron estimate it from the file's header.
+    expect(
+      models.some(
+        (model) =>
+          model.vram_mb === undefined && model.runs_on === "gpu" && model.source.endsWith(".gguf"),
+      ),
+    ).toBe(true);
 
     // Aliases lead to their models.
     for (const model of models) {

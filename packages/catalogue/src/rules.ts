@@ -1,21 +1,28 @@
-import type { ModelProfile } from "@cortex/protocol";
+import type { CatalogueEntry, ModelProfile } from "@cortex/protocol";
 
 // Pure catalogue rules: no I/O, so the routing engine can use them on its hot path.
 
-export interface Catalogue {
-  readonly models: readonly ModelProfile[];
-  readonly byId: ReadonlyMap<string, ModelProfile>;
+/**
+ * Models by id and alias. Routing reads a catalogue of `ModelProfile`s (the default), each with
+ * the memory figure it is placed by; the loader reads the files into one of `CatalogueEntry`s,
+ * as written (`vram_mb` optional), from which cortex builds the former.
+ */
+export interface Catalogue<P extends CatalogueEntry = ModelProfile> {
+  readonly models: readonly P[];
+  readonly byId: ReadonlyMap<string, P>;
   /** Alias → profile. Never contains a key that is also a model id. */
-  readonly byAlias: ReadonlyMap<string, ModelProfile>;
+  readonly byAlias: ReadonlyMap<string, P>;
 }
 
 /**
  * Builds the lookup maps. The caller has validated uniqueness (see `checkCatalogue` in the
  * loader); a later duplicate would silently win, so do not call this on unchecked input.
  */
-export const createCatalogue = (models: readonly ModelProfile[]): Catalogue => {
-  const byId = new Map<string, ModelProfile>();
-  const byAlias = new Map<string, ModelProfile>();
+export const createCatalogue = <P extends CatalogueEntry = ModelProfile>(
+  models: readonly P[],
+): Catalogue<P> => {
+  const byId = new Map<string, P>();
+  const byAlias = new Map<string, P>();
   for (const model of models) byId.set(model.id, model);
   for (const model of models) {
     for (const alias of model.aliases) if (!byId.has(alias)) byAlias.set(alias, model);
@@ -23,11 +30,13 @@ export const createCatalogue = (models: readonly ModelProfile[]): Catalogue => {
   return { models, byId, byAlias };
 };
 
-export const EMPTY_CATALOGUE: Catalogue = createCatalogue([]);
+export const EMPTY_CATALOGUE: Catalogue = createCatalogue<ModelProfile>([]);
 
 /** A name a client sent → its profile: the id itself first, then an alias. */
-export const resolveModelName = (catalogue: Catalogue, name: string): ModelProfile | undefined =>
-  catalogue.byId.get(name) ?? catalogue.byAlias.get(name);
+export const resolveModelName = <P extends CatalogueEntry>(
+  catalogue: Catalogue<P>,
+  name: string,
+): P | undefined => catalogue.byId.get(name) ?? catalogue.byAlias.get(name);
 
 /** The parts of a node feasibility looks at: static facts, never live figures. */
 export interface NodeFacts {

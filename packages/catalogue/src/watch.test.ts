@@ -2,8 +2,7 @@ import { mkdtemp, rename, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { type CatalogueProblem, loadCatalogueSnapshot } from "./load.js";
-import type { Catalogue } from "./rules.js";
+import { type CatalogueEntries, type CatalogueProblem, loadCatalogueSnapshot } from "./load.js";
 import { CatalogueError, type CatalogueWatcher, watchCatalogue } from "./watch.js";
 
 type WatchEvent =
@@ -20,7 +19,7 @@ class Recorder {
   private cursor = 0;
   private wake: (() => void) | undefined;
 
-  readonly onReload = (catalogue: Catalogue, files: string[]): void => {
+  readonly onReload = (catalogue: CatalogueEntries, files: string[]): void => {
     this.push({ kind: "reload", ids: catalogue.models.map((model) => model.id), files });
   };
 

@@ -2,12 +2,12 @@ import { watch } from "node:fs";
 import { stat } from "node:fs/promises";
 import { basename, dirname } from "node:path";
 import {
+  type CatalogueEntries,
   type CatalogueProblem,
   type CatalogueSnapshot,
   formatProblems,
   loadCatalogueSnapshot,
 } from "./load.js";
-import type { Catalogue } from "./rules.js";
 
 /** An invalid catalogue at start-up; the message lists every problem, one per line. */
 export class CatalogueError extends Error {
@@ -22,7 +22,7 @@ export class CatalogueError extends Error {
 
 export interface WatchCatalogueOptions {
   /** A changed, valid catalogue is now current. */
-  readonly onReload: (catalogue: Catalogue, files: string[]) => void;
+  readonly onReload: (catalogue: CatalogueEntries, files: string[]) => void;
   /** A changed catalogue is invalid (or watching failed); the last good one stays current. */
   readonly onError: (problems: CatalogueProblem[]) => void;
   /** Quiet time after the last file event before reloading; editors write in bursts. */
@@ -32,8 +32,8 @@ export interface WatchCatalogueOptions {
 }
 
 export interface CatalogueWatcher {
-  /** The last valid catalogue; never an invalid one. */
-  current(): Catalogue;
+  /** The last valid catalogue's entries, as written; never an invalid one. */
+  current(): CatalogueEntries;
   /** Stops watching, cancels a pending reload and waits for a running one; no callbacks after. */
   close(): Promise<void>;
 }

@@ -1,5 +1,12 @@
 import { describe, expect, it } from "vitest";
-import { CatalogueFile, ModelProfile, RequestFilters } from "./catalogue.js";
+import {
+  CatalogueEntry,
+  CatalogueFile,
+  CatalogueReport,
+  ModelProfile,
+  RequestFilters,
+  vramFlag,
+} from "./catalogue.js";
 import { problemsOf } from "./issues.js";
 
 // The catalogue's per-model request filters (`filters: {strip_params, set_params}`): what is
@@ -117,5 +124,78 @@ describe("filters", () => {
   it("accepts a value of exactly the largest size", () => {
     // 16 KiB as JSON: the quotes count.
     expect(problems({ set_params: { x: "y".repeat(16 * 1024 - 2) } })).toEqual([]);
+  });
+});
+
+/** The profile without `vram_mb`: an entry cortex has to estimate. */
+const { vram_mb: _declared, ...undeclared } = profile;
+
+describe("vram_mb in catalogue files", () => {
+  it("is optional in an entry: cortex estimates it, and keeps the per-device minimum as written", () => {
+    const result = CatalogueFile.safeParse({ models: [undeclared] });
+    expect(result.success).toBe(true);
+    const [entry] = result.data?.models ?? [];
+    expect(entry?.vram_mb).toBeUndefined();
+    expect(entry?.min_device_vram_mb).toBeUndefined();
+    expect(entry?.runs_on).toBe("gpu");
+  });
+
+  it("is optional for a CPU model, which needs no GPU memory", () => {
+    const entry = CatalogueEntry.parse({ ...undeclared, runs_on: "cpu" });
+    expect(entry.vram_mb).toBeUndefined();
+    expect(entry.runs_on).toBe("cpu");
+  });
+
+  it("is kept as declared in an entry, without deriving min_device_vram_mb", () => {
+    const entry = CatalogueEntry.parse({ ...profile, min_devices: 2 });
+    expect(entry).toMatchObject({ vram_mb: 1000, min_devices: 2 });
+    expect(entry.min_device_vram_mb).toBeUndefined();
+  });
+
+  it("is still refused when negative, and min_replicas still checked", () => {
+    expect(CatalogueEntry.safeParse({ ...profile, vram_mb: -1 }).success).toBe(false);
+    expect(
+      CatalogueEntry.safeParse({ ...undeclared, min_replicas: 3, max_replicas: 2 }).success,
+    ).toBe(false);
+  });
+
+  it("stays required in the profile routing places by", () => {
+    expect(ModelProfile.safeParse(undeclared).success).toBe(false);
+    expect(ModelProfile.parse({ ...profile, min_devices: 2 }).min_device_vram_mb).toBe(500);
+  });
+});
+
+describe("vramFlag", () => {
+  it.each([
+    ["no declared figure", null, 20_000, null],
+    ["nothing observed", 10_000, null, null],
+    ["declared half of what runs", 10_000, 20_000, "declared_off"],
+    ["declared far above what runs", 30_000, 20_000, "declared_off"],
+    ["declared 20 % below, the bound", 16_000, 20_000, null],
+    ["declared 20 % above, the bound", 24_000, 20_000, null],
+    ["declared just past 20 % above", 24_001, 20_000, "declared_off"],
+  ] as const)("%s", (_case, declared, observed, flag) => {
+    expect(vramFlag(declared, observed)).toBe(flag);
+  });
+});
+
+describe("CatalogueReport", () => {
+  it("reads entries with unknown figures as null and defaults the problems", () => {
+    const report = CatalogueReport.parse({
+      models: [
+        {
+          ...undeclared,
+          vram_mb: null,
+          min_device_vram_mb: null,
+          vram: { declared_mb: null, estimated_mb: null, observed_mb: null, effective_mb: null },
+          estimate: null,
+          vram_flag: null,
+          a_newer_field: true,
+        },
+      ],
+    });
+    expect(report.problems).toEqual([]);
+    expect(report.models[0]?.vram_mb).toBeNull();
+    expect(report.models[0]).not.toHaveProperty("a_newer_field");
   });
 });

@@ -186,13 +186,22 @@ const ModelProfileFields = z.strictObject({
   filters: RequestFilters.optional(),
 });
 
+/** Both shapes refuse more replicas kept than allowed, at `min_replicas`. */
+const replicasInOrder = {
+  check: (profile: { min_replicas: number; max_replicas: number }) =>
+    profile.min_replicas <= profile.max_replicas,
+  params: { message: "min_replicas must not exceed max_replicas", path: ["min_replicas"] },
+};
+
 /**
- * One catalogue entry. `min_device_vram_mb` defaults to the model's even share per device,
- * so a profile that omits it still cannot be placed on devices too small for its share.
+ * A model as routing places it: `vram_mb` is the GPU memory placement counts for it, and
+ * `min_device_vram_mb` defaults to the model's even share per device, so a profile that omits
+ * it still cannot be placed on devices too small for its share. Cortex builds these from the
+ * catalogue's entries and what it has learnt of each model's memory (its effective figure).
  */
 export const ModelProfile = ModelProfileFields.refine(
-  (profile) => profile.min_replicas <= profile.max_replicas,
-  { message: "min_replicas must not exceed max_replicas", path: ["min_replicas"] },
+  replicasInOrder.check,
+  replicasInOrder.params,
 ).transform((profile) => ({
   ...profile,
   min_device_vram_mb:
@@ -202,7 +211,94 @@ export const ModelProfile = ModelProfileFields.refine(
 export type ModelProfile = z.output<typeof ModelProfile>;
 export type ModelProfileInput = z.input<typeof ModelProfile>;
 
+/**
+ * One catalogue entry as written. `vram_mb` is optional: without it cortex asks a neuron to
+ * estimate the model's GPU memory from its GGUF header (`POST /models/estimate`) and places it
+ * once the estimate is in; a `runs_on: cpu` model without it needs none. `min_device_vram_mb`
+ * stays as written (cortex derives the even share from the figure it places by).
+ */
+export const CatalogueEntry = ModelProfileFields.extend({
+  vram_mb: NonNegativeInt.optional(),
+}).refine(replicasInOrder.check, replicasInOrder.params);
+export type CatalogueEntry = z.output<typeof CatalogueEntry>;
+export type CatalogueEntryInput = z.input<typeof CatalogueEntry>;
+
 export const CatalogueFile = z.strictObject({
-  models: z.array(ModelProfile).default([]),
+  models: z.array(CatalogueEntry).default([]),
 });
 export type CatalogueFile = z.output<typeof CatalogueFile>;
+
+// `GET /api/catalogue` (cortex's admin API): every entry with what cortex knows of its GPU
+// memory. Declared here rather than beside the other cortex answers so the dashboard and
+// cortexctl read one shape; the estimate's breakdown repeats estimate.ts's (which imports the
+// neuron's schemas, which import this file).
+
+const MegabytesFigure = NonNegativeInt.nullable();
+
+/** A model's GPU memory as cortex knows it, in MB; null where unknown. */
+export const CatalogueVram = z.object({
+  /** The catalogue's `vram_mb`. */
+  declared_mb: MegabytesFigure,
+  /** A neuron's estimate from the GGUF header (`POST /models/estimate`). */
+  estimated_mb: MegabytesFigure,
+  /** The largest footprint measured on a GPU (`vram_used_mb`) for this harness and config. */
+  observed_mb: MegabytesFigure,
+  /** What placement and eviction count for it: see docs/contract.md "Memory truth (cortex)". */
+  effective_mb: MegabytesFigure,
+});
+export type CatalogueVram = z.infer<typeof CatalogueVram>;
+
+/** The estimate behind `estimated_mb`: what was read, and its parts. */
+export const CatalogueEstimate = z.object({
+  basis: z.string(),
+  breakdown: z.object({
+    weights_mb: z.number().nonnegative(),
+    kv_cache_mb: z.number().nonnegative(),
+    overhead_mb: z.number().nonnegative(),
+  }),
+});
+export type CatalogueEstimate = z.infer<typeof CatalogueEstimate>;
+
+/** How far a declared figure may be from the observed one before the entry is flagged. */
+export const DECLARED_OFF_RATIO = 0.2;
+
+/**
+ * `declared_off` when the entry declares `vram_mb` and it is more than DECLARED_OFF_RATIO
+ * (20 %) away from the observed peak, either way; null otherwise.
+ */
+export const vramFlag = (declaredMb: number | null, observedMb: number | null) =>
+  declaredMb !== null &&
+  observedMb !== null &&
+  observedMb > 0 &&
+  Math.abs(declaredMb - observedMb) > observedMb * DECLARED_OFF_RATIO
+    ? ("declared_off" as const)
+    : null;
+
+/**
+ * One entry of `GET /api/catalogue`: the entry's fields, with `vram_mb` and
+ * `min_device_vram_mb` as placement counts them (null while the figure is unknown), plus the
+ * memory figures, the estimate and the flag.
+ */
+export const CatalogueReportModel = z.object({
+  ...ModelProfileFields.shape,
+  vram_mb: MegabytesFigure,
+  min_device_vram_mb: MegabytesFigure,
+  vram: CatalogueVram,
+  estimate: CatalogueEstimate.nullable(),
+  vram_flag: z.enum(["declared_off"]).nullable(),
+});
+export type CatalogueReportModel = z.infer<typeof CatalogueReportModel>;
+
+/** A problem of the catalogue cortex found after loading it (an entry it cannot place). */
+export const CatalogueReportProblem = z.object({
+  file: z.string(),
+  path: z.string(),
+  message: z.string(),
+});
+
+/** `GET /api/catalogue`. */
+export const CatalogueReport = z.object({
+  models: z.array(CatalogueReportModel),
+  problems: z.array(CatalogueReportProblem).default([]),
+});
+export type CatalogueReport = z.infer<typeof CatalogueReport>;

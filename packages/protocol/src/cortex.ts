@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { ModelProfile } from "./catalogue.js";
+import { CatalogueReport } from "./catalogue.js";
 import { IsoTime, ModelAlias, ModelId, NodeName, NonNegativeInt } from "./common.js";
 import { Device, HarnessInfo, HeldSources, ModelStatus, NeuronModel, NodeInfo } from "./neuron.js";
 
@@ -190,8 +190,16 @@ export const FleetEvent = z.discriminatedUnion("type", [
     models: NonNegativeInt,
     error: z.string().nullable(),
   }),
+  /** A valid catalogue entry cortex cannot place (e.g. no vram_mb, and no estimate possible). */
+  z.object({
+    type: z.literal("catalogue_problem"),
+    at: IsoTime,
+    model: ModelId,
+    error: z.string(),
+  }),
 ]);
 export type FleetEvent = z.infer<typeof FleetEvent>;
 
-/** Re-exported for admin clients that render the catalogue next to the fleet. */
-export const CatalogueAnswer = z.object({ models: z.array(ModelProfile) });
+/** `GET /api/catalogue`, for admin clients that render the catalogue next to the fleet. */
+export const CatalogueAnswer = CatalogueReport;
+export type CatalogueAnswer = CatalogueReport;

@@ -3,6 +3,7 @@ import type { Socket } from "node:net";
 import type {
   Device,
   ErrorCode,
+  EstimateRequest,
   HarnessInfo,
   LoadRequest,
   ModelStatus,
@@ -10,6 +11,7 @@ import type {
   UnloadRequest,
 } from "@cortex/protocol";
 import { paddingOf } from "./backpressure.js";
+import { createEstimates, type ScriptedEstimate } from "./fake-neuron/estimate.js";
 import { FakeError, sendError } from "./fake-neuron/http.js";
 import { createInference } from "./fake-neuron/inference.js";
 import { createModelRegistry } from "./fake-neuron/model-registry.js";
@@ -48,6 +50,8 @@ export interface FakeNeuron {
   readonly loads: LoadRequest[];
   /** Valid bodies received on `POST /models/unload`, in order. */
   readonly unloads: UnloadRequest[];
+  /** Valid bodies received on `POST /models/estimate`, in order. */
+  readonly estimates: EstimateRequest[];
   /** Loads actually started per model id: fresh loads and lazy reloads, not joined ones. */
   readonly loadsStarted: Map<string, number>;
   /** `POST /v1/*` requests per model id (for known models). */
@@ -64,6 +68,23 @@ export interface FakeNeuron {
   setModelStatus(id: string, status: ModelStatus): void;
   /** The next load (explicit or lazy) fails after its delay with this code and message. */
   failNextLoad(code: ErrorCode, message: string): void;
+  /**
+   * The next load fails as an engine out of GPU memory at start does on a real neuron:
+   * `insufficient_vram` saying ENGINE_OUT_OF_MEMORY, with `requested_mb=` and the line quoted.
+   */
+  failNextLoadOutOfMemory(line: string, requestedMb?: number): void;
+  /**
+   * What the model really holds on its GPUs once loaded: `vram_used_mb` in `GET /models`, and
+   * what discovery's free memory counts for it (when more than it declared); null: unmeasured.
+   */
+  setVramUsed(id: string, mb: number | null): void;
+  /**
+   * What `POST /models/estimate` answers for `source` (an answer, or an error code and message);
+   * null: not scripted, answered 422 `not_estimable` as a file that is not GGUF.
+   */
+  scriptEstimate(source: string, answer: ScriptedEstimate | null): void;
+  /** Delays every estimate answer by `ms`. */
+  setEstimateDelay(ms: number): void;
   setLatency(ms: number): void;
   /** The next `count` inference requests answer 502 `upstream_error`, as a broken harness. */
   failInference(count: number): void;
@@ -119,11 +140,13 @@ export const startFakeNeuron = async (options: FakeNeuronOptions): Promise<FakeN
     padding: paddingOf(options.streamPaddingBytes),
     created: Math.floor(startedAt / 1000),
   });
+  const estimates = createEstimates(sleep);
   const routes = createRoutes({
     name: options.name,
     token: options.token ?? "",
     startedAt,
     registry,
+    estimates,
     inference: inference.handle,
     selfUrl,
   });
@@ -178,6 +201,7 @@ export const startFakeNeuron = async (options: FakeNeuronOptions): Promise<FakeN
     },
     loads: routes.loads,
     unloads: routes.unloads,
+    estimates: estimates.received,
     loadsStarted: registry.loadsStarted,
     requests: inference.requests,
     get headers() {
@@ -191,6 +215,10 @@ export const startFakeNeuron = async (options: FakeNeuronOptions): Promise<FakeN
     setModels: registry.setModels,
     setModelStatus: registry.setModelStatus,
     failNextLoad: registry.failNextLoad,
+    failNextLoadOutOfMemory: registry.failNextLoadOutOfMemory,
+    setVramUsed: registry.setVramUsed,
+    scriptEstimate: estimates.script,
+    setEstimateDelay: estimates.setDelay,
     setLatency: inference.setLatency,
     failInference: inference.failInference,
     setLoadDelay: registry.setLoadDelay,

@@ -1,6 +1,5 @@
-import type { Catalogue } from "@cortex/catalogue";
 import { parseBody, requireBearer } from "@cortex/http-kit";
-import { ApiLoadRequest, ApiUnloadRequest } from "@cortex/protocol";
+import { ApiLoadRequest, ApiUnloadRequest, type CatalogueReport } from "@cortex/protocol";
 import express, { type RequestHandler, type Router } from "express";
 import { CortexError } from "../errors.js";
 import type { FleetStore } from "../fleet/fleet-store.js";
@@ -10,7 +9,11 @@ import type { KnownNode, ModelEvent, TrafficQuery, TrafficSummary } from "../sta
 export interface AdminRoutesOptions {
   readonly adminToken: string;
   readonly store: FleetStore;
-  readonly catalogue: () => Catalogue;
+  /**
+   * `GET /api/catalogue`: the entries with what cortex knows of their GPU memory (declared,
+   * estimated, observed, effective) and the problems it found with them.
+   */
+  readonly catalogue: () => CatalogueReport;
   /** Requests cortex holds per model now (for a slot, a turn or a swap). */
   readonly waiting?: () => ReadonlyMap<string, number>;
   /** Placing and removing models, and their logs: the routes validate, call, and answer. */
@@ -68,7 +71,7 @@ export const adminRoutes = (options: AdminRoutesOptions): Router => {
   });
 
   router.get("/api/catalogue", (_req, res) => {
-    res.json({ models: options.catalogue().models });
+    res.json(options.catalogue());
   });
 
   router.get("/api/events", options.events);

@@ -3,10 +3,9 @@ import {
   type ApiLoadRequest,
   ApiUnloadAnswer,
   type ApiUnloadRequest,
-  CatalogueAnswer,
+  CatalogueReport,
   FleetAnswer,
   FleetEvent,
-  type ModelProfile,
 } from "@cortex/protocol";
 import { createSseParser } from "@cortex/protocol/sse";
 import type { z } from "zod";
@@ -142,8 +141,9 @@ export class CortexClient {
     return this.#json(FleetAnswer, "/api/fleet");
   }
 
-  async catalogue(): Promise<ModelProfile[]> {
-    return (await this.#json(CatalogueAnswer, "/api/catalogue")).models;
+  /** The catalogue with what cortex knows of each model's GPU memory, and its problems. */
+  catalogue(): Promise<CatalogueReport> {
+    return this.#json(CatalogueReport, "/api/catalogue");
   }
 
   /** Answers once the model is loaded, which may take minutes (see the headers timeout). */

@@ -152,14 +152,19 @@ describe("cortexctl", () => {
   it("models lists catalogue and resident models", async () => {
     const run = await ctl(["--json", "models"]);
     expect(run.code).toBe(0);
-    const rows = JSON.parse(run.stdout) as { id: string; status: string }[];
-    expect(rows.map((row) => [row.id, row.status])).toEqual([
-      ["chat-small", "available"],
-      ["embedder", "available"],
-      ["resident-one", "loaded"],
+    const rows = JSON.parse(run.stdout) as {
+      id: string;
+      status: string;
+      vram: { declared_mb: number | null } | null;
+    }[];
+    expect(rows.map((row) => [row.id, row.status, row.vram?.declared_mb ?? null])).toEqual([
+      ["chat-small", "available", 6000],
+      ["embedder", "available", 1000],
+      ["resident-one", "loaded", null],
     ]);
     const text = await ctl(["models"]);
     expect(text.stdout).toMatch(/resident-one\s+loaded\s+gpu-a:loaded/);
+    expect(text.stdout.split("\n")[0]).toMatch(/VRAM\s+DECLARED\s+ESTIMATED\s+OBSERVED/);
   });
 
   it("load shows the load's progress and ends with where it landed; unload removes it", async () => {

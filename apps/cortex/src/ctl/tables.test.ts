@@ -1,10 +1,19 @@
-import type { Device, FleetNode, FleetSnapshot, ModelProfile, NeuronModel } from "@cortex/protocol";
+import {
+  type CatalogueReportModel,
+  type CatalogueVram,
+  type Device,
+  type FleetNode,
+  type FleetSnapshot,
+  type NeuronModel,
+  vramFlag,
+} from "@cortex/protocol";
 import { gpuDevice, neuronModel } from "@cortex/testkit";
 import { describe, expect, it } from "vitest";
 import { errorMessageOf, unauthorizedMessage } from "./client.js";
 import {
   formatAgo,
   formatBytes,
+  formatCatalogueProblems,
   formatDuration,
   formatEvent,
   formatLoadAnswer,
@@ -46,8 +55,24 @@ const snapshot = (nodes: FleetNode[]): FleetSnapshot => ({
   nodes,
 });
 
-const profile = (id: string, aliases: string[] = []): ModelProfile =>
-  ({ id, aliases, vram_mb: 6000 }) as unknown as ModelProfile;
+const profile = (
+  id: string,
+  aliases: string[] = [],
+  vram: Partial<CatalogueVram> = {},
+): CatalogueReportModel =>
+  ({
+    id,
+    aliases,
+    vram_mb: vram.effective_mb === undefined ? 6000 : vram.effective_mb,
+    vram: {
+      declared_mb: 6000,
+      estimated_mb: null,
+      observed_mb: null,
+      effective_mb: 6000,
+      ...vram,
+    },
+    vram_flag: vramFlag(vram.declared_mb ?? 6000, vram.observed_mb ?? null),
+  }) as unknown as CatalogueReportModel;
 
 describe("formatTable", () => {
   it("aligns columns and trims trailing spaces", () => {
@@ -167,10 +192,40 @@ describe("modelRows and formatModels", () => {
 
   it("formats locations and flags unhealthy nodes", () => {
     const text = formatModels(rows);
-    expect(text.split("\n")[0]).toMatch(/^MODEL\s+STATUS\s+LOCATIONS\s+VRAM\s+ALIASES\s+SOURCE$/);
+    expect(text.split("\n")[0]).toMatch(
+      /^MODEL\s+STATUS\s+LOCATIONS\s+VRAM\s+DECLARED\s+ESTIMATED\s+OBSERVED\s+ALIASES\s+SOURCE$/,
+    );
     expect(text).toContain("a:loading, b:loaded, c:failed (node unhealthy)");
-    expect(text).toMatch(/idle\s+available\s+-\s+5\.9 GB/);
-    expect(text).toMatch(/manual\s+loaded\s+a:loaded\s+-\s+-\s+loaded by hand/);
+    expect(text).toMatch(/idle\s+available\s+-\s+5\.9 GB\s+5\.9 GB\s+-\s+-\s+-\s+catalogue/);
+    expect(text).toMatch(/manual\s+loaded\s+a:loaded\s+-\s+-\s+-\s+-\s+-\s+loaded by hand/);
+  });
+
+  it("shows declared, estimated and observed memory, flagging a declared figure far off", () => {
+    const memory = modelRows(snapshot([]), [
+      profile("off", [], { declared_mb: 10_240, observed_mb: 20_480, effective_mb: 21_504 }),
+      profile("estimated", [], { declared_mb: null, estimated_mb: 5120, effective_mb: 5120 }),
+      profile("waiting", [], { declared_mb: null, effective_mb: null }),
+    ]);
+    expect(memory[0]).toMatchObject({
+      id: "estimated",
+      vram: { declared_mb: null, estimated_mb: 5120, observed_mb: null, effective_mb: 5120 },
+      vram_flag: null,
+    });
+    const lines = formatModels(memory).split("\n");
+    expect(lines[1]).toMatch(/^estimated\s+available\s+-\s+5\.0 GB\s+-\s+5\.0 GB\s+-\s+-/);
+    expect(lines[2]).toMatch(
+      /^off\s+available\s+-\s+21\.0 GB\s+10\.0 GB \(off -50%\)\s+-\s+20\.0 GB/,
+    );
+    expect(lines[3]).toMatch(/^waiting\s+available\s+-\s+estimating\s+-\s+-\s+-/);
+  });
+
+  it("lists the catalogue's problems after the table, and nothing when there are none", () => {
+    expect(formatCatalogueProblems([])).toBe("");
+    expect(
+      formatCatalogueProblems([
+        { file: "catalogue/models.yaml", path: "models[1].vram_mb", message: "required: …" },
+      ]),
+    ).toBe("catalogue problems:\n  catalogue/models.yaml: models[1].vram_mb: required: …");
   });
 });
 

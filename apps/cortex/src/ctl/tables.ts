@@ -1,9 +1,11 @@
 import type {
   ApiLoadAnswer,
   ApiUnloadAnswer,
+  CatalogueReport,
+  CatalogueReportModel,
+  CatalogueVram,
   FleetEvent,
   FleetSnapshot,
-  ModelProfile,
   ModelStatus,
 } from "@cortex/protocol";
 
@@ -130,7 +132,12 @@ export interface ModelRow {
   readonly status: ModelStatus | "available";
   readonly in_catalogue: boolean;
   readonly aliases: readonly string[];
+  /** What cortex places it by (the effective figure); null while unknown or not in the catalogue. */
   readonly vram_mb: number | null;
+  /** Declared, estimated, observed and effective MB; null for a model not in the catalogue. */
+  readonly vram: CatalogueVram | null;
+  /** `declared_off`: the declared figure is more than 20 % off the observed one. */
+  readonly vram_flag: "declared_off" | null;
   readonly locations: readonly {
     readonly node: string;
     readonly status: ModelStatus;
@@ -156,9 +163,12 @@ const byCodeUnits = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 
  */
 export const modelRows = (
   snapshot: FleetSnapshot,
-  catalogue: readonly ModelProfile[],
+  catalogue: readonly CatalogueReportModel[],
 ): ModelRow[] => {
-  const rows = new Map<string, { profile?: ModelProfile; locations: ModelRow["locations"][0][] }>();
+  const rows = new Map<
+    string,
+    { profile?: CatalogueReportModel; locations: ModelRow["locations"][0][] }
+  >();
   for (const profile of catalogue) rows.set(profile.id, { profile, locations: [] });
   for (const node of snapshot.nodes) {
     for (const model of node.models) {
@@ -188,27 +198,79 @@ export const modelRows = (
         in_catalogue: profile !== undefined,
         aliases: profile?.aliases ?? [],
         vram_mb: profile?.vram_mb ?? null,
+        vram: profile?.vram ?? null,
+        vram_flag: profile?.vram_flag ?? null,
         locations: locations.sort((a, b) => byCodeUnits(a.node, b.node)),
       };
     });
 };
 
+const mbOrDash = (mb: number | null | undefined): string =>
+  mb === null || mb === undefined ? "-" : formatMb(mb);
+
+/**
+ * The DECLARED cell: the figure, and when it is more than 20 % off the observed one, by how
+ * much (`9.8 GB (off -50%)`: it declares half of what runs).
+ */
+const declaredCell = (row: ModelRow): string => {
+  const declared = row.vram?.declared_mb ?? null;
+  const observed = row.vram?.observed_mb ?? null;
+  if (declared === null) return "-";
+  if (row.vram_flag !== "declared_off" || observed === null || observed === 0)
+    return formatMb(declared);
+  const off = Math.round(((declared - observed) / observed) * 100);
+  return `${formatMb(declared)} (off ${off > 0 ? "+" : ""}${off}%)`;
+};
+
+/**
+ * `cortexctl models`: VRAM is what cortex places the model by (the observed peak plus a
+ * margin once measured, else the larger of declared and estimated); DECLARED, ESTIMATED and
+ * OBSERVED are what it knows, a declared figure far off the observed one flagged.
+ */
 export const formatModels = (rows: readonly ModelRow[]): string => {
   if (rows.length === 0) return "no models: the catalogue is empty and nothing is resident";
   return formatTable(
-    ["MODEL", "STATUS", "LOCATIONS", "VRAM", "ALIASES", "SOURCE"],
+    [
+      "MODEL",
+      "STATUS",
+      "LOCATIONS",
+      "VRAM",
+      "DECLARED",
+      "ESTIMATED",
+      "OBSERVED",
+      "ALIASES",
+      "SOURCE",
+    ],
     rows.map((row) => [
       row.id,
       row.status,
       row.locations
         .map((at) => `${at.node}:${at.status}${at.healthy ? "" : " (node unhealthy)"}`)
         .join(", ") || "-",
-      row.vram_mb === null ? "-" : formatMb(row.vram_mb),
+      row.vram === null
+        ? "-"
+        : row.vram.effective_mb === null
+          ? "estimating"
+          : formatMb(row.vram.effective_mb),
+      declaredCell(row),
+      mbOrDash(row.vram?.estimated_mb),
+      mbOrDash(row.vram?.observed_mb),
       row.aliases.join(", ") || "-",
       row.in_catalogue ? "catalogue" : "loaded by hand",
     ]),
   );
 };
+
+/** Problems cortex found with catalogue entries (one that cannot be estimated), or "". */
+export const formatCatalogueProblems = (problems: CatalogueReport["problems"]): string =>
+  problems.length === 0
+    ? ""
+    : [
+        "catalogue problems:",
+        ...problems.map(({ file, path, message }) =>
+          path === "" ? `  ${file}: ${message}` : `  ${file}: ${path}: ${message}`,
+        ),
+      ].join("\n");
 
 /** One line per event: time, type, then what happened. */
 export const formatEvent = (event: FleetEvent): string => {
@@ -247,6 +309,8 @@ export const formatEvent = (event: FleetEvent): string => {
         return event.error === null
           ? `${event.models} models`
           : `kept the last good catalogue: ${event.error}`;
+      case "catalogue_problem":
+        return `${event.model} cannot be placed: ${event.error}`;
     }
   })();
   return `${event.at}  ${event.type.padEnd(18)}  ${what}`;

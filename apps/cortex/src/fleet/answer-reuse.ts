@@ -18,6 +18,8 @@ export const sameModel = (a: NeuronModel, b: NeuronModel): boolean =>
   a.last_accessed === b.last_accessed &&
   a.harness === b.harness &&
   a.vram_mb === b.vram_mb &&
+  // A new measurement is news: the memory learns peaks from it.
+  a.vram_used_mb === b.vram_used_mb &&
   a.max_concurrency === b.max_concurrency &&
   a.loaded_at === b.loaded_at &&
   a.error === b.error &&

@@ -7,6 +7,8 @@ import {
   ERROR_CODES,
   type ErrorCode,
   ErrorEnvelope,
+  EstimateAnswer,
+  type EstimateRequest,
   HealthAnswer,
   isErrorCode,
   LoadAnswer,
@@ -175,6 +177,14 @@ export class NeuronClient {
   load(request: LoadRequest, options: LoadOptions = {}): Promise<LoadAnswer> {
     if (options.onProgress) return this.#streamLoad(request, options, options.onProgress);
     return this.#call("POST", "models/load", LoadAnswer, options, request);
+  }
+
+  /**
+   * `POST /models/estimate`: the GPU memory the load these fields describe would take, worked
+   * out from the model file's header. 422 `not_estimable` when the source is not GGUF.
+   */
+  estimate(request: EstimateRequest, options: CallOptions = {}): Promise<EstimateAnswer> {
+    return this.#call("POST", "models/estimate", EstimateAnswer, options, request);
   }
 
   unload(request: UnloadRequest, options: CallOptions = {}): Promise<UnloadAnswer> {

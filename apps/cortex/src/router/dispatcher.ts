@@ -17,8 +17,10 @@ import type { FleetStore } from "../fleet/fleet-store.js";
 import type { AdmissionQueue } from "./admission-queue.js";
 import { AffinityTable, type Conversation, conversationOf } from "./affinity-table.js";
 import { Circuits } from "./circuits.js";
+import { EstimateWaits } from "./estimate-waits.js";
 import { servingReplicas } from "./fleet-views.js";
 import type { LoadCoordinator } from "./load-coordinator.js";
+import { isEngineOutOfMemory, type MemoryGate, refusalOf } from "./memory-gate.js";
 import type { Reservations } from "./reservations.js";
 import { SwapQueue, type SwapTurn } from "./swap-queue.js";
 
@@ -77,6 +79,12 @@ export interface DispatcherOptions {
   readonly observer?: DispatchObserver;
   /** Conversation affinity; off when absent. */
   readonly affinity?: AffinitySettings;
+  /**
+   * Learnt GPU memory: requests for a model whose figure is still unknown wait for its
+   * estimate, and placement counts residents at what they were measured at. Absent: routing
+   * takes the catalogue and the snapshot as they are.
+   */
+  readonly memory?: MemoryGate;
   readonly now?: () => number;
 }
 
@@ -110,6 +118,8 @@ export class Dispatcher {
   readonly circuits: Circuits;
   /** The replica each conversation used last. */
   readonly #affinity: AffinityTable | undefined;
+  /** Requests waiting for the GPU memory estimate of their model. */
+  readonly #estimates: EstimateWaits;
 
   constructor(options: DispatcherOptions) {
     this.#options = options;
@@ -134,6 +144,10 @@ export class Dispatcher {
     }, this.#now);
     this.#affinity =
       options.affinity?.enabled === true ? new AffinityTable(options.affinity.ttlMs) : undefined;
+    this.#estimates = new EstimateWaits({
+      maxQueued: options.swapLimits.maxQueued,
+      retryAfterS: 2,
+    });
     this.live = {
       ...options.reservations.live,
       draining: this.swaps.draining,
@@ -148,6 +162,22 @@ export class Dispatcher {
     });
   }
 
+  /** The fleet routing decides on: the store's, as the memory counts it. */
+  #snapshot(): FleetSnapshot {
+    const { store, memory } = this.#options;
+    return memory ? memory.view(store.snapshot) : store.snapshot;
+  }
+
+  /**
+   * The GPU memory figure of `model` changed (an estimate arrived or was refused, a measurement
+   * or an out-of-memory raise): requests waiting for its estimate, and the swap queues, look
+   * again.
+   */
+  memoryChanged(model: string): void {
+    this.#estimates.wake(model);
+    this.swaps.settled(false);
+  }
+
   /** A reservation of `model` was released: its next waiter, and the swap queues, look again. */
   released(model: string): void {
     this.admission.wakeOne(model);
@@ -157,18 +187,18 @@ export class Dispatcher {
   /** The decision for `model` right now (no reservation); for admin answers and tests. */
   decide(model: string, node?: string): Decision {
     return resolve(
-      this.#options.store.snapshot,
+      this.#snapshot(),
       this.#options.catalogue(),
       node === undefined ? { model } : { model, node },
       this.live,
     );
   }
 
-  /** Waiting requests by model: for a slot, for a turn, or for a swap. */
+  /** Waiting requests by model: for a slot, for a turn, for a swap, or for an estimate. */
   waiting(): ReadonlyMap<string, number> {
     const counts = new Map(this.admission.depths());
-    for (const [model, count] of this.swaps.depths())
-      counts.set(model, (counts.get(model) ?? 0) + count);
+    for (const depths of [this.swaps.depths(), this.#estimates.depths()])
+      for (const [model, count] of depths) counts.set(model, (counts.get(model) ?? 0) + count);
     return counts;
   }
 
@@ -250,7 +280,7 @@ export class Dispatcher {
     excluded?: ReadonlySet<string>,
     affinityKey?: AffinityKey,
   ): Promise<Lease> {
-    const { store, catalogue, loads } = this.#options;
+    const { catalogue, loads } = this.#options;
     const settings = this.#options.affinity;
     const table = this.#affinity;
     /**
@@ -284,6 +314,21 @@ export class Dispatcher {
     let swapTurn: SwapTurn | null = null;
     let swapSince: number | undefined;
     let swapReturning = false;
+    let estimateReturning = false;
+    /**
+     * The load that failed because the engine ran out of GPU memory: the request is placed once
+     * more (by the raised figure), and a refusal then quotes it.
+     */
+    let outOfMemory: CortexError | undefined;
+    /** Waits for a load; an engine out of memory the first time means: decide again. */
+    const awaitLoad = async <T>(node: string, id: string, load: Promise<T>): Promise<void> => {
+      try {
+        await this.#awaitLoad(node, id, load, signal);
+      } catch (error) {
+        if (outOfMemory !== undefined || !isEngineOutOfMemory(error)) throw error;
+        outOfMemory = error;
+      }
+    };
     /** Before a wait: whether the request waited before (it keeps its ticket and deadline). */
     const startWaiting = (now: number): boolean => {
       if (waitedFrom !== undefined) return true;
@@ -317,8 +362,8 @@ export class Dispatcher {
     };
     for (;;) {
       signal.throwIfAborted();
-      const snapshot =
-        excluded && excluded.size > 0 ? excluding(store.snapshot, excluded) : store.snapshot;
+      const current = this.#snapshot();
+      const snapshot = excluded && excluded.size > 0 ? excluding(current, excluded) : current;
       const now = this.#now();
       const decision = resolve(snapshot, catalogue(), request(snapshot, now), this.live);
       switch (decision.kind) {
@@ -337,7 +382,7 @@ export class Dispatcher {
           const running = loads.running(decision.model);
           if (decision.reason === "loading" && running) {
             coldStart = true;
-            await this.#awaitLoad(decision.node, decision.model, running, signal);
+            await awaitLoad(decision.node, decision.model, running);
             continue;
           }
           // The neuron wakes an unloaded model (or finishes a load it started) on this request.
@@ -385,7 +430,7 @@ export class Dispatcher {
             this.#swapStarted(decision.model, decision.plan, swapTurn);
           swapTurn = null;
           const load = loads.load(decision.profile, decision.plan);
-          await this.#awaitLoad(decision.plan.node, decision.model, load, signal);
+          await awaitLoad(decision.plan.node, decision.model, load);
           continue;
         }
         case "hold":
@@ -394,10 +439,24 @@ export class Dispatcher {
             `model "${decision.model}" is recovering on ${decision.node} after its server stopped; retry shortly`,
             { retryAfterS: decision.retry_after_s },
           );
-        case "reject":
-          throw new CortexError(decision.code, decision.message, {
-            retryAfterS: decision.retry_after_s,
-          });
+        case "reject": {
+          const id = resolveModelName(catalogue(), model)?.id;
+          const memory = id === undefined ? undefined : this.#options.memory?.status(id);
+          if (id !== undefined && memory?.kind === "pending") {
+            // Placing it needs its figure: wait for the estimate, within the request's deadline.
+            const returning = startWaiting(now);
+            await this.#estimates.wait(id, signal, {
+              ticket,
+              deadlineMs: deadline,
+              nowMs: now,
+              returning: returning || estimateReturning,
+              detail: memory.detail,
+            });
+            estimateReturning = true;
+            continue;
+          }
+          throw refusalOf(id ?? model, decision, memory, outOfMemory);
+        }
       }
     }
   }

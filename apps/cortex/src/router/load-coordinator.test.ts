@@ -1,4 +1,4 @@
-import type { NeuronModel } from "@cortex/protocol";
+import { ENGINE_OUT_OF_MEMORY, type ModelProfile, type NeuronModel } from "@cortex/protocol";
 import { describe, expect, it } from "vitest";
 import { CortexError } from "../errors.js";
 import { silentLog } from "../log.js";
@@ -21,6 +21,7 @@ const setup = (models?: Record<string, NeuronModel[]>) => {
   const { store, neurons, events } = fakeFleet(models, now);
   const observed: string[] = [];
   const refreshed: string[] = [];
+  const outOfMemory: { profile: ModelProfile; node: string; message: string }[] = [];
   const loads = new LoadCoordinator({
     store,
     client: neurons.client,
@@ -33,9 +34,10 @@ const setup = (models?: Record<string, NeuronModel[]>) => {
         observed.push(`load ${model}@${node} ${outcome} ${seconds}s`),
       eviction: (model, node) => observed.push(`evicted ${model}@${node}`),
     },
+    onOutOfMemory: (failed, node, message) => outOfMemory.push({ profile: failed, node, message }),
   });
   const types = () => events.filter((e) => e.type !== "model_state").map((e) => e.type);
-  return { clock, store, neurons, loads, observed, refreshed, types };
+  return { clock, store, neurons, loads, observed, refreshed, types, outOfMemory };
 };
 
 describe("LoadCoordinator", () => {
@@ -152,5 +154,30 @@ describe("LoadCoordinator", () => {
     await settle();
     neurons.loads[0]?.reject(neuronError(code, "no"));
     await expect(loading).rejects.toMatchObject({ code: expected, retryAfterS });
+  });
+
+  it("reports an engine out of GPU memory before its waiters see the failure, and only that", async () => {
+    const { neurons, loads, outOfMemory } = setup();
+    const waiting = loads.load(profile("m"), planOn("a"));
+    await settle();
+    const message = `model "m": ${ENGINE_OUT_OF_MEMORY} (requested_mb=4096): "cudaMalloc failed: out of memory"`;
+    neurons.loads[0]?.reject(neuronError("insufficient_vram", message));
+    let reportedFirst = 0;
+    const failure = await waiting.catch((error: unknown) => {
+      reportedFirst = outOfMemory.length;
+      return error;
+    });
+    expect(failure).toMatchObject({ code: "no_capacity" });
+    expect(reportedFirst).toBe(1);
+    expect(outOfMemory).toEqual([
+      { profile: profile("m"), node: "a", message: `loading "m" on a failed: ${message}` },
+    ]);
+
+    // The neuron's own refusal (no room by its reading) raises nothing.
+    const refused = loads.load(profile("m"), planOn("a"));
+    await settle();
+    neurons.loads[1]?.reject(neuronError("insufficient_vram", "needs 4000 MiB, 1000 free"));
+    await refused.catch(() => {});
+    expect(outOfMemory).toHaveLength(1);
   });
 });

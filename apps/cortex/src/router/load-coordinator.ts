@@ -17,6 +17,7 @@ import {
 import type { ApplyOwn, FleetStore } from "../fleet/fleet-store.js";
 import type { Log } from "../log.js";
 import { fromNeuron, isGone } from "../neurons/neuron-errors.js";
+import { isEngineOutOfMemory } from "./memory-gate.js";
 
 /** What the coordinator needs of a neuron client. */
 export interface LoadClient {
@@ -54,6 +55,12 @@ export interface LoadCoordinatorOptions {
   /** Asks the poller for a fresh look at a node after a surprise (a failed load or unload). */
   readonly refresh?: (node: string) => void;
   readonly observer?: LoadObserver;
+  /**
+   * A load failed because the engine ran out of GPU memory while starting (`message` quotes its
+   * line): called before the load's waiters see the failure, so the figure they place by next
+   * is already raised.
+   */
+  readonly onOutOfMemory?: (profile: ModelProfile, node: string, message: string) => void;
   readonly now?: () => number;
 }
 
@@ -120,6 +127,8 @@ export class LoadCoordinator {
         } catch (error) {
           const failure = fromNeuron(error, "load", profile.id, plan.node);
           apply((snapshot) => withoutModel(snapshot, plan.node, profile.id));
+          if (isEngineOutOfMemory(failure))
+            this.#options.onOutOfMemory?.(profile, plan.node, failure.message);
           observer?.load?.(profile.id, plan.node, "failure", (this.#now() - started) / 1000);
           store.emit({
             type: "load_failed",

@@ -13,6 +13,7 @@ import type { FleetStore } from "../fleet/fleet-store.js";
 import { fromNeuron, isGone } from "../neurons/neuron-errors.js";
 import type { Dispatcher } from "./dispatcher.js";
 import type { LoadClient, LoadCoordinator, LoadedModel } from "./load-coordinator.js";
+import { type MemoryGate, refusalOf } from "./memory-gate.js";
 
 /** What the actions need of a neuron client. */
 export interface ActionClient extends LoadClient {
@@ -27,6 +28,8 @@ export interface ModelActionsOptions {
   readonly client: (node: string) => ActionClient;
   /** Stopping a harness can take its grace period and more: unloads get this long. */
   readonly unloadTimeoutMs: number;
+  /** Why a model cannot be placed yet (its estimate), when that is why routing refused it. */
+  readonly memory?: Pick<MemoryGate, "status">;
   readonly now?: () => number;
 }
 
@@ -133,10 +136,11 @@ export class ModelActions {
         };
         return answerOf(await (loads.running(profile.id) ?? loads.load(profile, plan)));
       }
-      case "reject":
-        throw new CortexError(decision.code, decision.message, {
-          retryAfterS: decision.retry_after_s,
-        });
+      case "reject": {
+        // An operator's load does not wait for an estimate: it says so, and is tried again.
+        const memory = profile ? this.#options.memory?.status(profile.id) : undefined;
+        throw refusalOf(profile?.id ?? request.model, decision, memory, undefined);
+      }
     }
   }
 

@@ -35,6 +35,11 @@ export interface ReplicaKeeperOptions {
     scaleOut?(model: string, node: string): void;
     scaleIn?(model: string, node: string): void;
   };
+  /**
+   * The fleet as placement counts it (residents at their measured footprint); default: the
+   * store's snapshot as it is.
+   */
+  readonly view?: (snapshot: FleetSnapshot) => FleetSnapshot;
   /** How often replicas are looked at besides every fleet change (default 1000 ms). */
   readonly intervalMs?: number;
   readonly now?: () => number;
@@ -85,7 +90,8 @@ export class ReplicaKeeper {
 
   /** One look at every model with a minimum: load one replica short of it, unload one beyond. */
   tick(): void {
-    const snapshot = this.#options.store.snapshot;
+    const { store, view } = this.#options;
+    const snapshot = view ? view(store.snapshot) : store.snapshot;
     const catalogue = this.#options.catalogue();
     for (const profile of catalogue.models) {
       if (profile.min_replicas === 0) continue;

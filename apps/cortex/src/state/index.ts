@@ -17,6 +17,7 @@ export {
   type LifecycleLogOptions,
   type ModelEventEntry,
 } from "./lifecycle-log.js";
+export { MemoryLog, type MemoryRow, readMemory } from "./memory-table.js";
 export {
   type KnownNode,
   knownNodes,
@@ -35,9 +36,11 @@ export { pruneRequestLog, RequestLogRetention, type RetentionOptions } from "./r
 export {
   type ModelEventType,
   modelEvents,
+  modelMemory,
   nodes,
   requestLog,
   type StateSchema,
+  type StoredEstimate,
   schema,
 } from "./schema.js";
 export { TrafficReader } from "./traffic-reader.js";

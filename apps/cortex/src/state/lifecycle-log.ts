@@ -94,6 +94,7 @@ export const eventEntry = (
     case "load_progress":
     case "swap_queued":
     case "catalogue_reloaded":
+    case "catalogue_problem":
       return undefined;
   }
 };

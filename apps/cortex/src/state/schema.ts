@@ -77,5 +77,33 @@ export const requestLog = sqliteTable(
   ],
 );
 
-export const schema = { nodes, modelEvents, requestLog };
+/**
+ * What cortex has learnt of each model's GPU memory (issue 18), per memory key: the model id,
+ * its harness and a hash of what changes its footprint (source, quant, context, slots, args,
+ * devices). A neuron's estimate (kept so a restart does not ask again), the largest footprint
+ * measured, and the floor an engine's out-of-memory failure raised it to. Written behind.
+ */
+export const modelMemory = sqliteTable("model_memory", {
+  key: text("key").primaryKey(),
+  model: text("model").notNull(),
+  harness: text("harness").notNull(),
+  estimatedMb: integer("estimated_mb"),
+  /** `{basis, breakdown}` of the estimate, JSON. */
+  estimate: text("estimate", { mode: "json" }).$type<StoredEstimate>(),
+  observedMb: integer("observed_mb"),
+  raisedMb: integer("raised_mb"),
+  updatedAt: integer("updated_at").notNull(),
+});
+
+/** The estimate's details as model_memory.estimate stores them. */
+export interface StoredEstimate {
+  readonly basis: string;
+  readonly breakdown: {
+    readonly weights_mb: number;
+    readonly kv_cache_mb: number;
+    readonly overhead_mb: number;
+  };
+}
+
+export const schema = { nodes, modelEvents, requestLog, modelMemory };
 export type StateSchema = typeof schema;

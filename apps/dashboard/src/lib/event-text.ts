@@ -77,6 +77,8 @@ export const describeEvent = (event: FleetEvent): EventText => {
       return event.error === null
         ? { title: "catalogue reloaded", detail: `${event.models} models`, tone: "info" }
         : { title: "catalogue edit refused", detail: event.error, tone: "bad" };
+    case "catalogue_problem":
+      return { title: "catalogue entry cannot be placed", detail: event.error, tone: "bad" };
   }
 };
 

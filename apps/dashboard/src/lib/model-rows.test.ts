@@ -1,4 +1,4 @@
-import type { FleetNode, FleetSnapshot, ModelProfile, NeuronModel } from "@cortex/protocol";
+import type { CatalogueReportModel, FleetNode, FleetSnapshot, NeuronModel } from "@cortex/protocol";
 import { neuronModel } from "@cortex/testkit/fixtures";
 import { describe, expect, it } from "vitest";
 import { lastUsedText, loadTargets, modelRows } from "./model-rows.js";
@@ -20,7 +20,7 @@ const node = (name: string, models: NeuronModel[], healthy = true): FleetNode =>
   models,
 });
 
-const profile = (id: string): ModelProfile => ({
+const profile = (id: string): CatalogueReportModel => ({
   id,
   aliases: [],
   harness: "llamacpp",
@@ -36,6 +36,9 @@ const profile = (id: string): ModelProfile => ({
   max_replicas: 1,
   capabilities: ["chat"],
   args: {},
+  vram: { declared_mb: 1000, estimated_mb: null, observed_mb: null, effective_mb: 1000 },
+  estimate: null,
+  vram_flag: null,
 });
 
 describe("modelRows", () => {

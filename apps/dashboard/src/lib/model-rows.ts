@@ -1,7 +1,7 @@
 import type {
+  CatalogueReportModel,
   FleetNode,
   FleetSnapshot,
-  ModelProfile,
   ModelStatus,
   NeuronModel,
 } from "@cortex/protocol";
@@ -21,7 +21,7 @@ export interface ModelPlacement {
 export interface ModelRow {
   readonly id: string;
   /** Null for a model loaded by hand on a neuron (cortex cannot load it again). */
-  readonly profile: ModelProfile | null;
+  readonly profile: CatalogueReportModel | null;
   readonly placements: readonly ModelPlacement[];
   readonly status: OverallStatus;
   /**
@@ -54,7 +54,7 @@ const latest = (a: string | null, b: string | null): string | null =>
 
 export const modelRows = (
   fleet: (FleetSnapshot & { readonly waiting?: Readonly<Record<string, number>> }) | null,
-  catalogue: readonly ModelProfile[],
+  catalogue: readonly CatalogueReportModel[],
 ): ModelRow[] => {
   const placements = new Map<string, ModelPlacement[]>();
   for (const node of fleet?.nodes ?? []) {

@@ -1,8 +1,14 @@
-import type { ApiLoadAnswer, ApiUnloadAnswer, FleetSnapshot, ModelProfile } from "@cortex/protocol";
+import type {
+  ApiLoadAnswer,
+  ApiUnloadAnswer,
+  CatalogueReportModel,
+  FleetSnapshot,
+} from "@cortex/protocol";
 import { useState } from "preact/hooks";
 import { type AdminClient, describeFailure } from "../api/client.js";
-import { formatMb, formatMs } from "../lib/format.js";
+import { formatMs } from "../lib/format.js";
 import { type LoadsInFlight, loadsOf, percentDone } from "../lib/load-progress.js";
+import { memoryFigures } from "../lib/memory-figures.js";
 import {
   type LoadTarget,
   lastUsedText,
@@ -35,7 +41,7 @@ export const ModelsView = ({
 }: {
   client: AdminClient;
   fleet: FleetSnapshot | null;
-  catalogue: readonly ModelProfile[];
+  catalogue: readonly CatalogueReportModel[];
   loads: LoadsInFlight;
   now: number;
   refresh: () => void;
@@ -254,6 +260,7 @@ const ModelRowView = ({
 }) => {
   const modelColor = useModelColor();
   const profile = row.profile;
+  const memory = profile === null ? null : memoryFigures(profile);
   const progress = loadsOf(loads, row.id);
   const loadRunning = running.has(`load:${row.id}`);
   const unloadRunning = running.has(`unload:${row.id}`);
@@ -268,16 +275,23 @@ const ModelRowView = ({
         )}
       </th>
       <td class="small">
-        {profile === null ? (
+        {profile === null || memory === null ? (
           <span class="muted">not in the catalogue</span>
         ) : (
           <>
-            <div>
-              {profile.harness} ·{" "}
-              {profile.runs_on === "cpu"
-                ? "CPU"
-                : `${formatMb(profile.vram_mb)}${profile.min_devices > 1 ? ` on ${profile.min_devices} GPUs` : ""}`}
+            <div title="the GPU memory cortex places it by">
+              {profile.harness} · {memory.effective}
             </div>
+            {memory.known !== "" && (
+              <div class="muted" data-testid="model-memory">
+                {memory.known}
+              </div>
+            )}
+            {memory.flag !== null && (
+              <div class="bad" role="note" data-testid="model-memory-flag">
+                {memory.flag}
+              </div>
+            )}
             {profile.pinned_on.length > 0 && (
               <div class="muted">pinned on {profile.pinned_on.join(", ")}</div>
             )}

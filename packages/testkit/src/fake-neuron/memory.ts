@@ -2,7 +2,8 @@ import type { Device, LoadRequest, NeuronModel } from "@cortex/protocol";
 import { FakeError } from "./http.js";
 
 // Memory like a real GPU: `vram_free_mb` given at start already counts the initial models, so
-// what is neither free nor theirs is other use; free memory then follows loads and unloads.
+// what is neither free nor theirs is other use; free memory then follows loads and unloads, and
+// a model holds what it was measured at (`vram_used_mb`) when that is more than it declared.
 
 export interface FakeMemory {
   /** Free MB on `device`, leaving out the share of model `except` (the one being placed). */
@@ -22,7 +23,9 @@ export const createMemory = (
       if (model.id === except || model.devices.length === 0) continue;
       if (model.status !== "loading" && model.status !== "loaded" && model.status !== "recovering")
         continue;
-      if (model.devices.includes(index)) used += model.vram_mb / model.devices.length;
+      // What the model really holds when measured (a model bigger than it declared), as on a GPU.
+      const held = Math.max(model.vram_mb, model.vram_used_mb ?? 0);
+      if (model.devices.includes(index)) used += held / model.devices.length;
     }
     return used;
   };

@@ -1,6 +1,7 @@
 import type { ServerResponse } from "node:http";
 import {
   type Device,
+  ENGINE_OUT_OF_MEMORY,
   ERROR_CODES,
   type ErrorCode,
   type HarnessInfo,
@@ -9,6 +10,7 @@ import {
   type LoadRequest,
   type ModelStatus,
   type NeuronModel,
+  requestedMbText,
 } from "@cortex/protocol";
 import { FakeError } from "./http.js";
 import { createMemory } from "./memory.js";
@@ -58,6 +60,16 @@ export interface ModelRegistry {
   setModels(models: readonly NeuronModel[]): void;
   setModelStatus(id: string, status: ModelStatus): void;
   failNextLoad(code: ErrorCode, message: string): void;
+  /**
+   * The next load fails as an engine that ran out of GPU memory while starting: the real
+   * neuron's `insufficient_vram` with ENGINE_OUT_OF_MEMORY, `requested_mb=` and the line.
+   */
+  failNextLoadOutOfMemory(line: string, requestedMb?: number): void;
+  /**
+   * What the model holds on its GPUs once loaded (`vram_used_mb` in `GET /models`, and in the
+   * free memory discovery reports), from now on and for every later load; null: not measured.
+   */
+  setVramUsed(id: string, mb: number | null): void;
   setLoadDelay(ms: number): void;
 }
 
@@ -85,6 +97,8 @@ export const createModelRegistry = (options: ModelRegistryOptions): ModelRegistr
   let loadDelayMs = options.loadDelayMs;
   const entries = new Map<string, Entry>();
   const loadsStarted = new Map<string, number>();
+  /** Measured footprints tests set, by model id: reported once the model is loaded. */
+  const footprints = new Map<string, number>();
   let nextFailure: FakeError | null = null;
   for (const model of options.models) entries.set(model.id, entryOf(model));
   const memory = createMemory(devices, entries);
@@ -109,6 +123,8 @@ export const createModelRegistry = (options: ModelRegistryOptions): ModelRegistr
       }
       entry.model.status = "loaded";
       entry.model.loaded_at = iso();
+      const footprint = footprints.get(id);
+      if (footprint !== undefined) entry.model.vram_used_mb = footprint;
     });
     entry.loading = loading;
     // Joiners await the same promise; an unobserved failure must not crash the process.
@@ -241,6 +257,20 @@ export const createModelRegistry = (options: ModelRegistryOptions): ModelRegistr
       if (!entry) throw new Error(`fake neuron ${options.name} has no model "${id}"`);
       entry.model.status = status;
       if (status === "loaded" && entry.model.loaded_at === null) entry.model.loaded_at = iso();
+    },
+    failNextLoadOutOfMemory: (line, requestedMb) => {
+      const requested = requestedMb === undefined ? "" : ` (${requestedMbText(requestedMb)})`;
+      nextFailure = new FakeError(
+        "insufficient_vram",
+        `model loading: ${ENGINE_OUT_OF_MEMORY}${requested}: "${line}"; the harness exited with code 1 before it was ready`,
+        { retryAfterS: 5 },
+      );
+    },
+    setVramUsed: (id, mb) => {
+      if (mb === null) footprints.delete(id);
+      else footprints.set(id, mb);
+      const entry = entries.get(id);
+      if (entry?.model.status === "loaded") entry.model.vram_used_mb = mb;
     },
     failNextLoad: (code, message) => {
       nextFailure = new FakeError(

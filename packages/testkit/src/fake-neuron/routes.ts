@@ -6,13 +6,15 @@ import {
   LoadRequest,
   UnloadRequest,
 } from "@cortex/protocol";
+import type { FakeEstimates } from "./estimate.js";
+import { handleEvents } from "./events.js";
 import { FakeError, invalidBody, json, readJson } from "./http.js";
 import { isModelRouted } from "./inference.js";
 import type { ModelRegistry } from "./model-registry.js";
 import { handleUpstream } from "./upstream.js";
 
 // The fake neuron's HTTP API, like apps/neuron/src/api: health, discovery, models, load (with
-// SSE progress), unload, a model's endpoint and logs; `POST /v1/*` goes to `inference`.
+// SSE progress), unload, estimate, a model's endpoint and logs; `POST /v1/*` goes to `inference`.
 
 export interface RoutesOptions {
   /** The neuron's name, as discovery reports it. */
@@ -21,6 +23,8 @@ export interface RoutesOptions {
   readonly token: string;
   readonly startedAt: number;
   readonly registry: ModelRegistry;
+  /** Answers `POST /models/estimate` from the table tests script. */
+  readonly estimates: FakeEstimates;
   readonly inference: (req: IncomingMessage, res: ServerResponse, path: string) => Promise<void>;
   /** Where the neuron is reached now, for `/models/{id}/endpoint`. */
   readonly selfUrl: () => string;
@@ -36,7 +40,7 @@ export interface FakeRoutes {
 }
 
 export const createRoutes = (options: RoutesOptions): FakeRoutes => {
-  const { name, token, startedAt, registry, inference, selfUrl } = options;
+  const { name, token, startedAt, registry, estimates, inference, selfUrl } = options;
   const loads: LoadRequest[] = [];
   const unloads: UnloadRequest[] = [];
 
@@ -107,8 +111,10 @@ export const createRoutes = (options: RoutesOptions): FakeRoutes => {
     if (!authorized(req)) throw new FakeError("invalid_api_key", "missing or wrong bearer token");
     if (method === "GET" && path === "/discovery") return json(res, 200, discovery());
     if (method === "GET" && path === "/models") return json(res, 200, registry.models());
+    if (method === "GET" && path === "/events") return handleEvents(registry.models, res);
     if (method === "POST" && path === "/models/load") return handleLoad(req, res);
     if (method === "POST" && path === "/models/unload") return handleUnload(req, res);
+    if (method === "POST" && path === "/models/estimate") return estimates.handle(req, res);
     if (path.startsWith("/upstream/")) return handleUpstream(registry, req, res);
     const match = /^\/models\/([^/]+)\/(endpoint|logs)$/.exec(path);
     if (method === "GET" && match) {

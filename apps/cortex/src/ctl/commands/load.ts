@@ -93,8 +93,8 @@ export const loadCommand = async (
   stop: AbortSignal,
 ): Promise<void> => {
   // Events name models by id; the operator may have typed an alias.
-  const catalogue = await context.client.catalogue();
-  const id = catalogue.find((p) => p.id === model || p.aliases.includes(model))?.id ?? model;
+  const { models } = await context.client.catalogue();
+  const id = models.find((p) => p.id === model || p.aliases.includes(model))?.id ?? model;
   // Evictions this load causes concern other models: shown, but they do not drive the bar.
   const concerns = (event: FleetEvent): boolean =>
     "model" in event &&
