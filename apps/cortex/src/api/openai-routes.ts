@@ -26,7 +26,8 @@ import { endWithErrorEvent, isEventStream, proxyWithRetries } from "../proxy/att
 import { forwardedHeaders } from "../proxy/client-headers.js";
 import type { Usage } from "../proxy/forward.js";
 import { NodeWatch } from "../proxy/node-watch.js";
-import type { Dispatcher, Lease } from "../router/dispatcher.js";
+import type { Dispatcher } from "../router/dispatcher.js";
+import type { Lease } from "../router/lease.js";
 import { affinityKeyOf } from "./affinity-key.js";
 
 import { findModel, listModels } from "./models-list.js";

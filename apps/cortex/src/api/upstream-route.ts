@@ -16,7 +16,7 @@ import {
 import { ERROR_CODES, type FleetSnapshot } from "@cortex/protocol";
 import { CortexError } from "../errors.js";
 import { forwardedHeaders } from "../proxy/client-headers.js";
-import type { Lease } from "../router/dispatcher.js";
+import type { Lease } from "../router/lease.js";
 import type { RequestRecord } from "./openai-routes.js";
 import { checkPath } from "./path-safety.js";
 import { assignRequestId } from "./request-id.js";

@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { ClientSignal, inferenceFields } from "@cortex/http-kit";
 import { afterEach, describe, expect, it } from "vitest";
-import type { Lease } from "../router/dispatcher.js";
+import type { Lease } from "../router/lease.js";
 import { proxyWithRetries } from "./attempts.js";
 
 // The attempt loop over real sockets: a first upstream that sends the head of its answer and

@@ -3,7 +3,7 @@ import { Socket } from "node:net";
 import { type Abortable, ClientSignal, inferenceFields } from "@cortex/http-kit";
 import { describe, expect, it, vi } from "vitest";
 import { CortexError } from "../errors.js";
-import type { Lease } from "../router/dispatcher.js";
+import type { Lease } from "../router/lease.js";
 import { proxyWithRetries } from "./attempts.js";
 import {
   type ForwardOptions,

@@ -8,7 +8,7 @@ import {
 } from "@cortex/http-kit";
 import { type ErrorCode, errorEnvelope, type RequestFilters } from "@cortex/protocol";
 import { CortexError } from "../errors.js";
-import type { AffinityKey, Lease } from "../router/dispatcher.js";
+import type { AffinityKey, Lease } from "../router/lease.js";
 import { applyFilters, hasFilters } from "./filters.js";
 import {
   type ForwardOptions,

@@ -1,6 +1,8 @@
+import { type Catalogue, resolveModelName } from "@cortex/catalogue";
 import type { FleetSnapshot } from "@cortex/protocol";
-import { type Affinity, hash32, replicaKey } from "@cortex/routing";
+import { type Affinity, hash32, indexSnapshot, replicaKey } from "@cortex/routing";
 import { isLoadedReplica } from "./fleet-views.js";
+import type { AffinityKey } from "./lease.js";
 
 /**
  * Each conversation's own replica, so its next turns go back there (its prompt is in that
@@ -93,3 +95,46 @@ export const conversationOf = (
     },
   };
 };
+
+/** What a request's conversation is worked out from. */
+export interface RequestAffinityOptions {
+  readonly key: AffinityKey | undefined;
+  readonly table: AffinityTable | undefined;
+  readonly settings: { readonly loadFactor: number } | undefined;
+  readonly model: string;
+  readonly catalogue: () => Catalogue;
+}
+
+/**
+ * One request's conversation, worked out (its key read from the body) only once its model has
+ * two loaded replicas to choose between: with one there is nothing to keep it on. Affinity off,
+ * or no key: never any.
+ */
+export class RequestAffinity {
+  readonly #options: RequestAffinityOptions;
+  #keyed = false;
+  #conversation: Conversation | undefined;
+
+  constructor(options: RequestAffinityOptions) {
+    this.#options = options;
+  }
+
+  /** The conversation in `snapshot`, if it has one worth keeping the request on. */
+  in(snapshot: FleetSnapshot): Conversation | undefined {
+    const { key, table, settings, model, catalogue } = this.#options;
+    if (this.#keyed || key === undefined || table === undefined || settings === undefined)
+      return this.#conversation;
+    const id = resolveModelName(catalogue(), model)?.id ?? model;
+    if ((indexSnapshot(snapshot).byModel.get(id)?.healthy.loaded.length ?? 0) < 2) return undefined;
+    this.#keyed = true;
+    const read = typeof key === "function" ? key() : key;
+    this.#conversation =
+      read === undefined ? undefined : conversationOf(table, model, read, settings.loadFactor);
+    return this.#conversation;
+  }
+
+  /** The request was served on `node` (see Conversation.served); nothing without one. */
+  served(node: string, outcome: "hit" | "spill" | undefined, nowMs: number): void {
+    this.#conversation?.served(node, outcome, nowMs);
+  }
+}

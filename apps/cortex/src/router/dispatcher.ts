@@ -15,10 +15,11 @@ import {
 import { CortexError } from "../errors.js";
 import type { FleetStore } from "../fleet/fleet-store.js";
 import type { AdmissionQueue } from "./admission-queue.js";
-import { AffinityTable, type Conversation, conversationOf } from "./affinity-table.js";
+import { AffinityTable, RequestAffinity } from "./affinity-table.js";
 import { Circuits } from "./circuits.js";
 import { EstimateWaits } from "./estimate-waits.js";
 import { servingReplicas } from "./fleet-views.js";
+import { type AffinityKey, type Lease, leaseOn } from "./lease.js";
 import type { LoadCoordinator } from "./load-coordinator.js";
 import { isEngineOutOfMemory, type MemoryGate, refusalOf } from "./memory-gate.js";
 import type { Reservations } from "./reservations.js";
@@ -35,29 +36,6 @@ export interface DispatchObserver {
   /** A request with an affinity key went to its conversation's replica, or spilled. */
   affinity?(model: string, outcome: "hit" | "spill"): void;
 }
-
-/** A reserved slot on one replica: where to send the request, and how to give the slot back. */
-export interface Lease {
-  /** The canonical model id (the client may have named an alias). */
-  readonly model: string;
-  readonly node: string;
-  /** The neuron's base URL as cortex reaches it. */
-  readonly url: string;
-  /** The request waited for a cold load or wakes an unloaded model. */
-  readonly coldStart: boolean;
-  /** How long the request waited for a slot, a load, a swap or a turn (ms). */
-  readonly waitedMs: number;
-  /** Gives the slot back; only the first call counts. */
-  readonly release: () => void;
-  /**
-   * What came of the request, for the replica's failure memory: `false` when the connection
-   * failed, the harness answered 5xx or stalled; `true` when it answered otherwise.
-   */
-  readonly report: (ok: boolean) => void;
-}
-
-/** A request's conversation key, or how to read it (only when a choice of replicas needs it). */
-export type AffinityKey = string | (() => string | undefined);
 
 /** `affinity:` of cortex.yaml. */
 export interface AffinitySettings {
@@ -281,26 +259,13 @@ export class Dispatcher {
     affinityKey?: AffinityKey,
   ): Promise<Lease> {
     const { catalogue, loads } = this.#options;
-    const settings = this.#options.affinity;
-    const table = this.#affinity;
-    /**
-     * The request's conversation, worked out (the key read from the body) only once the model
-     * has two loaded replicas to choose between: with one there is nothing to keep it on.
-     */
-    let conversation: Conversation | undefined;
-    let keyed = false;
-    const conversationIn = (snapshot: FleetSnapshot): Conversation | undefined => {
-      if (keyed || affinityKey === undefined || table === undefined || settings === undefined)
-        return conversation;
-      const id = resolveModelName(catalogue(), model)?.id ?? model;
-      if ((indexSnapshot(snapshot).byModel.get(id)?.healthy.loaded.length ?? 0) < 2)
-        return undefined;
-      keyed = true;
-      const key = typeof affinityKey === "function" ? affinityKey() : affinityKey;
-      conversation =
-        key === undefined ? undefined : conversationOf(table, model, key, settings.loadFactor);
-      return conversation;
-    };
+    const affinity = new RequestAffinity({
+      key: affinityKey,
+      table: this.#affinity,
+      settings: this.#options.affinity,
+      model,
+      catalogue,
+    });
     /** When the request asked: `Lease.waitedMs` counts from here (slots, loads, swaps, turns). */
     const askedMs = this.#now();
     /** When the request first had to wait in a queue, and its deadline from then. */
@@ -348,12 +313,16 @@ export class Dispatcher {
       if (waitedFrom !== undefined)
         this.#options.observer?.waited?.(model, (now - waitedFrom) / 1000);
       const waitedMs = Math.max(0, now - askedMs);
-      conversation?.served(node, outcome, now);
-      return this.#lease(model, node, url, cold, now, waitedMs);
+      affinity.served(node, outcome, now);
+      return leaseOn(
+        { reservations: this.reservations, circuits: this.circuits },
+        { model, node, url, coldStart: cold, waitedMs },
+        now,
+      );
     };
     /** The routing request: the model, its turn, and the conversation's affinity. */
     const request = (snapshot: FleetSnapshot, now: number): RoutingRequest => {
-      const known = conversationIn(snapshot);
+      const known = affinity.in(snapshot);
       return {
         model,
         ...(turn ? { turn } : {}),
@@ -459,32 +428,5 @@ export class Dispatcher {
         }
       }
     }
-  }
-
-  #lease(
-    model: string,
-    node: string,
-    url: string,
-    coldStart: boolean,
-    now: number,
-    waitedMs: number,
-  ): Lease {
-    const key = replicaKey(node, model);
-    this.circuits.sent(key);
-    let reported = false;
-    return {
-      model,
-      node,
-      url,
-      coldStart,
-      waitedMs,
-      release: this.reservations.take(node, model, now),
-      report: (ok) => {
-        if (reported) return;
-        reported = true;
-        if (ok) this.circuits.succeeded(key);
-        else this.circuits.failed(key);
-      },
-    };
   }
 }
