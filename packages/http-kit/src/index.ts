@@ -48,6 +48,7 @@ export {
 } from "./shutdown.js";
 export { openEventStream, SSE_HEADERS, startEventStream } from "./sse.js";
 export {
+  answerHeaders,
   type PipeOptions,
   type ProxyAgents,
   passHeaders,

@@ -2,6 +2,7 @@ import {
   Agent,
   type ClientRequest,
   request as httpRequest,
+  type IncomingHttpHeaders,
   type IncomingMessage,
   type OutgoingHttpHeaders,
   type ServerResponse,
@@ -88,8 +89,11 @@ export class UpstreamFailure extends Error {
 }
 
 export interface UpstreamRequest {
-  /** POST by default; a GET (`/v1/audio/voices`) sends no body. */
-  readonly method?: "GET" | "POST";
+  /**
+   * POST by default; any other method too (`/upstream/…` passes the client's). A GET or HEAD
+   * with an empty body goes without `content-length`; everything else carries one.
+   */
+  readonly method?: string;
   /** Where to: a base URL (see targetOf) and the path below it, with its query if any. */
   readonly target: UpstreamTarget;
   readonly path: string;
@@ -110,9 +114,9 @@ export interface UpstreamAnswer {
 }
 
 /**
- * POSTs `body` (or sends the GET) and resolves once the upstream's status line and headers
- * arrive. Rejects with UpstreamFailure when no answer came, or with the signal's reason when it
- * aborted first.
+ * Sends `body` (a POST unless `method` says otherwise) and resolves once the upstream's status
+ * line and headers arrive. Rejects with UpstreamFailure when no answer came, or with the
+ * signal's reason when it aborted first.
  */
 export const post = (options: UpstreamRequest): Promise<UpstreamAnswer> =>
   new Promise<UpstreamAnswer>((resolve, reject) => {
@@ -129,7 +133,7 @@ export const post = (options: UpstreamRequest): Promise<UpstreamAnswer> =>
       path: `${target.basePath}${options.path}`,
       agent: target.tls ? options.agents.https : options.agents.http,
       headers:
-        method === "GET" && length === 0
+        (method === "GET" || method === "HEAD") && length === 0
           ? options.headers
           : { ...options.headers, "content-length": length },
     });
@@ -182,6 +186,47 @@ export const post = (options: UpstreamRequest): Promise<UpstreamAnswer> =>
     });
     req.end(options.body);
   });
+
+/** Hop-by-hop answer headers (RFC 9110 §7.6.1): node:http frames the next answer itself. */
+const HOP_BY_HOP_ANSWER: ReadonlySet<string> = new Set([
+  "connection",
+  "keep-alive",
+  "te",
+  "trailer",
+  "transfer-encoding",
+  "upgrade",
+  "http2-settings",
+  // A harness's cookies would be set for the proxy's origin, shared by every model behind it.
+  "set-cookie",
+  "set-cookie2",
+]);
+
+/**
+ * An upstream's answer headers to pass on whole (`/upstream/…`): all but hop-by-hop ones (those
+ * above, `proxy-*`, any the answer's `Connection` header names), cookies, and what `dropped`
+ * also refuses.
+ */
+export const answerHeaders = (
+  headers: IncomingHttpHeaders,
+  dropped: (name: string) => boolean = () => false,
+): OutgoingHttpHeaders => {
+  const named = new Set(
+    (headers.connection ?? "").split(",").map((name) => name.trim().toLowerCase()),
+  );
+  const out: OutgoingHttpHeaders = {};
+  for (const name in headers) {
+    if (
+      HOP_BY_HOP_ANSWER.has(name) ||
+      named.has(name) ||
+      name.startsWith("proxy-") ||
+      dropped(name)
+    )
+      continue;
+    const value = headers[name];
+    if (value !== undefined) out[name] = value;
+  }
+  return out;
+};
 
 /** Upstream headers that describe the body: the ones a proxy passes on. */
 export const passHeaders = (

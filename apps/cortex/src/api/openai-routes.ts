@@ -7,6 +7,7 @@ import {
   ClientSignal,
   clientKeyCheck,
   type FastHandler,
+  forwardedHeaders,
   forwardedType,
   forwardedUrl,
   type InferenceFields,
@@ -23,7 +24,6 @@ import { ERROR_CODES, type ErrorCode, type FleetEvent, type FleetSnapshot } from
 import express, { type Router } from "express";
 import { CortexError } from "../errors.js";
 import { endWithErrorEvent, isEventStream, proxyWithRetries } from "../proxy/attempts.js";
-import { forwardedHeaders } from "../proxy/client-headers.js";
 import type { Usage } from "../proxy/forward.js";
 import { NodeWatch } from "../proxy/node-watch.js";
 import type { Dispatcher } from "../router/dispatcher.js";

@@ -8,6 +8,7 @@ import {
   capText,
   clientKeyCheck,
   type FastHandler,
+  forwardedHeaders,
   pathOf,
   readBody,
   UpstreamFailure,
@@ -15,7 +16,6 @@ import {
 } from "@cortex/http-kit";
 import { ERROR_CODES, type FleetSnapshot } from "@cortex/protocol";
 import { CortexError } from "../errors.js";
-import { forwardedHeaders } from "../proxy/client-headers.js";
 import type { Lease } from "../router/lease.js";
 import type { RequestRecord } from "./openai-routes.js";
 import { checkPath } from "./path-safety.js";
@@ -90,12 +90,6 @@ const redirect = (res: ServerResponse, method: string, target: UpstreamModel, qu
   res.end();
 };
 
-/** Whether the client sent a body (or said it would): a body of the same length goes on. */
-const sentBody = (req: IncomingMessage, body: Buffer): boolean =>
-  body.length > 0 ||
-  req.headers["content-length"] !== undefined ||
-  req.headers["transfer-encoding"] !== undefined;
-
 /**
  * The `/upstream/{model}/…` handler, on plain node:http beside the inference fast path. The
  * client key is required; the model is the longest model id or alias at the head of the path
@@ -153,7 +147,6 @@ export const upstreamRoute = (options: UpstreamRouteOptions): FastHandler => {
       const body = await readBody(req, options.bodyLimitBytes, options.bodyBudget?.charge(res));
       const headers = forwardedHeaders(req.headers);
       headers["x-request-id"] = requestId;
-      if (sentBody(req, body)) headers["content-length"] = body.length;
       const outcome = await attempt({
         res,
         method,

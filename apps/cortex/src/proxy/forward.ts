@@ -17,7 +17,7 @@ import {
 // Streams one client request to a neuron and the answer back, chunk by chunk, never buffering
 // a stream, on plain node:http with a keep-alive agent (the hot path; see docs/contract.md).
 // The client's headers go on but for its credentials, cookies and hop-by-hop headers
-// (client-headers.ts); the neuron's token and cortex's request id are added. Of the answer's
+// (http-kit `forwardedHeaders`); the neuron's token and cortex's request id are added. Of the answer's
 // headers only those that describe the body come back.
 
 const agents = proxyAgents(4096);

@@ -1,7 +1,6 @@
 import type { IncomingMessage } from "node:http";
 import { describe, expect, it } from "vitest";
 import { isUpstream, upstreamTarget } from "./upstream.js";
-import { answerHeaders } from "./upstream-hop.js";
 
 describe("upstreamTarget", () => {
   it.each([
@@ -32,35 +31,6 @@ describe("upstreamTarget", () => {
     expect(() => upstreamTarget(url)).toThrow(
       expect.objectContaining({ code: "invalid_request_error" }),
     );
-  });
-});
-
-describe("answerHeaders", () => {
-  it("passes the harness's headers but hop-by-hop ones and cookies", () => {
-    expect(
-      answerHeaders({
-        "content-type": "text/html",
-        "content-length": "10",
-        "access-control-allow-origin": "*",
-        server: "llama.cpp",
-        connection: "keep-alive",
-        "keep-alive": "timeout=5",
-        "transfer-encoding": "chunked",
-        "set-cookie": ["a=1"],
-        "proxy-authenticate": "Basic",
-      }),
-    ).toEqual({
-      "content-type": "text/html",
-      "content-length": "10",
-      "access-control-allow-origin": "*",
-      server: "llama.cpp",
-    });
-  });
-
-  it("drops the headers the answer's Connection header names", () => {
-    expect(answerHeaders({ connection: "X-Hop", "x-hop": "1", "x-kept": "2" })).toEqual({
-      "x-kept": "2",
-    });
   });
 });
 

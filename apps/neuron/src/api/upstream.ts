@@ -64,12 +64,6 @@ export const upstreamTarget = (url: string): UpstreamTarget => {
   return { model, path: `${rest === "" ? "/" : rest}${url.slice(path.length)}` };
 };
 
-/** Whether the caller sent a body (or said it would): a body of the same length goes on. */
-const sentBody = (req: IncomingMessage, body: Buffer): boolean =>
-  body.length > 0 ||
-  req.headers["content-length"] !== undefined ||
-  req.headers["transfer-encoding"] !== undefined;
-
 /**
  * `/upstream/<model>/…` on plain node:http beside the inference fast path: the neuron's token
  * is required; the body is read whole under the inference limits; the request and its answer
@@ -91,7 +85,6 @@ export const upstreamHandler = (
     const headers = forwardedHeaders(req.headers);
     const requestId = req.headers["x-request-id"];
     if (requestId !== undefined) headers["x-request-id"] = requestId;
-    if (sentBody(req, body)) headers["content-length"] = body.length;
     const gone = new ClientSignal();
     const onClose = () => {
       if (!res.writableFinished) gone.abort(new Error("client disconnected"));
