@@ -1,15 +1,13 @@
 import { capText } from "../bounded-text.js";
 import { NeuronError } from "../errors.js";
-import { redirectAllowed, sourceAllowed } from "../sources/address-policy.js";
 import { parseContentRange } from "../sources/download.js";
-import { displayUrl } from "../sources/parse-source.js";
+import { guardedGet } from "../sources/guarded-get.js";
 import type { RangeReader } from "./read-header.js";
 
-// HTTP range reads of a remote model file, held to the rules its download is (download.ts): the
-// source URL checked, redirects followed by hand with every hop checked before it is contacted
-// (address-policy.ts), the caller's headers (the HF token) sent to the first origin only. A
-// server that ignores Range is read only as far as needed and then cut off: the file itself is
-// never downloaded.
+// HTTP range reads of a remote model file, held to the rules its download is: the same guarded
+// GET (sources/guarded-get.ts: the URL and every redirect checked, the HF token to the first
+// origin only). A server that ignores Range is read only as far as needed and then cut off: the
+// file itself is never downloaded.
 
 export interface RemoteFile {
   readonly url: string;
@@ -23,8 +21,6 @@ export interface RemoteFile {
   /** Ends every request of the read (the estimate's deadline). */
   readonly signal: AbortSignal;
 }
-
-const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 
 /** 502 upstream_error: the source could not be read, and another try (or node) may do better. */
 export const unreachable = (file: RemoteFile, reason: string, cause?: unknown): NeuronError =>
@@ -41,40 +37,17 @@ const describeNetworkError = (error: unknown): string => {
   return typeof code === "string" ? `${code} (${message})` : message;
 };
 
-/** GET with a Range header, redirects followed by hand and checked hop by hop. */
-const get = async (file: RemoteFile, range: string): Promise<Response> => {
-  let url = new URL(file.url);
-  const origin = url.origin;
-  const source = sourceAllowed(url);
-  if (!source.allowed) {
-    throw new NeuronError(
-      "invalid_request_error",
-      capText(`source ${file.display} is refused: ${source.reason}`),
-      { param: "source" },
-    );
-  }
-  for (let hop = 0; ; hop++) {
-    const headers: Record<string, string> = { "accept-encoding": "identity", range };
-    if (url.origin === origin) Object.assign(headers, file.headers);
-    const response = await fetch(url, { headers, redirect: "manual", signal: file.signal });
-    const location = response.headers.get("location");
-    if (!REDIRECTS.has(response.status) || location === null) return response;
-    await response.body?.cancel();
-    if (hop >= file.maxRedirects)
-      throw unreachable(file, `more than ${file.maxRedirects} redirects`);
-    let next: URL;
-    try {
-      next = new URL(location, url);
-    } catch {
-      throw unreachable(file, "the server redirected to an invalid URL");
-    }
-    const verdict = redirectAllowed(url, next);
-    if (!verdict.allowed) {
-      throw unreachable(file, `refusing a redirect to ${displayUrl(next)}: ${verdict.reason}`);
-    }
-    url = next;
-  }
-};
+/** GET with a Range header, through `guardedGet`'s checks (the download's). */
+const get = (file: RemoteFile, range: string): Promise<Response> =>
+  guardedGet({
+    url: file.url,
+    display: file.display,
+    headers: file.headers,
+    range,
+    maxRedirects: file.maxRedirects,
+    signal: file.signal,
+    failed: (reason) => unreachable(file, reason),
+  });
 
 /** Reads `skip` bytes then up to `keep` more of `body`, and cancels the rest of it. */
 const take = async (

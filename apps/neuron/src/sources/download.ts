@@ -1,8 +1,7 @@
 import { open, rename, rm, stat } from "node:fs/promises";
 import { capText } from "../bounded-text.js";
 import { NeuronError } from "../errors.js";
-import { redirectAllowed, sourceAllowed } from "./address-policy.js";
-import { displayUrl } from "./parse-source.js";
+import { guardedGet } from "./guarded-get.js";
 
 export interface DownloadRequest {
   readonly url: string;
@@ -21,8 +20,6 @@ export interface DownloadRequest {
   readonly onBytes: (bytes: number, total: number | null) => void;
   readonly signal: AbortSignal;
 }
-
-const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 
 const partialOf = (target: string): string => `${target}.partial`;
 
@@ -70,53 +67,17 @@ const contentLength = (response: Response): number | null => {
   return header !== null && /^\d+$/.test(header) ? Number(header) : null;
 };
 
-/**
- * GET with redirects followed by hand, each hop checked before it is contacted: the target must
- * meet the rules of a source and be no more internal than the hop before it (address-policy.ts),
- * at most `maxRedirects` of them, and the caller's headers go only to the first origin.
- */
-const get = async (
-  request: DownloadRequest,
-  range: number,
-  signal: AbortSignal,
-): Promise<Response> => {
-  let url = new URL(request.url);
-  const origin = url.origin;
-  // parse-source vouches for a source URL (0.0.0.0 and :: included) before anything is evicted;
-  // an hf: URL is built on hf_endpoint, which it does not check, so this is where that one is.
-  const source = sourceAllowed(url);
-  if (!source.allowed) {
-    throw new NeuronError(
-      "invalid_request_error",
-      capText(`source ${request.display} is refused: ${source.reason}`),
-      { param: "source" },
-    );
-  }
-  for (let hop = 0; ; hop++) {
-    const headers: Record<string, string> = { "accept-encoding": "identity" };
-    if (url.origin === origin) Object.assign(headers, request.headers);
-    if (range > 0) headers.range = `bytes=${range}-`;
-    const response = await fetch(url, { headers, redirect: "manual", signal });
-    const location = response.headers.get("location");
-    if (!REDIRECTS.has(response.status) || location === null) return response;
-    await response.body?.cancel();
-    if (hop >= request.maxRedirects) {
-      throw failed(request, `more than ${request.maxRedirects} redirects`);
-    }
-    let next: URL;
-    try {
-      next = new URL(location, url);
-    } catch {
-      // Not quoted: a Location may carry a signed URL's secrets, and this one does not even parse.
-      throw failed(request, "the server redirected to an invalid URL");
-    }
-    const verdict = redirectAllowed(url, next);
-    if (!verdict.allowed) {
-      throw failed(request, `refusing a redirect to ${displayUrl(next)}: ${verdict.reason}`);
-    }
-    url = next;
-  }
-};
+/** GET of the download's URL (from byte `range` on), through `guardedGet`'s checks. */
+const get = (request: DownloadRequest, range: number, signal: AbortSignal): Promise<Response> =>
+  guardedGet({
+    url: request.url,
+    display: request.display,
+    headers: request.headers,
+    ...(range > 0 ? { range: `bytes=${range}-` } : {}),
+    maxRedirects: request.maxRedirects,
+    signal,
+    failed: (reason) => failed(request, reason),
+  });
 
 /**
  * Downloads `request.url` into `request.target`, resuming a `.partial` left by an earlier try.
