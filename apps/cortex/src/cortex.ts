@@ -20,12 +20,14 @@ import { isUpstream } from "./api/upstream-path.js";
 import { upstreamRoute } from "./api/upstream-route.js";
 import { CortexError } from "./errors.js";
 import { FleetStore } from "./fleet/fleet-store.js";
+import { LiveEvents } from "./fleet/live-events.js";
 import { Poller } from "./fleet/poller.js";
 import type { Log } from "./log.js";
 import { GpuMemory } from "./memory/gpu-memory.js";
 import { CortexMetrics, metricsHandler } from "./metrics/metrics.js";
 import { requestAccounting } from "./metrics/request-accounting.js";
 import { NeuronClient } from "./neurons/neuron-client.js";
+import { NodeDrains } from "./nodes/drains.js";
 import { loopbackUrl } from "./ollama/loopback.js";
 import { ollamaRoutes } from "./ollama/routes.js";
 import { AdmissionQueue } from "./router/admission-queue.js";
@@ -35,6 +37,7 @@ import { ModelActions } from "./router/model-actions.js";
 import { ReplicaKeeper } from "./router/replica-keeper.js";
 import { Reservations } from "./router/reservations.js";
 import {
+  DrainTable,
   knownNodes,
   LifecycleLog,
   MemoryLog,
@@ -157,7 +160,22 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
     retryAfterS: 2,
   });
   // A release wakes the model's next waiter and lets the swap queues look again.
-  const reservations = new Reservations((model) => dispatcher.released(model));
+  const reservations = new Reservations((model) => {
+    dispatcher.released(model);
+    drains.nudge();
+  });
+  // Nodes taken out for maintenance (kept in the state database): routing sends them nothing
+  // new, and their models unload once idle.
+  const drains: NodeDrains = new NodeDrains({
+    fleet: store,
+    store: new DrainTable(state.db),
+    live: () => dispatcher.live,
+    unload: async (node, model) => {
+      await actions.unload({ model, node });
+    },
+    changed: () => dispatcher.nodesChanged(),
+    log,
+  });
   const poller = new Poller({
     store,
     targets: config.neurons,
@@ -174,6 +192,8 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
       lifecycle.saveDiscovery(name, url, answer, Date.now());
     },
   });
+  // Each healthy neuron's event stream: its changes reach the snapshot at once (polls check).
+  const live = new LiveEvents({ store, client: clientOf, sink: poller, log });
   const refresh = (name: string) => {
     poller
       .pollNow(name)
@@ -219,6 +239,7 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
       scaleOut: (model, node) => metrics.scaleOut(model, node),
     },
     memory: gpuMemory,
+    nodeDrains: drains.states,
   });
   const actions = new ModelActions({
     store,
@@ -327,6 +348,7 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
         return { events: recentEvents(state.db, limit), nodes: knownNodes(state.db) };
       },
       events: eventsHandler(feed, { log }),
+      drains,
     }),
   });
 
@@ -349,8 +371,10 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
     host === "0.0.0.0" || host === "::" ? "localhost" : host.includes(":") ? `[${host}]` : host;
   log.info({ listen: config.listen, url: `http://${urlHost}:${address.port}` }, "listening");
   poller.start();
+  live.start();
   gpuMemory.start();
   keeper.start();
+  drains.start();
 
   let stopped: Promise<void> | undefined;
   let drain: Drain | undefined;
@@ -364,9 +388,11 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
       feed.close();
       openai.close();
       keeper.stop();
+      drains.stop();
       gpuMemory.stop();
       dispatcher.swaps.close();
       dispatcher.circuits.close();
+      live.stop();
       await poller.stop();
       await drain.closed;
       // After the drain: Ollama requests in flight get the grace through these connections.

@@ -128,7 +128,14 @@ const Dashboard = ({
         <main>
           <div id={`panel-${tab}`} role="tabpanel" aria-labelledby={`tab-${tab}`}>
             {tab === "fleet" && (
-              <FleetView fleet={state.fleet} loads={state.loads} events={state.events} now={now} />
+              <FleetView
+                fleet={state.fleet}
+                loads={state.loads}
+                events={state.events}
+                now={now}
+                client={client}
+                refresh={state.refresh}
+              />
             )}
             {tab === "models" && (
               <ModelsView

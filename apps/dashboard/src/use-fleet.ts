@@ -1,8 +1,8 @@
 import type {
   CatalogueReport,
   CatalogueReportModel,
+  FleetAnswer,
   FleetEvent,
-  FleetSnapshot,
 } from "@cortex/protocol";
 import { useEffect, useRef, useState } from "preact/hooks";
 import { type AdminClient, describeFailure } from "./api/client.js";
@@ -27,7 +27,8 @@ export interface EventEntry {
 }
 
 export interface FleetState {
-  readonly fleet: FleetSnapshot | null;
+  /** `GET /api/fleet`: the snapshot, each node with its drain. */
+  readonly fleet: FleetAnswer | null;
   readonly fleetError: string | null;
   readonly catalogue: readonly CatalogueReportModel[];
   readonly events: readonly EventEntry[];
@@ -42,7 +43,7 @@ export const useFleet = (
   token: string,
   onUnauthorized: (message: string) => void,
 ): FleetState => {
-  const [fleet, setFleet] = useState<FleetSnapshot | null>(null);
+  const [fleet, setFleet] = useState<FleetAnswer | null>(null);
   const [fleetError, setFleetError] = useState<string | null>(null);
   const [catalogue, setCatalogue] = useState<readonly CatalogueReportModel[]>([]);
   const [events, setEvents] = useState<readonly EventEntry[]>([]);
@@ -66,7 +67,7 @@ export const useFleet = (
       }
       inFlight = true;
       client
-        .get<FleetSnapshot>("/api/fleet", stop.signal)
+        .get<FleetAnswer>("/api/fleet", stop.signal)
         .then((snapshot) => {
           setFleet(snapshot);
           setFleetError(null);

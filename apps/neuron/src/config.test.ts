@@ -42,6 +42,15 @@ describe("loadConfig", () => {
       "my-engine",
     ]);
     expect(config.preload[0]?.model_id).toBe("qwen3-8b");
+    expect(config.labels).toEqual({ gpu: "a100", zone: "eu" });
+  });
+
+  it("reads labels from the file or NEURON_LABELS, and names a bad one", async () => {
+    const path = await file("labels.yaml", "name: a\nlabels: { gpu: h100 }\n");
+    expect(loadConfig(path, {}).labels).toEqual({ gpu: "h100" });
+    expect(loadConfig(path, { NEURON_LABELS: '{"zone": "eu"}' }).labels).toEqual({ zone: "eu" });
+    const bad = await file("bad-labels.yaml", "name: a\nlabels: { gpu: a 100 }\n");
+    expect(problemsOf(() => loadConfig(bad, {})).join("\n")).toMatch(/labels\.gpu: label values/);
   });
 
   it("fills defaults and lets the environment win over the file", async () => {

@@ -6,6 +6,7 @@ import { bodyBudgetFor, type Drain, drainServer, listen } from "@cortex/http-kit
 import { type NeuronConfig, parseListen } from "@cortex/protocol";
 import type { Logger } from "pino";
 import { createNeuronApp } from "./api/app.js";
+import { EventHub } from "./api/events.js";
 import {
   combinedSource,
   DiscoveryCache,
@@ -163,6 +164,7 @@ export const startNeuron = async (
   );
 
   let status: "ok" | "starting" | "stopping" = "starting";
+  const events = new EventHub({ models: manager, log });
   const app = createNeuronApp({
     token: config.token,
     version: VERSION,
@@ -171,6 +173,7 @@ export const startNeuron = async (
       return selfUrl;
     },
     manager,
+    events,
     // The same models_dir, hf_endpoint and token as the sources the manager downloads with.
     estimator: modelEstimator({
       modelsDir: resolve(config.models_dir),
@@ -178,7 +181,7 @@ export const startNeuron = async (
       hfToken: env.HF_TOKEN,
       harnesses,
     }),
-    discovery: () => ({ ...discovery.current(), sources: held.current() }),
+    discovery: () => ({ ...discovery.current(), sources: held.current(), labels: config.labels }),
     status: () => status,
     log,
     limits: {
@@ -202,6 +205,8 @@ export const startNeuron = async (
     stopped ??= (async () => {
       status = "stopping";
       drain = drainServer(server, graceMs);
+      // Event streams never end by themselves: they end now rather than at the grace's end.
+      events.close();
       discovery.stop();
       held.stop();
       await drain.closed;

@@ -9,6 +9,7 @@ import { CONTENTION_FULL, CONTENTION_SMOKE, runContention } from "./contention.j
 import { FAILOVER_FULL, FAILOVER_SMOKE, runFailover } from "./failover.js";
 import { FLEET_FULL, FLEET_SMOKE, runFleetScale } from "./fleet-scale.js";
 import { INFERENCE_FULL, INFERENCE_SMOKE, runInference } from "./inference.js";
+import { LIVE_STATE_FULL, LIVE_STATE_SMOKE, runLiveState } from "./live-state.js";
 import { LOCALITY_FULL, LOCALITY_SMOKE, runLocality } from "./locality.js";
 import { MEMORY_FULL, MEMORY_SMOKE, runMemory } from "./memory.js";
 import { PREFIX_CACHE_FULL, PREFIX_CACHE_SMOKE, runPrefixCache } from "./prefix-cache.js";
@@ -54,6 +55,7 @@ const benches: { name: string; run: () => Promise<BenchResult> }[] = [
   { name: "affinity", run: () => runAffinity(smoke ? AFFINITY_SMOKE : AFFINITY_FULL) },
   { name: "failover", run: () => runFailover(smoke ? FAILOVER_SMOKE : FAILOVER_FULL, baseline) },
   { name: "locality", run: () => runLocality(smoke ? LOCALITY_SMOKE : LOCALITY_FULL) },
+  { name: "live-state", run: () => runLiveState(smoke ? LIVE_STATE_SMOKE : LIVE_STATE_FULL) },
 ];
 
 const main = async () => {

@@ -77,6 +77,7 @@ describe("the benchmark suite in smoke mode", () => {
     ["affinity", ["options", "load_factor", "replicas", "runs", "budgets"]],
     ["failover", ["options", "window_ms", "scenarios", "budgets"]],
     ["locality", ["options", "samples", "ratio"]],
+    ["live-state", ["options", "load_visible_ms", "unload_visible_ms", "failures", "budgets"]],
   ])("writes %s.json with its keys", (name, keys) => {
     const json = report(name);
     expect(json.benchmark).toBe(name);
@@ -98,6 +99,7 @@ describe("the benchmark suite in smoke mode", () => {
       "affinity",
       "failover",
       "locality",
+      "live-state",
     ]);
     const modes = report("inference").modes as { mode: string }[];
     expect(modes.map((m) => m.mode)).toEqual(["json", "stream"]);

@@ -148,6 +148,41 @@ export const RequestFilters = z
   });
 export type RequestFilters = z.output<typeof RequestFilters>;
 
+/** The most labels a node reports, and the most a `node_selector` names. */
+export const MAX_LABELS = 32;
+/** The longest label key or value. */
+export const MAX_LABEL_LENGTH = 63;
+const LABEL_TEXT = /^[A-Za-z0-9._/-]+$/;
+
+/** Why `text` cannot be a label key or value, or null when it can. */
+const labelProblem = (text: string, what: "keys" | "values"): string | null =>
+  text.length === 0 || text.length > MAX_LABEL_LENGTH || !LABEL_TEXT.test(text)
+    ? `label ${what} are 1 to ${MAX_LABEL_LENGTH} characters of letters, digits, '.', '_', '/' or '-'`
+    : null;
+
+/**
+ * Labels of a node (neuron.yaml `labels: {gpu: a100, zone: eu}`, reported in `/discovery`) and
+ * a catalogue entry's `node_selector`, which only nodes whose labels hold every pair of it may
+ * run. Bounded (MAX_LABELS pairs of short text) because a neuron's answer and a catalogue file
+ * are read into every routing decision. Checked here rather than by the record's key schema,
+ * whose failure zod reports only as "Invalid key in record".
+ */
+export const LabelMap = ownRecord(z.string(), z.string()).superRefine((labels, ctx) => {
+  const keys = Object.keys(labels);
+  if (keys.length > MAX_LABELS)
+    ctx.addIssue({
+      code: "custom",
+      message: `must have at most ${MAX_LABELS} labels`,
+      input: labels,
+    });
+  for (const key of keys) {
+    const problem = labelProblem(key, "keys") ?? labelProblem(labels[key] ?? "", "values");
+    if (problem !== null)
+      ctx.addIssue({ code: "custom", message: problem, path: [key], input: labels[key] });
+  }
+});
+export type LabelMap = z.output<typeof LabelMap>;
+
 const ModelProfileFields = z.strictObject({
   id: ModelId,
   aliases: z.array(ModelAlias).default([]),
@@ -184,6 +219,11 @@ const ModelProfileFields = z.strictObject({
   args: HarnessArgs.default({}),
   /** Applied by cortex to this model's JSON request bodies; none when absent. */
   filters: RequestFilters.optional(),
+  /**
+   * Only nodes whose labels (neuron.yaml `labels`) hold every pair of this map may run the
+   * model: `{gpu: a100}` keeps it on A100 hosts. Absent or empty: any node.
+   */
+  node_selector: LabelMap.optional(),
 });
 
 /** Both shapes refuse more replicas kept than allowed, at `min_replicas`. */

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { LabelMap } from "./catalogue.js";
 import {
   HarnessName,
   HttpUrl,
@@ -113,6 +114,11 @@ export const NeuronConfig = z.strictObject({
   devices: z.array(DeviceOverride).default([]),
   hf_endpoint: HttpUrl.default("https://huggingface.co"),
   preload: z.array(LoadRequest).default([]),
+  /**
+   * What this node is (`{gpu: a100, zone: eu}`), reported in `/discovery`: a catalogue entry's
+   * `node_selector` keeps a model on nodes whose labels match it. None by default.
+   */
+  labels: LabelMap.default({}),
   /** Where the neuron keeps its own state (records of the harness processes it started). */
   state_dir: z.string().min(1).default("./data/state"),
   /** Requests that may wait per model beyond its `max_concurrency` running ones. */

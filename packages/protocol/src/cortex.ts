@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { CatalogueReport } from "./catalogue.js";
+import { CatalogueReport, LabelMap } from "./catalogue.js";
 import { IsoTime, ModelAlias, ModelId, NodeName, NonNegativeInt } from "./common.js";
 import { Device, HarnessInfo, HeldSources, ModelStatus, NeuronModel, NodeInfo } from "./neuron.js";
 
@@ -25,6 +25,11 @@ export const FleetNode = z.object({
    * as it did before weights were reported.
    */
   sources: HeldSources.optional(),
+  /**
+   * neuron.yaml `labels` from the node's last discovery, which a catalogue `node_selector`
+   * matches; absent while unknown (never discovered, or an older neuron): no labels.
+   */
+  labels: LabelMap.optional(),
 });
 export type FleetNode = z.infer<typeof FleetNode>;
 
@@ -35,11 +40,34 @@ export const FleetSnapshot = z.object({
 });
 export type FleetSnapshot = z.infer<typeof FleetSnapshot>;
 
+/**
+ * A node taken out for maintenance (`POST /api/nodes/{name}/drain`): `draining` takes no new
+ * placements or requests while its in-flight ones finish and its models unload; `drained` once
+ * nothing is resident. Cortex's own state, kept in its database, not the neuron's.
+ */
+export const NodeDrain = z.enum(["draining", "drained"]);
+export type NodeDrain = z.infer<typeof NodeDrain>;
+
+/** A node of `GET /api/fleet`: the snapshot's, with its drain (null: in service). */
+export const FleetAnswerNode = FleetNode.extend({
+  drain: NodeDrain.nullable().default(null),
+});
+export type FleetAnswerNode = z.infer<typeof FleetAnswerNode>;
+
 /** `GET /api/fleet`: the snapshot, and the requests cortex holds per model (slot, turn, swap). */
 export const FleetAnswer = FleetSnapshot.extend({
+  nodes: z.array(FleetAnswerNode),
   waiting: z.record(ModelId, NonNegativeInt).default({}),
 });
 export type FleetAnswer = z.infer<typeof FleetAnswer>;
+
+/** `POST /api/nodes/{name}/drain` and `/resume`: the node's drain now, and since when. */
+export const ApiNodeDrainAnswer = z.object({
+  node: NodeName,
+  drain: NodeDrain.nullable(),
+  since: IsoTime.nullable(),
+});
+export type ApiNodeDrainAnswer = z.infer<typeof ApiNodeDrainAnswer>;
 
 export const ApiLoadRequest = z.strictObject({
   model: ModelAlias,
@@ -184,6 +212,12 @@ export const FleetEvent = z.discriminatedUnion("type", [
     waiting: NonNegativeInt,
     waited_ms: z.number().nonnegative(),
   }),
+  /** An operator drained the node: no new placements or requests; its models unload. */
+  z.object({ type: z.literal("node_draining"), at: IsoTime, node: NodeName }),
+  /** The draining node has nothing resident left. */
+  z.object({ type: z.literal("node_drained"), at: IsoTime, node: NodeName }),
+  /** An operator ended the node's drain: it takes placements and requests again. */
+  z.object({ type: z.literal("node_resumed"), at: IsoTime, node: NodeName }),
   z.object({
     type: z.literal("catalogue_reloaded"),
     at: IsoTime,

@@ -7,3 +7,4 @@ export * from "./estimate.js";
 export * from "./exposure.js";
 export * from "./issues.js";
 export * from "./neuron.js";
+export * from "./neuron-events.js";

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { HarnessArgs } from "./catalogue.js";
+import { HarnessArgs, LabelMap } from "./catalogue.js";
 import {
   HarnessName,
   IsoTime,
@@ -90,6 +90,11 @@ export const DiscoveryAnswer = z.object({
   harnesses: z.array(HarnessInfo),
   /** Always sent by this neuron; optional so that an older neuron's answer still parses. */
   sources: HeldSources.optional(),
+  /**
+   * neuron.yaml `labels`, which a catalogue entry's `node_selector` matches. Always sent by this
+   * neuron (`{}` when none); optional so that an older neuron's answer still parses.
+   */
+  labels: LabelMap.optional(),
 });
 export type DiscoveryAnswer = z.infer<typeof DiscoveryAnswer>;
 

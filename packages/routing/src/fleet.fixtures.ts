@@ -63,6 +63,8 @@ export interface NodeFields {
   readonly priority?: number;
   /** What the node's discovery says it holds on disk; absent: unknown (an older neuron). */
   readonly sources?: HeldSources;
+  /** neuron.yaml `labels` from its discovery; absent: unknown (an older neuron). */
+  readonly labels?: Record<string, string>;
 }
 
 export const node = (name: string, fields: NodeFields = {}): FleetNode => ({
@@ -82,6 +84,7 @@ export const node = (name: string, fields: NodeFields = {}): FleetNode => ({
   models: fields.models ?? [],
   ...(fields.priority === undefined ? {} : { priority: fields.priority }),
   ...(fields.sources === undefined ? {} : { sources: fields.sources }),
+  ...(fields.labels === undefined ? {} : { labels: fields.labels }),
 });
 
 /** A node's held-sources answer: `files` relative to `/srv/models`, complete unless told. */

@@ -41,6 +41,14 @@ export {
 } from "./locality.js";
 export { isLoopbackHost, rewriteLoopback } from "./loopback.js";
 export {
+  drainOf,
+  formatLabels,
+  formatSelector,
+  inService,
+  selectorMatches,
+  selectorMismatch,
+} from "./node-fit.js";
+export {
   chooseDevices,
   evictionCandidates,
   planPlacement,

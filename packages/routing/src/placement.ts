@@ -10,6 +10,7 @@ import {
   totalFree,
 } from "./fleet-index.js";
 import { holdsWeights, missingWeights } from "./locality.js";
+import { drainOf, formatLabels, formatSelector, selectorMismatch } from "./node-fit.js";
 import type { LiveState, LoadPlan, Reject } from "./types.js";
 
 /** Retry-After for rejections that clear by themselves (a node comes back, a model goes idle). */
@@ -147,10 +148,31 @@ const reject = (code: Reject["code"], message: string, retryable: boolean): Reje
 });
 
 /**
- * Where to cold-load a catalogue model: a feasible healthy node, ranked by `compareOptions`.
- * Distinguishes "no node could ever run it" (no_feasible_node, which also covers a `path` source
- * that no node holds, naming each node checked) from "the nodes that could are down"
- * (service_unavailable) and "they are up but full of busy models" (no_capacity).
+ * Every feasible node is out: unhealthy (listed by name, as before drains existed) or taken out
+ * by an operator (each with its drain), so the refusal says which and the operator knows that a
+ * resume, not a repair, brings the model back. Retryable either way.
+ */
+const everyNodeOut = (
+  id: string,
+  down: readonly { readonly name: string; readonly why: string }[],
+): Reject => {
+  const drains = down.filter((entry) => entry.why !== "unhealthy").length;
+  const state =
+    drains === 0 ? "unhealthy" : drains === down.length ? "draining" : "draining or unhealthy";
+  const list = down.map((entry) => (drains === 0 ? entry.name : `${entry.name} (${entry.why})`));
+  return reject(
+    "service_unavailable",
+    `every node that can run model "${id}" is ${state}: ${listReasons(list)}`,
+    true,
+  );
+};
+
+/**
+ * Where to cold-load a catalogue model: a feasible healthy node in service, ranked by
+ * `compareOptions`. Distinguishes "no node could ever run it" (no_feasible_node, which also
+ * covers a `path` source that no node holds and a `node_selector` no node's labels match, naming
+ * each node checked) from "the nodes that could are down or drained" (service_unavailable) and
+ * "they are up but full of busy models" (no_capacity).
  */
 export const planPlacement = (
   index: FleetIndex,
@@ -164,19 +186,28 @@ export const planPlacement = (
   const all = onlyNode === undefined ? index.snapshot.nodes : [index.byNode.get(onlyNode)];
   const nodes = skip ? all.filter((node) => node === undefined || !skip.has(node.name)) : all;
   const infeasible: string[] = [];
-  const down: string[] = [];
+  /** Nodes whose labels do not match the model's `node_selector`: infeasible too. */
+  const unselected: FleetNode[] = [];
+  /** Feasible nodes that cannot take it now: unhealthy, draining or drained. */
+  const down: { readonly name: string; readonly why: string }[] = [];
   let best: Option | null = null;
   for (const node of nodes) {
     if (node === undefined)
       return reject("not_found", `node "${onlyNode}" is not in the fleet`, false);
+    if (selectorMismatch(model, node) !== null) {
+      unselected.push(node);
+      continue;
+    }
     // A `path` source is read from the node's own disk: a node known not to hold it is out.
     const why = infeasibility(model, node) ?? missingWeights(model, node);
     if (why !== null) {
       infeasible.push(`${node.name}: ${why}`);
       continue;
     }
-    if (!node.healthy) {
-      down.push(node.name);
+    // Taken out by an operator: like a node that is down, until it is resumed.
+    const drain = drainOf(live, node.name);
+    if (drain !== undefined || !node.healthy) {
+      down.push({ name: node.name, why: drain ?? "unhealthy" });
       continue;
     }
     const choice = chooseDevices(model, node, catalogue, live);
@@ -198,18 +229,22 @@ export const planPlacement = (
       evict: best.choice.evict.map((resident) => ({ node: best.node.name, model: resident.id })),
     };
   }
-  const feasibleCount = nodes.length - infeasible.length;
+  const feasibleCount = nodes.length - infeasible.length - unselected.length;
   if (feasibleCount === 0) {
-    const detail = nodes.length === 0 ? "the fleet has no nodes" : listReasons(infeasible);
+    const detail =
+      nodes.length === 0
+        ? "the fleet has no nodes"
+        : infeasible.length === 0
+          ? `node_selector ${formatSelector(model.node_selector ?? {})} matches no node (${listReasons(
+              unselected.map((node) => `${node.name}: ${formatLabels(node.labels)}`),
+            )})`
+          : listReasons([
+              ...infeasible,
+              ...unselected.map((node) => `${node.name}: ${selectorMismatch(model, node)}`),
+            ]);
     return reject("no_feasible_node", `no node can run model "${model.id}": ${detail}`, false);
   }
-  if (down.length === feasibleCount) {
-    return reject(
-      "service_unavailable",
-      `every node that can run model "${model.id}" is unhealthy: ${listReasons(down)}`,
-      true,
-    );
-  }
+  if (down.length === feasibleCount) return everyNodeOut(model.id, down);
   return reject(
     "no_capacity",
     `no healthy node has room for model "${model.id}" (${model.vram_mb} MB over ${model.min_devices} device(s)): the memory is held by busy or higher-priority models`,

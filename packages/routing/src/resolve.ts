@@ -16,6 +16,7 @@ import {
   residentShareMb,
   totalFree,
 } from "./fleet-index.js";
+import { drainOf, inService } from "./node-fit.js";
 import { planPlacement, RETRY_AFTER_S } from "./placement.js";
 import { pickReplica } from "./replica.js";
 import { planSwap } from "./swap-placement.js";
@@ -30,13 +31,22 @@ const reject = (code: Reject["code"], message: string, retryable: boolean): Reje
 
 const NONE: readonly Replica[] = [];
 
-/** Healthy replicas in a status, narrowed to the requested node when there is one. */
+/**
+ * Healthy replicas in a status on nodes in service (not draining or drained), narrowed to the
+ * requested node when there is one. Without drains this filters nothing (the hot path).
+ */
 const healthyIn = (
   replicas: ModelReplicas | undefined,
   status: ModelStatus,
   onlyNode: string | undefined,
+  live: LiveState | undefined,
 ): readonly Replica[] => {
-  const list = replicas?.healthy[status] ?? NONE;
+  const all = replicas?.healthy[status] ?? NONE;
+  const drains = live?.nodeDrains;
+  const list =
+    drains === undefined || drains.size === 0
+      ? all
+      : all.filter((replica) => !drains.has(replica.node.name));
   return onlyNode === undefined ? list : list.filter((replica) => replica.node.name === onlyNode);
 };
 
@@ -83,8 +93,10 @@ const scaleOutFor = (
 ): Extract<Decision, { kind: "saturated" }>["scaleOut"] => {
   if (profile === undefined || onlyNode !== undefined || replicas === undefined) return undefined;
   let serving = 0;
-  // Replicas that hold (or are about to hold) the model's memory serve it, or will.
-  for (const status of RESIDENT_STATUSES) serving += replicas.healthy[status].length;
+  // Replicas that hold (or are about to hold) the model's memory serve it, or will; those on a
+  // draining node serve nothing new, so a replacement may be placed while they finish.
+  for (const status of RESIDENT_STATUSES)
+    serving += healthyIn(replicas, status, undefined, live).length;
   if (serving >= profile.max_replicas) return undefined;
   // A node where it is idle-unloaded or failed may take the new replica (loading it there
   // again); a node that serves it already may not: one replica per node.
@@ -129,7 +141,8 @@ const pickUnloaded = (replicas: readonly Replica[]): Replica | undefined => {
  * saturated, with a scale-out when allowed) → still loading → draining (wait for its turn) →
  * recovering (hold) → lazily unloaded → catalogue cold-load → swap (busy models hold the
  * memory) → not found.
- * Only healthy nodes count; a model known only on unhealthy nodes is unavailable, not unknown.
+ * Only healthy nodes in service count (a draining or drained node takes no new request); a
+ * model known only on unhealthy or draining nodes is unavailable, not unknown.
  */
 export const resolve = (
   snapshot: FleetSnapshot,
@@ -146,7 +159,7 @@ export const resolve = (
   }
   const replicas = index.byModel.get(id);
 
-  const allLoaded = healthyIn(replicas, "loaded", onlyNode);
+  const allLoaded = healthyIn(replicas, "loaded", onlyNode, live);
   const loaded = unblocked(open(allLoaded, live, request), live);
   if (request.affinity !== undefined && loaded.length > 1) {
     const chosen = pickByAffinity(preferredTier(loaded, live), request.affinity, live);
@@ -167,7 +180,7 @@ export const resolve = (
     return { kind: "route", model: id, node: node.name, url: node.url };
   }
 
-  const allLoading = healthyIn(replicas, "loading", onlyNode);
+  const allLoading = healthyIn(replicas, "loading", onlyNode, live);
   const loading = firstByName(open(allLoading, live, request));
   if (loading) {
     const { node } = loading;
@@ -176,12 +189,12 @@ export const resolve = (
   // Resident, but every copy drains for a swap: the request waits for the model's next turn.
   if (allLoaded.length > 0 || allLoading.length > 0) return { kind: "draining", model: id };
 
-  const recovering = firstByName(healthyIn(replicas, "recovering", onlyNode));
+  const recovering = firstByName(healthyIn(replicas, "recovering", onlyNode, live));
   if (recovering) {
     return { kind: "hold", model: id, node: recovering.node.name, retry_after_s: RETRY_AFTER_S };
   }
 
-  const unloaded = pickUnloaded(healthyIn(replicas, "unloaded", onlyNode));
+  const unloaded = pickUnloaded(healthyIn(replicas, "unloaded", onlyNode, live));
   if (unloaded) {
     const { node } = unloaded;
     return { kind: "lazy", model: id, node: node.name, url: node.url, reason: "unloaded" };
@@ -202,7 +215,7 @@ export const resolve = (
   const known = (replicas?.all ?? NONE).filter(
     (replica) => onlyNode === undefined || replica.node.name === onlyNode,
   );
-  const failed = firstByName(healthyIn(replicas, "failed", onlyNode));
+  const failed = firstByName(healthyIn(replicas, "failed", onlyNode, live));
   if (failed) {
     return reject(
       "service_unavailable",
@@ -211,9 +224,15 @@ export const resolve = (
     );
   }
   if (known.length > 0) {
+    const drained = known.filter((replica) => !inService(live, replica.node.name));
+    const names = known.map((replica) =>
+      drained.length === 0
+        ? replica.node.name
+        : `${replica.node.name} (${drainOf(live, replica.node.name) ?? "unhealthy"})`,
+    );
     return reject(
       "service_unavailable",
-      `model "${id}" is only on unhealthy node(s): ${known.map((replica) => replica.node.name).join(", ")}`,
+      `model "${id}" is only on ${drained.length === 0 ? "unhealthy" : drained.length === known.length ? "draining" : "draining or unhealthy"} node(s): ${names.join(", ")}`,
       true,
     );
   }

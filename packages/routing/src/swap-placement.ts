@@ -11,6 +11,7 @@ import {
   totalFree,
 } from "./fleet-index.js";
 import { holdsWeights, missingWeights } from "./locality.js";
+import { inService, selectorMatches } from "./node-fit.js";
 import { priorityOf, selectDevices } from "./placement.js";
 import type { LiveState } from "./types.js";
 
@@ -100,7 +101,8 @@ const compareSwaps = (a: SwapOption, b: SwapOption): number =>
   (a.node.name < b.node.name ? -1 : a.node.name > b.node.name ? 1 : 0);
 
 /**
- * The node where `model` waits for a swap: a feasible healthy node where evicting busy models of
+ * The node where `model` waits for a swap: a feasible healthy node in service (its labels
+ * matching the model's `node_selector`, not drained) where evicting busy models of
  * priority ≤ its own would make room, ranked by `compareSwaps`. Null when no node could hold it
  * even then (memory held by higher priorities).
  */
@@ -114,7 +116,8 @@ export const planSwap = (
   let best: SwapOption | null = null;
   for (const node of index.snapshot.nodes) {
     if (onlyNode !== undefined && node.name !== onlyNode) continue;
-    if (!node.healthy || infeasibility(model, node) !== null) continue;
+    if (!node.healthy || !inService(live, node.name) || !selectorMatches(model, node)) continue;
+    if (infeasibility(model, node) !== null) continue;
     if (missingWeights(model, node) !== null) continue;
     const blocked = swapBlockers(model, node, catalogue, live);
     if (blocked === null) continue;

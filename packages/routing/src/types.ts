@@ -1,4 +1,4 @@
-import type { ErrorCode, Eviction, ModelProfile } from "@cortex/protocol";
+import type { ErrorCode, Eviction, ModelProfile, NodeDrain } from "@cortex/protocol";
 import type { Affinity } from "./affinity.js";
 
 /** What a client asked for, before alias resolution. */
@@ -44,6 +44,12 @@ export interface LiveState {
    * they get no new request unless no other replica of the model is left.
    */
   readonly blocked?: ReadonlySet<string>;
+  /**
+   * Nodes an operator took out (`POST /api/nodes/{name}/drain`), by name: they take no new
+   * placement, scale-out, swap or request, and their replicas count as serving nothing; a model
+   * left only there is loaded elsewhere, or refused naming the drain.
+   */
+  readonly nodeDrains?: ReadonlyMap<string, NodeDrain>;
 }
 
 /** Where and how to cold-load a model, and what must be unloaded first. */

@@ -39,6 +39,8 @@ export interface FakeNeuronOptions {
   readonly streamPaddingBytes?: number;
   /** Host in the URLs it reports (`/models/{id}/endpoint`, load answers); default `localhost`. */
   readonly endpointHost?: string;
+  /** neuron.yaml `labels`, reported in `/discovery`; absent: not reported (an older neuron). */
+  readonly labels?: Readonly<Record<string, string>>;
 }
 
 export interface FakeNeuron {
@@ -149,6 +151,7 @@ export const startFakeNeuron = async (options: FakeNeuronOptions): Promise<FakeN
     estimates,
     inference: inference.handle,
     selfUrl,
+    ...(options.labels === undefined ? {} : { labels: options.labels }),
   });
 
   const server = createServer((req, res) => {

@@ -3,8 +3,10 @@ import { ApiLoadRequest, ApiUnloadRequest, type CatalogueReport } from "@cortex/
 import express, { type RequestHandler, type Router } from "express";
 import { CortexError } from "../errors.js";
 import type { FleetStore } from "../fleet/fleet-store.js";
+import type { NodeDrains } from "../nodes/drains.js";
 import type { ModelActions } from "../router/model-actions.js";
 import type { KnownNode, ModelEvent, TrafficQuery, TrafficSummary } from "../state/queries.js";
+import { nodeRoutes } from "./node-routes.js";
 
 export interface AdminRoutesOptions {
   readonly adminToken: string;
@@ -19,6 +21,8 @@ export interface AdminRoutesOptions {
   /** Placing and removing models, and their logs: the routes validate, call, and answer. */
   readonly actions: Pick<ModelActions, "load" | "unload" | "logs">;
   readonly events: RequestHandler;
+  /** Nodes taken out for maintenance: the drain and resume routes, and each node's drain. */
+  readonly drains?: Pick<NodeDrains, "drain" | "resume" | "states">;
   /**
    * Request counts, errors, latency and ttft percentiles, cold starts and tokens per time
    * bucket, per model (`buckets`) and over all models (`overall`); computed off the event loop
@@ -67,8 +71,16 @@ export const adminRoutes = (options: AdminRoutesOptions): Router => {
   router.use("/api", requireBearer(options.adminToken));
 
   router.get("/api/fleet", (_req, res) => {
-    res.json({ ...store.snapshot, waiting: Object.fromEntries(options.waiting?.() ?? []) });
+    const snapshot = store.snapshot;
+    const drains = options.drains?.states;
+    res.json({
+      ...snapshot,
+      nodes: snapshot.nodes.map((node) => ({ ...node, drain: drains?.get(node.name) ?? null })),
+      waiting: Object.fromEntries(options.waiting?.() ?? []),
+    });
   });
+
+  if (options.drains) router.use(nodeRoutes(options.drains));
 
   router.get("/api/catalogue", (_req, res) => {
     res.json(options.catalogue());

@@ -1,6 +1,7 @@
 import {
   ApiLoadAnswer,
   type ApiLoadRequest,
+  ApiNodeDrainAnswer,
   ApiUnloadAnswer,
   type ApiUnloadRequest,
   CatalogueReport,
@@ -153,6 +154,16 @@ export class CortexClient {
 
   unload(request: ApiUnloadRequest): Promise<ApiUnloadAnswer> {
     return this.#post(ApiUnloadAnswer, "/api/models/unload", request);
+  }
+
+  /** Takes a node out for maintenance: `draining` now, `drained` once its models unloaded. */
+  drain(node: string): Promise<ApiNodeDrainAnswer> {
+    return this.#post(ApiNodeDrainAnswer, `/api/nodes/${encodeURIComponent(node)}/drain`, {});
+  }
+
+  /** Puts a drained node back in service. */
+  resume(node: string): Promise<ApiNodeDrainAnswer> {
+    return this.#post(ApiNodeDrainAnswer, `/api/nodes/${encodeURIComponent(node)}/resume`, {});
   }
 
   async logs(model: string, node: string | undefined): Promise<string> {

@@ -261,6 +261,34 @@ describe("cortexctl", () => {
     expect(run.stderr).toContain("--seconds must be a number of seconds from 0 to 2147483");
   });
 
+  it("drain takes a node out, status shows it, resume puts it back", async () => {
+    const drain = await ctl(["drain", "gpu-b"]);
+    expect(drain.stderr).toBe("");
+    expect(drain.code).toBe(0);
+    expect(drain.stdout).toMatch(/^gpu-b is draining: no new requests/);
+    // Nothing resident on gpu-b: it is drained at the next look.
+    await expect
+      .poll(async () => JSON.parse((await ctl(["drain", "gpu-b", "--json"])).stdout).drain)
+      .toBe("drained");
+    const status = await ctl(["status"]);
+    expect(status.stdout).toMatch(/^NODE\s+HEALTH\s+DRAIN\s+LAST POLL/);
+    expect(status.stdout).toMatch(/gpu-b\s+healthy\s+drained/);
+    const events = await ctl(["events", "--since", "1m", "--seconds", "0.3"]);
+    expect(events.stdout).toMatch(/node_draining\s+gpu-b: no new requests/);
+    expect(events.stdout).toMatch(/node_drained\s+gpu-b: nothing resident/);
+
+    const resume = await ctl(["resume", "gpu-b"]);
+    expect(resume.code).toBe(0);
+    expect(resume.stdout.trim()).toBe("gpu-b is in service");
+    expect((await ctl(["status"])).stdout).not.toContain("DRAIN");
+
+    const unknown = await ctl(["drain", "gpu-z"]);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr.trim()).toBe(
+      'cortexctl: node "gpu-z" is not in the fleet (not_found, HTTP 404)',
+    );
+  });
+
   it("bad usage exits 2", async () => {
     const run = await ctl(["load"]);
     expect(run.code).toBe(2);

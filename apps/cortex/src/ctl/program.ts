@@ -1,5 +1,6 @@
 import { Command, CommanderError } from "commander";
 import { CortexClient } from "./client.js";
+import { drainCommand, resumeCommand } from "./commands/drain.js";
 import { eventsCommand } from "./commands/events.js";
 import { loadCommand, unloadCommand } from "./commands/load.js";
 import { logsCommand } from "./commands/logs.js";
@@ -54,7 +55,7 @@ export const buildProgram = (environment: CtlEnvironment): Command => {
 
   program
     .command("status")
-    .description("nodes (health, last poll), GPUs (VRAM used/total) and resident models")
+    .description("nodes (health, drain, labels), GPUs (VRAM used/total) and resident models")
     .action((_options, command: Command) => statusCommand(contextOf(command)));
 
   program
@@ -80,6 +81,18 @@ export const buildProgram = (environment: CtlEnvironment): Command => {
     .action((model: string, options: { node?: string; force?: boolean }, command: Command) =>
       unloadCommand(contextOf(command), model, options),
     );
+
+  program
+    .command("drain")
+    .description("take a node out for maintenance: no new requests, its models unload once idle")
+    .argument("<node>", "node name")
+    .action((node: string, _options, command: Command) => drainCommand(contextOf(command), node));
+
+  program
+    .command("resume")
+    .description("put a drained node back in service")
+    .argument("<node>", "node name")
+    .action((node: string, _options, command: Command) => resumeCommand(contextOf(command), node));
 
   program
     .command("events")

@@ -164,6 +164,23 @@ describe("formatStatus", () => {
     );
   });
 
+  it("adds DRAIN and LABELS once some node is drained or labelled", () => {
+    const text = formatStatus(
+      {
+        nodes: [
+          { ...node("gpu-a", { labels: { gpu: "a100", zone: "eu" } }), drain: "draining" },
+          { ...node("gpu-b"), drain: null },
+        ],
+      },
+      NOW,
+    );
+    expect(text.split("\n").slice(0, 3)).toEqual([
+      "NODE   HEALTH   DRAIN     LAST POLL  HOST  LABELS            ERROR",
+      "gpu-a  healthy  draining  2s ago     -     gpu=a100,zone=eu  -",
+      "gpu-b  healthy  -         2s ago     -     -                 -",
+    ]);
+  });
+
   it("says so when there are no neurons", () => {
     expect(formatStatus(snapshot([]), NOW)).toBe("no neurons configured");
   });
@@ -272,6 +289,9 @@ describe("answers and events", () => {
     [{ type: "load_failed", node: "a", model: "m", error: "oom" }, "m on a: oom"],
     [{ type: "evicted", node: "a", model: "m" }, "m from a"],
     [{ type: "catalogue_reloaded", models: 3, error: null }, "3 models"],
+    [{ type: "node_draining", node: "a" }, "a: no new requests; its models unload once idle"],
+    [{ type: "node_drained", node: "a" }, "a: nothing resident"],
+    [{ type: "node_resumed", node: "a" }, "a: back in service"],
   ] as const)("formatEvent(%o) ends with %s", (event, text) => {
     const line = formatEvent({ at: "2026-01-01T12:00:00Z", ...event } as never);
     expect(line.startsWith(`2026-01-01T12:00:00Z  ${event.type}`)).toBe(true);

@@ -5,8 +5,10 @@ import type {
   CatalogueReportModel,
   CatalogueVram,
   FleetEvent,
+  FleetNode,
   FleetSnapshot,
   ModelStatus,
+  NodeDrain,
 } from "@cortex/protocol";
 
 // Pure text formatting for cortexctl: plain data in, lines out. No I/O, no clock (callers
@@ -73,16 +75,45 @@ export const formatDuration = (ms: number): string => {
 const dash = (value: string | number | null | undefined): string =>
   value === null || value === undefined || value === "" ? "-" : String(value);
 
-/** `status`: one table of nodes, one of GPUs, one of resident models. */
-export const formatStatus = (snapshot: FleetSnapshot, now: number): string => {
+/** The fleet `status` shows: `GET /api/fleet`'s nodes carry their drain (absent: none). */
+export interface StatusFleet {
+  readonly nodes: readonly (FleetNode & { readonly drain?: NodeDrain | null })[];
+}
+
+/** `gpu=a100,zone=eu`: a node's labels in one cell. */
+const labelsCell = (labels: FleetNode["labels"]): string =>
+  dash(
+    Object.entries(labels ?? {})
+      .map(([key, value]) => `${key}=${value}`)
+      .join(","),
+  );
+
+/**
+ * `status`: one table of nodes, one of GPUs, one of resident models. The DRAIN and LABELS
+ * columns appear once some node is drained or has labels, so a fleet without either reads as
+ * it always did.
+ */
+export const formatStatus = (snapshot: StatusFleet, now: number): string => {
   if (snapshot.nodes.length === 0) return "no neurons configured";
+  const drains = snapshot.nodes.some((node) => (node.drain ?? null) !== null);
+  const labels = snapshot.nodes.some((node) => Object.keys(node.labels ?? {}).length > 0);
   const nodes = formatTable(
-    ["NODE", "HEALTH", "LAST POLL", "HOST", "ERROR"],
+    [
+      "NODE",
+      "HEALTH",
+      ...(drains ? ["DRAIN"] : []),
+      "LAST POLL",
+      "HOST",
+      ...(labels ? ["LABELS"] : []),
+      "ERROR",
+    ],
     snapshot.nodes.map((node) => [
       node.name,
       node.healthy ? "healthy" : `unhealthy (${node.consecutive_failures} failed)`,
+      ...(drains ? [dash(node.drain)] : []),
       formatAgo(node.last_poll_at, now),
       dash(node.node?.hostname),
+      ...(labels ? [labelsCell(node.labels)] : []),
       dash(node.error),
     ]),
   );
@@ -311,6 +342,12 @@ export const formatEvent = (event: FleetEvent): string => {
           : `kept the last good catalogue: ${event.error}`;
       case "catalogue_problem":
         return `${event.model} cannot be placed: ${event.error}`;
+      case "node_draining":
+        return `${event.node}: no new requests; its models unload once idle`;
+      case "node_drained":
+        return `${event.node}: nothing resident`;
+      case "node_resumed":
+        return `${event.node}: back in service`;
     }
   })();
   return `${event.at}  ${event.type.padEnd(18)}  ${what}`;

@@ -82,6 +82,7 @@ export class FleetStore {
   readonly #now: () => number;
   readonly #generations = new Map<string, number>();
   readonly #busy = new Map<string, number>();
+  readonly #settled = new Set<(name: string) => void>();
 
   constructor(targets: readonly StoreTarget[], now: () => number = Date.now) {
     this.#now = now;
@@ -142,7 +143,25 @@ export class FleetStore {
       if (left > 0) this.#busy.set(name, left);
       else this.#busy.delete(name);
       this.#generations.set(name, this.generation(name) + 1);
+      if (left <= 0) {
+        for (const listener of this.#settled) {
+          try {
+            listener(name);
+          } catch {
+            // A listener's failure is its own; the work's outcome stands.
+          }
+        }
+      }
     }
+  }
+
+  /**
+   * Called when the last of cortex's own changes on a node ends (see `own`): news about its
+   * models that was held back meanwhile can be asked for again.
+   */
+  onSettled(listener: (name: string) => void): () => void {
+    this.#settled.add(listener);
+    return () => this.#settled.delete(listener);
   }
 
   /** A change of cortex's own is under way on the node (see `own`). */

@@ -3,15 +3,9 @@ import type { DiscoveryAnswer, FleetNode, ModelsAnswer } from "@cortex/protocol"
 import PQueue from "p-queue";
 import type { Log } from "../log.js";
 import { NeuronCallError, type NeuronClient } from "../neurons/neuron-client.js";
-import {
-  reuse,
-  sameDevice,
-  sameHarness,
-  sameModel,
-  sameNodeInfo,
-  sameSources,
-} from "./answer-reuse.js";
 import type { FleetStore, StoreTarget } from "./fleet-store.js";
+import { applyNews, LiveMarks, type LiveNews } from "./live-news.js";
+import { nextNode, type Outcome } from "./poll-outcome.js";
 
 /** What the poller needs of a neuron client; tests pass fakes. */
 export type NeuronClientLike = Pick<NeuronClient, "models" | "discovery">;
@@ -37,22 +31,6 @@ export interface PollerOptions {
   readonly now?: () => number;
 }
 
-/** One node's answers in one tick. */
-interface Outcome {
-  /** The node's generation when `/models` was sent; a different one at apply time: stale. */
-  readonly generation: number;
-  /** The node's suspicion count when `/models` was sent (see `suspect`). */
-  readonly suspicion: number;
-  /** null: `/models` failed (`error` says why). */
-  readonly models: ModelsAnswer | null;
-  /** null: not asked this tick, or failed (`discoveryError` says why). */
-  readonly discovery: DiscoveryAnswer | null;
-  readonly error: string | null;
-  readonly discoveryError: string | null;
-  /** `/models` got no HTTP answer at all (refused, reset, timed out). */
-  readonly unreachable: boolean;
-}
-
 interface HealthChange {
   readonly name: string;
   readonly healthy: boolean;
@@ -68,7 +46,8 @@ const messageOf = (error: unknown): string =>
  * tick's answers to the fleet store in one atomic update. Ticks never overlap: one that outlasts
  * the interval is followed at once by the next. A node that stops answering keeps its last known
  * models and devices, and is marked unhealthy after `unhealthyAfter` failed polls in a row, or at
- * once when a request to it failed (`suspect`).
+ * once when a request to it failed (`suspect`). News from a node's event stream (`news`) reaches
+ * the snapshot at once; polls stay the consistency check, and never undo newer news.
  */
 export class Poller {
   readonly #store: FleetStore;
@@ -90,6 +69,10 @@ export class Poller {
   readonly #suspicions = new Map<string, number>();
   /** Nodes whose poll for a suspicion is queued and not started yet (one each at most). */
   readonly #suspectPolls = new Set<string>();
+  /** Which models live news touched while a node's poll was out. */
+  readonly #live = new LiveMarks();
+  /** Nodes whose news came during a change of cortex's own there: polled once it ends. */
+  readonly #heldBack = new Set<string>();
   #controller = Poller.#newController();
   #timer: NodeJS.Timeout | null = null;
   #running = false;
@@ -110,6 +93,9 @@ export class Poller {
     this.#onModelsSent = options.onModelsSent;
     this.#onModelsApplied = options.onModelsApplied;
     this.#now = options.now ?? Date.now;
+    this.#store.onSettled((name) => {
+      if (this.#heldBack.delete(name) && this.#running) void this.pollNow(name);
+    });
   }
 
   /** One signal for every call of a tick: hundreds of calls listen to it at once. */
@@ -177,6 +163,36 @@ export class Poller {
     });
   }
 
+  /**
+   * News from the node's event stream (live-events.ts), applied at once: the snapshot's models
+   * change (and the store announces the changes as it does for polls), and a poll that left
+   * before it cannot undo it. While cortex carries out a change of its own there, news waits
+   * like a poll answer does: it is dropped and the node polled once that change is over.
+   */
+  news(name: string, news: LiveNews): void {
+    if (!this.#clients.has(name)) return;
+    if (this.#store.busy(name)) {
+      this.#heldBack.add(name);
+      return;
+    }
+    this.#live.record(name, news);
+    this.#store.update((current) => {
+      const index = current.nodes.findIndex((node) => node.name === name);
+      const node = current.nodes[index];
+      if (node === undefined) return current;
+      const models = applyNews(node.models, news);
+      if (models === node.models) return current;
+      const nodes = current.nodes.slice();
+      nodes[index] = { ...node, models };
+      return { ...current, nodes };
+    });
+    // The news's in-flight counts include what cortex has in flight there now: applied as a
+    // poll answer sent and answered this instant. A poll still out then counts from now too.
+    this.#onModelsSent?.(name);
+    this.#onModelsApplied?.(name);
+    this.#onModelsSent?.(name);
+  }
+
   readonly #onTimer = (): void => {
     this.#timer = null;
     if (!this.#running || this.#scheduledQueued) return;
@@ -232,6 +248,7 @@ export class Poller {
   ): Promise<void> {
     let generation = 0;
     let suspicion = 0;
+    let liveMark = 0;
     const discoveryCall = discover
       ? this.#queue.add(() => {
           signal.throwIfAborted();
@@ -250,6 +267,7 @@ export class Poller {
           // Read as the request leaves: any change cortex makes from here on is newer.
           generation = this.#store.generation(name);
           suspicion = this.#suspicions.get(name) ?? 0;
+          liveMark = this.#live.mark(name);
           this.#onModelsSent?.(name);
           return client.models({ signal });
         })) ?? null;
@@ -271,6 +289,7 @@ export class Poller {
     outcomes.set(name, {
       generation,
       suspicion,
+      liveMark,
       models,
       discovery,
       error,
@@ -289,7 +308,17 @@ export class Poller {
         const node = current.nodes[i] as FleetNode;
         const outcome = outcomes.get(node.name);
         if (!outcome) continue;
-        const next = this.#next(node, outcome, at);
+        const { node: next, applied } = nextNode(node, outcome, {
+          at,
+          unhealthyAfter: this.#unhealthyAfter,
+          fresh:
+            this.#store.generation(node.name) === outcome.generation &&
+            !this.#store.busy(node.name),
+          suspicion: this.#suspicions.get(node.name) ?? 0,
+          merge: (answer, current) =>
+            this.#live.merge(node.name, outcome.liveMark, answer, current),
+        });
+        if (applied) this.#applied.push(node.name);
         if (next === node) continue;
         if (next.healthy !== node.healthy) {
           changes.push({
@@ -304,6 +333,8 @@ export class Poller {
       }
       return nodes ? { ...current, nodes } : current;
     });
+    // No poll of these nodes is out any more: no answer left that news could be newer than.
+    for (const name of outcomes.keys()) this.#live.settle(name);
     for (const name of this.#applied.splice(0)) this.#onModelsApplied?.(name);
     // A healthy node that gave no answer at all is suspect at once and asked again now, as a
     // failed request makes it: a dead or partitioned host leaves routing after one poll timeout,
@@ -336,73 +367,5 @@ export class Poller {
         this.#log.error({ err: error, node: name }, "discovery listener failed");
       }
     }
-  }
-
-  #next(node: FleetNode, outcome: Outcome, at: string): FleetNode {
-    const discovery = outcome.discovery;
-    const info =
-      discovery === null
-        ? node.node
-        : node.node !== null && sameNodeInfo(node.node, discovery.node)
-          ? node.node
-          : discovery.node;
-    if (outcome.models === null || info === null) {
-      // A node cortex has never discovered is not usable even if /models answers: without
-      // its devices and harnesses nothing can be placed on it.
-      const failures = node.consecutive_failures + 1;
-      return {
-        ...node,
-        healthy: node.healthy && failures < this.#unhealthyAfter,
-        consecutive_failures: failures,
-        last_poll_at: at,
-        error: outcome.error ?? `discovery failed: ${outcome.discoveryError ?? "no answer"}`,
-      };
-    }
-    // Cortex changed this node's models after /models was sent: its own view is newer.
-    // While cortex is carrying out a plan there (evictions, a load), the neuron's answer may
-    // predate any part of it: cortex's view stays until the plan is done.
-    const fresh =
-      this.#store.generation(node.name) === outcome.generation && !this.#store.busy(node.name);
-    if (fresh) this.#applied.push(node.name);
-    const models = fresh ? reuse(node.models, outcome.models, sameModel) : node.models;
-    const devices = discovery ? reuse(node.devices, discovery.devices, sameDevice) : node.devices;
-    const harnesses = discovery
-      ? reuse(node.harnesses, discovery.harnesses, sameHarness)
-      : node.harnesses;
-    // The weights on the node's disk, for placement; an older neuron's answer has none.
-    const sources =
-      discovery === null || sameSources(node.sources, discovery.sources)
-        ? node.sources
-        : discovery.sources;
-    // An answer that left before the node was last suspected says nothing about the failure
-    // that suspicion saw: its models count, the node's health waits for a newer poll.
-    if (!node.healthy && outcome.suspicion !== (this.#suspicions.get(node.name) ?? 0))
-      return { ...node, last_poll_at: at, node: info, devices, harnesses, models, sources };
-    if (
-      node.healthy &&
-      node.consecutive_failures === 0 &&
-      node.error === null &&
-      node.last_poll_at === at &&
-      node.last_ok_at === at &&
-      node.node === info &&
-      node.models === models &&
-      node.devices === devices &&
-      node.harnesses === harnesses &&
-      node.sources === sources
-    )
-      return node;
-    return {
-      ...node,
-      healthy: true,
-      consecutive_failures: 0,
-      last_poll_at: at,
-      last_ok_at: at,
-      error: null,
-      node: info,
-      devices,
-      harnesses,
-      models,
-      sources,
-    };
   }
 }

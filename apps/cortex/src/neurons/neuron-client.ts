@@ -21,6 +21,7 @@ import {
 import { createSseParser } from "@cortex/protocol/sse";
 import got, { type Got } from "got";
 import { z } from "zod";
+import { type EventStream, type EventStreamHandlers, openEventStream } from "./event-stream.js";
 
 export interface NeuronClientOptions {
   readonly name: string;
@@ -136,6 +137,7 @@ export class NeuronClient {
   readonly name: string;
   readonly url: string;
   readonly #timeoutMs: number;
+  readonly #token: string;
   readonly #got: Got;
   readonly #agents: { http: HttpAgent; https: HttpsAgent };
 
@@ -143,6 +145,7 @@ export class NeuronClient {
     this.name = options.name;
     this.url = options.url.replace(/\/+$/, "");
     this.#timeoutMs = options.timeoutMs;
+    this.#token = options.token;
     this.#agents = {
       http: new HttpAgent({ keepAlive: true }),
       https: new HttpsAgent({ keepAlive: true }),
@@ -201,6 +204,11 @@ export class NeuronClient {
     const response = await this.#send("GET", path, options);
     if (response.statusCode >= 200 && response.statusCode < 300) return response.body;
     throw this.#answered(`GET /${path}`, response.statusCode, response.headers, response.body);
+  }
+
+  /** `GET /events`: the neuron's changes as they happen, on a connection of its own. */
+  events(handlers: EventStreamHandlers): EventStream {
+    return openEventStream(this.url, this.#token, handlers);
   }
 
   /** Closes the kept-alive connections (cortex shutdown, or a neuron removed from config). */

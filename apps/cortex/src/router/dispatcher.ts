@@ -1,6 +1,6 @@
 import { type Catalogue, resolveModelName } from "@cortex/catalogue";
 import { type Abortable, unlessAborted } from "@cortex/http-kit";
-import type { FleetSnapshot } from "@cortex/protocol";
+import type { FleetSnapshot, NodeDrain } from "@cortex/protocol";
 import {
   busyOf,
   type Decision,
@@ -63,6 +63,8 @@ export interface DispatcherOptions {
    * takes the catalogue and the snapshot as they are.
    */
   readonly memory?: MemoryGate;
+  /** Drained nodes (NodeDrains' live view; `nodesChanged` after a change): nothing new goes there. */
+  readonly nodeDrains?: ReadonlyMap<string, NodeDrain>;
   readonly now?: () => number;
 }
 
@@ -131,6 +133,7 @@ export class Dispatcher {
       draining: this.swaps.draining,
       pending: this.#pending,
       blocked: this.circuits.blocked,
+      ...(options.nodeDrains ? { nodeDrains: options.nodeDrains } : {}),
     };
     // Slots also free up when a poll shows a neuron less busy, a replica finishes loading, or
     // a node comes back: whoever waits decides again on the new snapshot.
@@ -154,6 +157,12 @@ export class Dispatcher {
   memoryChanged(model: string): void {
     this.#estimates.wake(model);
     this.swaps.settled(false);
+  }
+
+  /** A node was drained or resumed: every waiting request decides again. */
+  nodesChanged(): void {
+    this.admission.wakeEveryone();
+    this.swaps.settled(true);
   }
 
   /** A reservation of `model` was released: its next waiter, and the swap queues, look again. */

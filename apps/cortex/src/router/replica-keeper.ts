@@ -2,6 +2,7 @@ import type { Catalogue } from "@cortex/catalogue";
 import type { FleetSnapshot, ModelProfile } from "@cortex/protocol";
 import {
   indexSnapshot,
+  inService,
   type LiveState,
   loadOf,
   modelLastUsedMs,
@@ -95,7 +96,11 @@ export class ReplicaKeeper {
     const catalogue = this.#options.catalogue();
     for (const profile of catalogue.models) {
       if (profile.min_replicas === 0) continue;
-      const serving = servingReplicas(snapshot, profile.id);
+      // A replica on a draining node serves nothing new: one is loaded elsewhere meanwhile
+      // (placement never picks a draining node), and the drain, not a scale-in, unloads it.
+      const serving = servingReplicas(snapshot, profile.id).filter((node) =>
+        inService(this.#options.live, node.name),
+      );
       if (serving.length < profile.min_replicas) this.#fill(profile, snapshot, catalogue, serving);
       else if (serving.length > profile.min_replicas) this.#trim(profile, serving);
     }

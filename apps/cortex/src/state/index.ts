@@ -10,6 +10,7 @@ export {
   StateError,
   type StateErrorCode,
 } from "./database.js";
+export { type DrainRow, DrainTable } from "./drain-table.js";
 export {
   eventEntry,
   type FleetEventSource,
@@ -37,6 +38,7 @@ export {
   type ModelEventType,
   modelEvents,
   modelMemory,
+  nodeDrains,
   nodes,
   requestLog,
   type StateSchema,

@@ -43,7 +43,8 @@ const msOf = (iso: string, fallback: () => number): number => {
 };
 
 /**
- * The model_events row for a fleet event, or undefined for the ones not kept: load_progress
+ * The model_events row for a fleet event (a node's drain and resume too: when a node was out is
+ * history an operator asks for), or undefined for the ones not kept: load_progress
  * (many per load, only useful live), swap_queued (one per model starting to wait, live only;
  * its swap_started is kept) and catalogue_reloaded (not a model lifecycle event).
  */
@@ -91,6 +92,10 @@ export const eventEntry = (
       };
     case "scaled_in":
       return { ...row(event.type, event.node, event.model), detail: { replicas: event.replicas } };
+    case "node_draining":
+    case "node_drained":
+    case "node_resumed":
+      return row(event.type, event.node);
     case "load_progress":
     case "swap_queued":
     case "catalogue_reloaded":

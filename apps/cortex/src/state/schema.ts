@@ -1,4 +1,4 @@
-import type { DiscoveryAnswer } from "@cortex/protocol";
+import type { DiscoveryAnswer, NodeDrain } from "@cortex/protocol";
 import { index, integer, real, sqliteTable, text } from "drizzle-orm/sqlite-core";
 
 // Portable to PostgreSQL on purpose: only integers, reals and text (JSON is stored as text,
@@ -30,7 +30,10 @@ export type ModelEventType =
   | "node_health"
   | "swap_started"
   | "scaled_out"
-  | "scaled_in";
+  | "scaled_in"
+  | "node_draining"
+  | "node_drained"
+  | "node_resumed";
 
 /** Model lifecycle history: loads with their durations, failures, evictions, health flips. */
 export const modelEvents = sqliteTable(
@@ -105,5 +108,17 @@ export interface StoredEstimate {
   };
 }
 
-export const schema = { nodes, modelEvents, requestLog, modelMemory };
+/**
+ * Nodes an operator took out of service (`POST /api/nodes/{name}/drain`), by node name: a drain
+ * outlives a restart of cortex, so a node under maintenance never gets requests again just
+ * because cortex restarted. Written at once (rare, and must not be lost); a resume deletes it.
+ */
+export const nodeDrains = sqliteTable("node_drains", {
+  node: text("node").primaryKey(),
+  state: text("state").$type<NodeDrain>().notNull(),
+  /** Epoch ms of the drain's last change (when it started draining, or became drained). */
+  since: integer("since").notNull(),
+});
+
+export const schema = { nodes, modelEvents, requestLog, modelMemory, nodeDrains };
 export type StateSchema = typeof schema;

@@ -19,6 +19,14 @@ describe("describeEvent", () => {
       "good",
     ],
     [
+      { type: "node_draining", at: AT, node: "a" },
+      "node draining",
+      "no new requests; its models unload once idle",
+      "warn",
+    ],
+    [{ type: "node_drained", at: AT, node: "a" }, "node drained", "nothing resident", "info"],
+    [{ type: "node_resumed", at: AT, node: "a" }, "node resumed", "back in service", "good"],
+    [
       { type: "model_state", at: AT, node: "a", model: "m", from: null, to: "loading" },
       "state",
       "absent → loading",

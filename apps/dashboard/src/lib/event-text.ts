@@ -79,6 +79,16 @@ export const describeEvent = (event: FleetEvent): EventText => {
         : { title: "catalogue edit refused", detail: event.error, tone: "bad" };
     case "catalogue_problem":
       return { title: "catalogue entry cannot be placed", detail: event.error, tone: "bad" };
+    case "node_draining":
+      return {
+        title: "node draining",
+        detail: "no new requests; its models unload once idle",
+        tone: "warn",
+      };
+    case "node_drained":
+      return { title: "node drained", detail: "nothing resident", tone: "info" };
+    case "node_resumed":
+      return { title: "node resumed", detail: "back in service", tone: "good" };
   }
 };
 

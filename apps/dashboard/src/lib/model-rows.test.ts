@@ -172,6 +172,24 @@ describe("loadTargets", () => {
     expect(targetsOf("free").map((t) => t.disabled)).toEqual([null, null, null, "unhealthy"]);
   });
 
+  it("disables drained nodes and those whose labels do not match the node_selector", () => {
+    const selective = { ...profile("s"), node_selector: { gpu: "a100" } };
+    const nodes = [
+      { ...node("gpu-a", []), labels: { gpu: "a100" } },
+      { ...node("gpu-b", []), labels: { gpu: "h100" } },
+      node("gpu-c", []),
+      { ...node("gpu-d", []), labels: { gpu: "a100" }, drain: "draining" as const },
+    ];
+    const row = modelRows({ taken_at: snapshot.taken_at, nodes }, [selective])[0];
+    expect(row && loadTargets(row, nodes)).toEqual([
+      { node: null, disabled: null },
+      { node: "gpu-a", disabled: null },
+      { node: "gpu-b", disabled: "labels do not match node_selector" },
+      { node: "gpu-c", disabled: "labels do not match node_selector" },
+      { node: "gpu-d", disabled: "draining" },
+    ]);
+  });
+
   it("has no choice left where the model is loaded on every node", () => {
     const everywhere: FleetSnapshot = {
       taken_at: snapshot.taken_at,

@@ -4,6 +4,7 @@ import type {
   FleetSnapshot,
   ModelStatus,
   NeuronModel,
+  NodeDrain,
 } from "@cortex/protocol";
 import { formatAgo } from "./format.js";
 
@@ -112,8 +113,17 @@ export interface LoadTarget {
  * loading). "Anywhere" is disabled once the model is resident somewhere, as cortex would only
  * answer that it already is. Pure over the row, its profile and the snapshot's nodes.
  */
-export const loadTargets = (row: ModelRow, nodes: readonly FleetNode[]): readonly LoadTarget[] => {
+export const loadTargets = (
+  row: ModelRow,
+  nodes: readonly (FleetNode & { readonly drain?: NodeDrain | null })[],
+): readonly LoadTarget[] => {
   const pinned = row.profile?.pinned_on ?? [];
+  const selector = Object.entries(row.profile?.node_selector ?? {});
+  // As cortex matches them: every pair of the selector among the node's own labels.
+  const selected = (labels: FleetNode["labels"]) =>
+    selector.every(
+      ([key, value]) => labels !== undefined && Object.hasOwn(labels, key) && labels[key] === value,
+    );
   const residentOn = (name: string) =>
     row.placements.find((p) => p.node === name && RESIDENT.has(p.model.status));
   const anywhere = row.placements.filter((p) => RESIDENT.has(p.model.status));
@@ -134,9 +144,13 @@ export const loadTargets = (row: ModelRow, nodes: readonly FleetNode[]): readonl
             ? `already ${here.model.status}`
             : !node.healthy
               ? "unhealthy"
-              : pinned.length > 0 && !pinned.includes(node.name)
-                ? "not in pinned_on"
-                : null,
+              : (node.drain ?? null) !== null
+                ? `${node.drain}`
+                : pinned.length > 0 && !pinned.includes(node.name)
+                  ? "not in pinned_on"
+                  : !selected(node.labels)
+                    ? "labels do not match node_selector"
+                    : null,
       };
     }),
   ];

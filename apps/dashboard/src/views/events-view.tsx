@@ -9,6 +9,7 @@ const KINDS: Record<string, readonly FleetEvent["type"][]> = {
   loads: ["load_started", "load_progress", "load_finished", "load_failed"],
   "state changes": ["model_state", "evicted", "unloaded"],
   "node health": ["node_health"],
+  drains: ["node_draining", "node_drained", "node_resumed"],
   catalogue: ["catalogue_reloaded", "catalogue_problem"],
 };
 

@@ -1,4 +1,5 @@
-import type { Device, FleetNode, FleetSnapshot } from "@cortex/protocol";
+import type { Device, FleetAnswer, FleetAnswerNode, FleetNode } from "@cortex/protocol";
+import type { AdminClient } from "../api/client.js";
 import { textOn } from "../lib/colors.js";
 import { formatAgo, formatMb, formatPercent } from "../lib/format.js";
 import { gpuUsage, segmentWidths } from "../lib/gpu-segments.js";
@@ -6,6 +7,7 @@ import { type LoadsInFlight, percentDone } from "../lib/load-progress.js";
 import type { EventEntry } from "../use-fleet.js";
 import { EventItem } from "./events-view.js";
 import { useModelColor } from "./model-colors.js";
+import { DrainBadge, DrainButton, NodeLabels } from "./node-drain.js";
 
 /** Labels inside a segment only where they fit; the legend and tooltip always have them. */
 const LABEL_MIN_PCT = 14;
@@ -18,11 +20,17 @@ export const FleetView = ({
   loads,
   events,
   now,
+  client,
+  refresh,
 }: {
-  fleet: FleetSnapshot | null;
+  fleet: FleetAnswer | null;
   loads: LoadsInFlight;
   events: readonly EventEntry[];
   now: number;
+  /** For the node cards' Drain and Resume buttons. */
+  client: AdminClient;
+  /** Fetches the fleet again after a card's action. */
+  refresh: () => void;
 }) => {
   if (fleet === null) return <p class="muted">Reading the fleet…</p>;
   if (fleet.nodes.length === 0)
@@ -35,7 +43,14 @@ export const FleetView = ({
       <FleetTotals fleet={fleet} loads={loads} />
       <section class="fleet" aria-label="Fleet">
         {fleet.nodes.map((node) => (
-          <NodeCard key={node.name} node={node} loads={loads} now={now} />
+          <NodeCard
+            key={node.name}
+            node={node}
+            loads={loads}
+            now={now}
+            client={client}
+            refresh={refresh}
+          />
         ))}
       </section>
       {recent.length > 0 && (
@@ -52,7 +67,7 @@ export const FleetView = ({
   );
 };
 
-const FleetTotals = ({ fleet, loads }: { fleet: FleetSnapshot; loads: LoadsInFlight }) => {
+const FleetTotals = ({ fleet, loads }: { fleet: FleetAnswer; loads: LoadsInFlight }) => {
   let used = 0;
   let total = 0;
   let gpus = 0;
@@ -104,7 +119,19 @@ const FleetTotals = ({ fleet, loads }: { fleet: FleetSnapshot; loads: LoadsInFli
   );
 };
 
-const NodeCard = ({ node, loads, now }: { node: FleetNode; loads: LoadsInFlight; now: number }) => {
+const NodeCard = ({
+  node,
+  loads,
+  now,
+  client,
+  refresh,
+}: {
+  node: FleetAnswerNode;
+  loads: LoadsInFlight;
+  now: number;
+  client: AdminClient;
+  refresh: () => void;
+}) => {
   const cpuModels = node.models.filter((model) => model.devices.length === 0);
   const loading = [...loads.values()].filter((l) => l.node === node.name && l.error === null);
   const facts = node.node;
@@ -114,18 +141,21 @@ const NodeCard = ({ node, loads, now }: { node: FleetNode; loads: LoadsInFlight;
       aria-label={`node ${node.name}`}
       data-testid="node-card"
       data-node={node.name}
+      data-drain={node.drain ?? undefined}
     >
       <header class="node-head">
         <h2>{node.name}</h2>
         <span class={node.healthy ? "pill pill-good" : "pill pill-bad"} data-testid="node-health">
           {node.healthy ? "healthy" : "unhealthy"}
         </span>
+        <DrainBadge drain={node.drain} />
         <span class="muted small node-poll" title={node.last_poll_at ?? ""}>
           polled {formatAgo(node.last_poll_at, now)}
           {!node.healthy &&
             node.last_ok_at !== null &&
             `, last ok ${formatAgo(node.last_ok_at, now)}`}
         </span>
+        <DrainButton node={node} client={client} refresh={refresh} />
       </header>
       {node.error !== null && <p class="node-error small">{node.error}</p>}
       <p class="facts small muted">
@@ -142,6 +172,7 @@ const NodeCard = ({ node, loads, now }: { node: FleetNode; loads: LoadsInFlight;
             {node.harnesses.length > 0 && (
               <span>harnesses: {node.harnesses.map((h) => h.name).join(", ")}</span>
             )}
+            <NodeLabels labels={node.labels} />
           </>
         )}
       </p>

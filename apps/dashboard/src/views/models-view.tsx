@@ -2,7 +2,7 @@ import type {
   ApiLoadAnswer,
   ApiUnloadAnswer,
   CatalogueReportModel,
-  FleetSnapshot,
+  FleetAnswer,
 } from "@cortex/protocol";
 import { useState } from "preact/hooks";
 import { type AdminClient, describeFailure } from "../api/client.js";
@@ -40,7 +40,7 @@ export const ModelsView = ({
   refresh,
 }: {
   client: AdminClient;
-  fleet: FleetSnapshot | null;
+  fleet: FleetAnswer | null;
   catalogue: readonly CatalogueReportModel[];
   loads: LoadsInFlight;
   now: number;

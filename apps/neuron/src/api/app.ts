@@ -4,6 +4,7 @@ import type { DiscoveryAnswer } from "@cortex/protocol";
 import express from "express";
 import type { ModelEstimator } from "../estimate/estimator.js";
 import type { Log, ModelManager } from "../models/model-manager.js";
+import { EventHub, eventsHandler } from "./events.js";
 import { type InferenceLimits, inferenceHandler } from "./inference.js";
 import { modelsRoutes } from "./models-routes.js";
 import { isUpstream, upstreamHandler } from "./upstream.js";
@@ -21,6 +22,8 @@ export interface AppDeps {
   readonly log: Log;
   /** Bounds on inference requests (body size, buffered bodies, stalled clients). */
   readonly limits?: InferenceLimits;
+  /** `GET /events`'s streams, which the neuron ends when it stops; absent: a hub of its own. */
+  readonly events?: EventHub;
 }
 
 /**
@@ -44,6 +47,10 @@ export const createNeuronApp = (deps: AppDeps): RequestListener => {
   app.get("/discovery", (_req, res) => {
     res.json(deps.discovery());
   });
+  app.get(
+    "/events",
+    eventsHandler(deps.events ?? new EventHub({ models: deps.manager, log: deps.log })),
+  );
   app.use(modelsRoutes(deps.manager, () => deps.selfUrl, deps.estimator));
   app.use(notFound);
   app.use(errorHandler(deps.log));

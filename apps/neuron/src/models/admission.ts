@@ -15,6 +15,8 @@ export interface AdmissionLimits {
   readonly maxQueued: number;
   /** How long a request may wait for a slot. */
   readonly queueTimeoutMs: number;
+  /** Hears every change of `running` or `queued` (the neuron's event stream reports them). */
+  readonly onChange?: () => void;
 }
 
 /**
@@ -115,6 +117,7 @@ export class Admission {
         this.#turns.delete(start);
         cleanup();
         reject(error);
+        this.#limits.onChange?.();
         this.#settle();
       };
       const onAbort = () => giveUp(signal?.reason);
@@ -130,15 +133,19 @@ export class Admission {
       );
       signal?.addEventListener("abort", onAbort, { once: true });
       this.#waiting.add(start);
+      this.#limits.onChange?.();
     });
   }
 
   async #start<T>(work: () => Promise<T>): Promise<T> {
+    // A caller let in from the queue left it just before: this one notice covers both.
     this.#running += 1;
+    this.#limits.onChange?.();
     try {
       return await work();
     } finally {
       this.#running -= 1;
+      this.#limits.onChange?.();
       this.#settle();
     }
   }

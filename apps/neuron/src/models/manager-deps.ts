@@ -48,6 +48,14 @@ export interface ManagerSettings {
 
 export type ModelChange = NeuronModel | { id: string; removed: true };
 
+/** What `ModelManager.watch` tells a watcher (the event stream): changes as they happen. */
+export interface ModelWatcher {
+  /** A status change (with the model as it is then), or a model forgotten. */
+  readonly changed: (change: ModelChange) => void;
+  /** The model's running or queued requests changed; `describe(id)` says how many now. */
+  readonly work: (id: string) => void;
+}
+
 /**
  * What the GPUs really hold, and how fresh the reading is (the discovery cache). Load decisions
  * read free memory from `devices`; this says whether that reading predates the last exit.

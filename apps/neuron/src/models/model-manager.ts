@@ -5,14 +5,15 @@ import { NeuronError } from "../errors.js";
 import type { ModelSpec } from "../harnesses/model-spec.js";
 import { HarnessSupervisor, type SupervisorDeps } from "../supervisor/harness-supervisor.js";
 import { systemTimers, type Timers } from "../timers.js";
-import { Admission } from "./admission.js";
+import { Admission, type AdmissionLimits } from "./admission.js";
 import { CrashRecovery } from "./crash-recovery.js";
 import { Departures } from "./departures.js";
 import { harnessJob, supervisionOf } from "./harness-job.js";
 import { evictionsFor, readAgainFor, specForLoad } from "./load-request.js";
-import type { ManagerDeps, ManagerSettings } from "./manager-deps.js";
+import type { ManagerDeps, ManagerSettings, ModelWatcher } from "./manager-deps.js";
 import { type ModelEntry, refuseBusy, sameSpec, trackLoading } from "./model-entry.js";
 import { ModelRegistry } from "./model-registry.js";
+import { ModelWatchers } from "./model-watchers.js";
 import { type ProgressListener, ProgressListeners } from "./progress.js";
 import { type HarnessWork, type ServeHooks, serve } from "./serve.js";
 import { SwapQueue } from "./swap-queue.js";
@@ -23,6 +24,7 @@ export type {
   ManagerDeps,
   ManagerSettings,
   ModelChange,
+  ModelWatcher,
   SourcePreparer,
 } from "./manager-deps.js";
 export type { ProgressListener } from "./progress.js";
@@ -48,11 +50,13 @@ export class ModelManager {
   /** Lazy reloads waiting for busy models to leave. */
   readonly #swaps: SwapQueue<ModelEntry>;
   #shuttingDown = false;
+  readonly #watchers: ModelWatchers;
 
   constructor(deps: ManagerDeps, settings: ManagerSettings) {
     this.#deps = deps;
     this.#settings = settings;
     this.#timers = deps.timers ?? systemTimers;
+    this.#watchers = new ModelWatchers(deps.log);
     this.#supervision = supervisionOf(
       deps,
       () => this.#now(),
@@ -64,6 +68,7 @@ export class ModelManager {
       now: () => this.#now(),
       onChange: (change) => {
         deps.onChange?.(change);
+        this.#watchers.changed(change);
         this.#swaps.changed("removed" in change ? undefined : this.#models.get(change.id));
       },
       onForget: (entry) => this.#out.clearIdle(entry),
@@ -146,6 +151,16 @@ export class ModelManager {
     return this.#models.list();
   }
 
+  /** One model as `list` gives it; undefined when the node does not hold it. */
+  describe(id: string): NeuronModel | undefined {
+    return this.#models.describe(id);
+  }
+
+  /** Status changes, forgotten models and in-flight changes from now on, until the call returned. */
+  watch(watcher: ModelWatcher): () => void {
+    return this.#watchers.add(watcher);
+  }
+
   get(id: string): ModelEntry | undefined {
     return this.#models.get(id);
   }
@@ -202,7 +217,7 @@ export class ModelManager {
           this.#out.clearIdle(existing);
           existing.spec = spec;
           existing.priority = priority;
-          existing.admission = new Admission(spec.max_concurrency, this.#limits());
+          existing.admission = new Admission(spec.max_concurrency, this.#limits(spec.id));
         }
         this.#models.setError(entry, null);
         entry.harness.resetCrashes();
@@ -229,8 +244,12 @@ export class ModelManager {
     }
   }
 
-  #limits() {
-    return { maxQueued: this.#settings.maxQueued, queueTimeoutMs: this.#settings.queueTimeoutMs };
+  #limits(id: string): AdmissionLimits {
+    return {
+      maxQueued: this.#settings.maxQueued,
+      queueTimeoutMs: this.#settings.queueTimeoutMs,
+      onChange: () => this.#watchers.work(id),
+    };
   }
 
   #newEntry(spec: ModelSpec, priority: number): ModelEntry {
@@ -247,7 +266,7 @@ export class ModelManager {
         this.#supervision,
         this.#settings,
       ),
-      admission: new Admission(spec.max_concurrency, this.#limits()),
+      admission: new Admission(spec.max_concurrency, this.#limits(spec.id)),
       loading: null,
       lastAccessedMs: null,
       loadedAtMs: null,

@@ -47,6 +47,12 @@ export class ModelRegistry {
     return this.entries().map((entry) => describeEntry(entry, this.#deps.memory));
   }
 
+  /** One model as `list` gives it (without pruning); undefined when it is not listed. */
+  describe(id: string): NeuronModel | undefined {
+    const entry = this.#models.get(id);
+    return entry && describeEntry(entry, this.#deps.memory);
+  }
+
   add(entry: ModelEntry): void {
     this.#models.set(entry.spec.id, entry);
   }

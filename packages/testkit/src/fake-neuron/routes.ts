@@ -28,6 +28,8 @@ export interface RoutesOptions {
   readonly inference: (req: IncomingMessage, res: ServerResponse, path: string) => Promise<void>;
   /** Where the neuron is reached now, for `/models/{id}/endpoint`. */
   readonly selfUrl: () => string;
+  /** neuron.yaml `labels` for `/discovery`; absent: not reported. */
+  readonly labels?: Readonly<Record<string, string>>;
 }
 
 export interface FakeRoutes {
@@ -94,6 +96,7 @@ export const createRoutes = (options: RoutesOptions): FakeRoutes => {
     },
     devices: registry.devicesNow(),
     harnesses: [...registry.harnesses],
+    ...(options.labels === undefined ? {} : { labels: { ...options.labels } }),
   });
 
   const authorized = (req: IncomingMessage): boolean =>
