@@ -1,5 +1,5 @@
 import type { CatalogueEntry, EstimateRequest, FleetSnapshot } from "@cortex/protocol";
-import { holding, toLoadRequest } from "@cortex/routing";
+import { holding, selectorMatches, toLoadRequest } from "@cortex/routing";
 
 // What an estimate asks and whom: the load request the entry's cold load would send (the
 // routing package builds it, so the estimate answers for exactly that load), and the nodes
@@ -29,7 +29,7 @@ export const estimateRequest = (entry: CatalogueEntry): EstimateRequest => {
 };
 
 /**
- * Healthy nodes that could load the entry (its harness, its `pinned_on`, and for a `path`
+ * Healthy nodes that could load the entry (its harness, its `pinned_on`, its `node_selector`, and for a `path`
  * source a node not known to lack the file), best first: those holding the weights (the header
  * is read from disk), then those with enough GPUs, then by name for a stable order.
  */
@@ -39,6 +39,7 @@ export const estimateNodes = (entry: CatalogueEntry, snapshot: FleetSnapshot): s
       (node) =>
         node.healthy &&
         (entry.pinned_on.length === 0 || entry.pinned_on.includes(node.name)) &&
+        selectorMatches(entry, node) &&
         node.harnesses.some((harness) => harness.name === entry.harness),
     )
     .map((node) => {

@@ -163,6 +163,15 @@ describe("estimateNodes", () => {
     expect(estimateNodes(entry({ pinned_on: ["a", "c"] }), fleet)).toEqual(["a"]);
   });
 
+  it("asks only nodes whose labels match the entry's node_selector", () => {
+    const fleet = snapshot(
+      node("a", { labels: { gpu: "h100" } }),
+      node("b", { labels: { gpu: "a100", zone: "eu" } }),
+      node("c"),
+    );
+    expect(estimateNodes(entry({ node_selector: { gpu: "a100" } }), fleet)).toEqual(["b"]);
+  });
+
   it("never asks a node known to lack a local file", () => {
     const fleet = snapshot(
       node("a", { sources: held("other.gguf") }),
