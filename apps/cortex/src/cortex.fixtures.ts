@@ -61,6 +61,8 @@ export type FleetSpec = {
   devices: Device[];
   models?: NeuronModel[];
   loadDelayMs?: number;
+  /** Whether the neuron serves its event stream (default true). */
+  events?: boolean;
 };
 
 /**
@@ -95,6 +97,7 @@ export const useCortexFleet = (catalogue: { models: readonly unknown[] } = CATAL
           devices: spec.devices,
           models: spec.models ?? [],
           loadDelayMs: spec.loadDelayMs ?? 50,
+          ...(spec.events === undefined ? {} : { events: spec.events }),
         }),
       ),
     );

@@ -159,6 +159,8 @@ describe("counting load", () => {
           name: "a",
           devices: [gpu(0, 24_000)],
           models: [resident("chat-small", { max_concurrency: 2 })],
+          // A neuron without an event stream: only polls tell cortex its counts.
+          events: false,
         },
       ],
       { poll_interval_ms: 100, queue_timeout_ms: 300 },

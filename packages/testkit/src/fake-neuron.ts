@@ -41,6 +41,8 @@ export interface FakeNeuronOptions {
   readonly endpointHost?: string;
   /** neuron.yaml `labels`, reported in `/discovery`; absent: not reported (an older neuron). */
   readonly labels?: Readonly<Record<string, string>>;
+  /** Whether it serves `GET /events` (default true); false: 404, as a neuron from before it. */
+  readonly events?: boolean;
 }
 
 export interface FakeNeuron {
@@ -152,6 +154,7 @@ export const startFakeNeuron = async (options: FakeNeuronOptions): Promise<FakeN
     inference: inference.handle,
     selfUrl,
     ...(options.labels === undefined ? {} : { labels: options.labels }),
+    events: options.events ?? true,
   });
 
   const server = createServer((req, res) => {

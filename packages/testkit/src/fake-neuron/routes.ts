@@ -30,6 +30,8 @@ export interface RoutesOptions {
   readonly selfUrl: () => string;
   /** neuron.yaml `labels` for `/discovery`; absent: not reported. */
   readonly labels?: Readonly<Record<string, string>>;
+  /** Whether `GET /events` is served (false: 404, as a neuron from before it). */
+  readonly events: boolean;
 }
 
 export interface FakeRoutes {
@@ -114,7 +116,8 @@ export const createRoutes = (options: RoutesOptions): FakeRoutes => {
     if (!authorized(req)) throw new FakeError("invalid_api_key", "missing or wrong bearer token");
     if (method === "GET" && path === "/discovery") return json(res, 200, discovery());
     if (method === "GET" && path === "/models") return json(res, 200, registry.models());
-    if (method === "GET" && path === "/events") return handleEvents(registry.models, res);
+    if (method === "GET" && path === "/events" && options.events)
+      return handleEvents(registry.models, res);
     if (method === "POST" && path === "/models/load") return handleLoad(req, res);
     if (method === "POST" && path === "/models/unload") return handleUnload(req, res);
     if (method === "POST" && path === "/models/estimate") return estimates.handle(req, res);
