@@ -86,8 +86,28 @@ describe("loadConfig", () => {
   });
 
   it("redacts keys and tokens", () => {
-    const text = JSON.stringify(redactConfig(loadConfig(EXAMPLE, { CORTEX_API_KEYS: '["sk-1"]' })));
+    const text = JSON.stringify(
+      redactConfig(
+        loadConfig(EXAMPLE, {
+          CORTEX_API_KEYS: '["sk-1"]',
+          CORTEX_JOIN_TOKENS: '["join-secret-0123456789"]',
+        }),
+      ),
+    );
     expect(text).not.toContain("change-me");
     expect(text).not.toContain("sk-1");
+    expect(text).not.toContain("join-secret");
+  });
+
+  it("takes join_tokens: none by default (joining off), each at least 16 characters", () => {
+    expect(loadConfig(undefined, {}).join_tokens).toEqual([]);
+    expect(
+      loadConfig(undefined, { CORTEX_JOIN_TOKENS: '["0123456789abcdef"]' }).join_tokens,
+    ).toEqual(["0123456789abcdef"]);
+    const problems = problemsOf(() =>
+      loadConfig(undefined, { CORTEX_JOIN_TOKENS: '["short", " 0123456789abcdef "]' }),
+    );
+    expect(problems).toMatch(/join_tokens\[0\]: a join token must be at least 16 characters/);
+    expect(problems).toMatch(/join_tokens\[1\]: must not start or end with whitespace/);
   });
 });

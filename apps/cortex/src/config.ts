@@ -25,6 +25,7 @@ export const redactConfig = (config: CortexConfig): Record<string, unknown> => (
   ...config,
   api_keys: config.api_keys.map(() => "[redacted]"),
   admin_token: config.admin_token ? "[redacted]" : "",
+  join_tokens: config.join_tokens.map(() => "[redacted]"),
   neurons: config.neurons.map((neuron) => ({
     ...neuron,
     token: neuron.token ? "[redacted]" : "",

@@ -15,12 +15,15 @@ import { adminRoutes } from "./api/admin-routes.js";
 import { createCortexApp } from "./api/app.js";
 import { withCors } from "./api/cors.js";
 import { createEventFeed, eventsHandler } from "./api/events-route.js";
+import { joinRoutes, neuronRemoveRoute } from "./api/join-routes.js";
 import { openAIRoutes } from "./api/openai-routes.js";
 import { isUpstream } from "./api/upstream-path.js";
 import { upstreamRoute } from "./api/upstream-route.js";
-import { CortexError } from "./errors.js";
+import { type ConfigSource, configReload } from "./config-reload.js";
+import type { NeuronsDiff } from "./config-watch.js";
 import { FleetStore } from "./fleet/fleet-store.js";
 import { LiveEvents } from "./fleet/live-events.js";
+import { Membership } from "./fleet/membership.js";
 import { Poller } from "./fleet/poller.js";
 import type { Log } from "./log.js";
 import { GpuMemory } from "./memory/gpu-memory.js";
@@ -28,6 +31,7 @@ import { CortexMetrics, metricsHandler } from "./metrics/metrics.js";
 import { requestAccounting } from "./metrics/request-accounting.js";
 import { NeuronClient } from "./neurons/neuron-client.js";
 import { NodeDrains } from "./nodes/drains.js";
+import { JoinedNodes } from "./nodes/joined-nodes.js";
 import { loopbackUrl } from "./ollama/loopback.js";
 import { ollamaRoutes } from "./ollama/routes.js";
 import { AdmissionQueue } from "./router/admission-queue.js";
@@ -38,6 +42,7 @@ import { ReplicaKeeper } from "./router/replica-keeper.js";
 import { Reservations } from "./router/reservations.js";
 import {
   DrainTable,
+  JoinedTable,
   knownNodes,
   LifecycleLog,
   MemoryLog,
@@ -64,6 +69,16 @@ export interface Cortex {
   readonly metrics: CortexMetrics;
   readonly requestLog: RequestLog;
   /**
+   * Applies a new cortex.yaml's `neurons:` list at once (added entries are polled, removed ones
+   * stop, changed URLs and tokens apply); other changed keys are logged as needing a restart.
+   */
+  readonly applyConfig: (next: CortexConfig) => NeuronsDiff;
+  /**
+   * Reads the config file again and applies it (SIGHUP, a change of the file); a bad file is
+   * logged and the last good config kept. False when it could not be applied (or no file).
+   */
+  readonly reloadConfig: () => boolean;
+  /**
    * Closes the listener (in-flight requests get `graceMs`, then are cut), stops polling, flushes
    * the state. Called again with 0 while stopping, it cuts the requests still in flight at once.
    */
@@ -74,10 +89,14 @@ export interface Cortex {
  * The composition root: catalogue → state → poller → router → API, listening and polling when
  * it resolves. `main` runs it with the process's config and signals; tests run it in-process.
  */
-export const startCortex = async (config: CortexConfig, log: Log): Promise<Cortex> => {
+export const startCortex = async (
+  config: CortexConfig,
+  log: Log,
+  source?: ConfigSource,
+): Promise<Cortex> => {
   const startedAtMs = Date.now();
 
-  const store = new FleetStore(config.neurons);
+  const store = new FleetStore([]);
   // Created once the state is open; a reload before then is picked up by its start.
   let memory: GpuMemory | undefined;
   const catalogueWatcher = await watchCatalogue(resolve(config.catalogue), {
@@ -118,23 +137,22 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
   });
   retention.start();
 
-  const clients = new Map(
-    config.neurons.map((neuron) => [
-      neuron.name,
+  // Which nodes are in the fleet (cortex.yaml's, and neurons that joined by themselves), with
+  // the client and token each is reached with; nodes come and go at run time through it.
+  const members = new Membership<NeuronClient>({
+    store,
+    connect: (target) =>
       new NeuronClient({
-        name: neuron.name,
-        url: neuron.url,
-        token: neuron.token,
+        name: target.name,
+        url: target.url,
+        token: target.token,
         timeoutMs: config.poll_timeout_ms,
       }),
-    ]),
-  );
-  const clientOf = (name: string): NeuronClient => {
-    const client = clients.get(name);
-    if (!client) throw new CortexError("not_found", `node "${name}" is not in the fleet`);
-    return client;
-  };
-  const tokens = new Map(config.neurons.map((neuron) => [neuron.name, neuron.token]));
+    log,
+  });
+  for (const neuron of config.neurons) members.set(neuron, "static");
+  const clientOf = (name: string): NeuronClient => members.client(name);
+  const tokenOf = (name: string): string => members.token(name);
 
   // What cortex has learnt of each model's GPU memory: entries are placed by their effective
   // figure (estimated, measured, raised after an engine ran out of memory), and the catalogue
@@ -176,9 +194,19 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
     changed: () => dispatcher.nodesChanged(),
     log,
   });
+  // Joined neurons, kept in the state database: back in the fleet at once after a restart.
+  const joined = new JoinedNodes({
+    store: new JoinedTable(state.db),
+    members,
+    forgetDrain: (name) => drains.forget(name),
+    emit: (event) => store.emit(event),
+    log,
+  });
+  const restored = joined.restore();
+  if (restored > 0) log.info({ nodes: restored }, "joined neurons restored");
   const poller = new Poller({
     store,
-    targets: config.neurons,
+    targets: [],
     client: clientOf,
     intervalMs: config.poll_interval_ms,
     discoveryIntervalMs: config.discovery_interval_ms,
@@ -188,10 +216,11 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
     onModelsSent: (name) => reservations.markSent(name),
     onModelsApplied: (name) => reservations.markApplied(name),
     onDiscovery: (name, answer) => {
-      const url = config.neurons.find((neuron) => neuron.name === name)?.url ?? "";
+      const url = members.url(name) ?? "";
       lifecycle.saveDiscovery(name, url, answer, Date.now());
     },
   });
+  members.attach(poller);
   // Each healthy neuron's event stream: its changes reach the snapshot at once (polls check).
   const live = new LiveEvents({ store, client: clientOf, sink: poller, log });
   const refresh = (name: string) => {
@@ -282,7 +311,7 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
     snapshot: () => store.snapshot,
     catalogue,
     apiKeys: config.api_keys,
-    tokenOf: (node) => tokens.get(node) ?? "",
+    tokenOf,
     suspect: (node, why) => poller.suspect(node, why),
     streamIdleTimeoutMs: config.stream_idle_timeout_ms,
     loadTimeoutMs: config.load_timeout_ms,
@@ -298,7 +327,7 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
     snapshot: () => store.snapshot,
     catalogue,
     apiKeys: config.api_keys,
-    tokenOf: (node) => tokens.get(node) ?? "",
+    tokenOf,
     suspect: (node, why) => poller.suspect(node, why),
     streamIdleTimeoutMs: config.stream_idle_timeout_ms,
     loadTimeoutMs: config.load_timeout_ms,
@@ -349,6 +378,11 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
       },
       events: eventsHandler(feed, { log }),
       drains,
+      origin: (name) => members.origin(name),
+      neurons: {
+        join: joinRoutes({ joinTokens: config.join_tokens, joined }),
+        remove: neuronRemoveRoute(joined),
+      },
     }),
   });
 
@@ -376,6 +410,16 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
   keeper.start();
   drains.start();
 
+  // cortex.yaml's `neurons:` reloads without a restart; nothing else does (logged).
+  const configuration = configReload({
+    initial: config,
+    source,
+    members,
+    superseded: (name) => joined.superseded(name),
+    emit: (event) => store.emit(event),
+    log,
+  });
+
   let stopped: Promise<void> | undefined;
   let drain: Drain | undefined;
   const stop = (graceMs = 5000): Promise<void> => {
@@ -385,6 +429,7 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
       // No new connections from here on; requests in flight get graceMs, then are cut.
       drain = drainServer(server, graceMs);
       // Event streams never end by themselves: they end now rather than at the grace's end.
+      configuration.close();
       feed.close();
       openai.close();
       keeper.stop();
@@ -404,7 +449,7 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
       memoryLog.close();
       lifecycle.close();
       state.close();
-      for (const client of clients.values()) client.close();
+      members.close();
     })();
     return stopped;
   };
@@ -416,6 +461,8 @@ export const startCortex = async (config: CortexConfig, log: Log): Promise<Corte
     poller,
     metrics,
     requestLog,
+    applyConfig: configuration.apply,
+    reloadConfig: configuration.reload,
     stop,
   };
 };

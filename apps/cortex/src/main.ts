@@ -30,13 +30,22 @@ export const main = async ({ configFile, env }: MainOptions): Promise<void> => {
     log.warn({ listen: config.listen, open: exposure.open.map((s) => s.key) }, exposure.message);
 
   // The handlers go in before the start: a signal while starting waits for the start, then stops.
-  const starting = startCortex(config, log);
+  const starting = startCortex(config, log, { file: configFile, env });
   stopOnSignals({
     stop: async () => (await starting).stop(config.shutdown_grace_ms),
     cut: () => void starting.then((cortex) => cortex.stop(0)),
     deadlineMs: config.shutdown_grace_ms + STOP_MARGIN_MS,
     flush: () => output.flushed(),
     log,
+  });
+  // SIGHUP reloads cortex.yaml's `neurons:` list (the file is watched too); it never stops cortex.
+  process.on("SIGHUP", () => {
+    void starting.then((cortex) => {
+      log.info({ file: configFile ?? null }, "SIGHUP: reloading the config");
+      if (configFile === undefined)
+        log.warn({}, "no config file to reload (config from environment)");
+      else cortex.reloadConfig();
+    });
   });
   await starting;
 };

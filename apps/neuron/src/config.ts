@@ -24,6 +24,7 @@ export const loadConfig = (
 export const redactConfig = (config: NeuronConfig): Record<string, unknown> => ({
   ...config,
   token: config.token ? "[redacted]" : "",
+  join_token: config.join_token ? "[redacted]" : "",
   harnesses: Object.fromEntries(
     Object.entries(config.harnesses).map(([name, harness]) => [
       name,

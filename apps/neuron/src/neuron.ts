@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
-import type { Server } from "node:http";
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
+import { hostname } from "node:os";
 import { resolve } from "node:path";
 import { WORKER_ENTRY } from "@cortex/harness-llamacpp/worker";
 import { bodyBudgetFor, type Drain, drainServer, listen } from "@cortex/http-kit";
@@ -17,6 +18,8 @@ import {
 } from "./discovery/index.js";
 import { modelEstimator } from "./estimate/estimator.js";
 import { defineHarness, type Harness, harnessInfo } from "./harnesses/definitions.js";
+import { advertiseUrl } from "./join/advertise.js";
+import { Joiner } from "./join/joiner.js";
 import { ModelManager } from "./models/model-manager.js";
 import { HeldSourcesCache } from "./sources/held-sources.js";
 import { localSources } from "./sources/preparer.js";
@@ -74,6 +77,12 @@ export interface Neuron {
   readonly killNow: () => void;
 }
 
+/** Timings tests shorten; production uses the defaults. */
+export interface NeuronTuning {
+  /** How long without a poll from cortex before joining again (default FORGOTTEN_AFTER_MS). */
+  readonly joinForgottenAfterMs?: number;
+}
+
 /**
  * The composition root: config → discovery → supervisor → models → API, listening when it
  * resolves, then the preloads. `main` runs it with the process's config, environment (only
@@ -83,6 +92,7 @@ export const startNeuron = async (
   config: NeuronConfig,
   log: Logger,
   env: Readonly<Record<string, string | undefined>> = {},
+  tuning: NeuronTuning = {},
 ): Promise<Neuron> => {
   const harnesses = buildHarnesses(config, env);
   const { host, port } = parseListen(config.listen);
@@ -190,12 +200,44 @@ export const startNeuron = async (
       clientStallTimeoutMs: config.client_stall_timeout_ms,
     },
   });
-  const server: Server = await listen(app, port, host, {
+  // Cortex's polls (`GET /models`, `/discovery` with this neuron's token) tell the joiner that
+  // cortex still knows this neuron; everything goes on to the app unchanged.
+  let joiner: Joiner | undefined;
+  const pollAuth = config.token === "" ? undefined : `Bearer ${config.token}`;
+  const seen = (req: IncomingMessage, res: ServerResponse): void => {
+    if (
+      joiner !== undefined &&
+      req.method === "GET" &&
+      (req.url === "/models" || req.url === "/discovery") &&
+      (pollAuth === undefined || req.headers.authorization === pollAuth)
+    )
+      joiner.polled();
+    app(req, res);
+  };
+  const server: Server = await listen(seen, port, host, {
     maxConnections: config.max_connections,
   });
   server.keepAliveTimeout = 65_000;
   selfUrl = `http://${urlHost}:${(server.address() as { port: number }).port}`;
   log.info({ listen: config.listen, url: selfUrl }, "listening");
+  if (config.cortex_url !== undefined && config.join_token !== "") {
+    joiner = new Joiner({
+      cortexUrl: config.cortex_url,
+      joinToken: config.join_token,
+      name: config.name,
+      url: advertiseUrl(
+        config.advertise_url,
+        host,
+        (server.address() as { port: number }).port,
+        hostname(),
+      ),
+      token: config.token,
+      log,
+      ...(tuning.joinForgottenAfterMs === undefined
+        ? {}
+        : { forgottenAfterMs: tuning.joinForgottenAfterMs }),
+    });
+  }
 
   let drain: Drain | undefined;
   let stopped: Promise<void> | undefined;
@@ -204,6 +246,7 @@ export const startNeuron = async (
     if (stopped && graceMs === 0) drain?.cut();
     stopped ??= (async () => {
       status = "stopping";
+      joiner?.stop();
       drain = drainServer(server, graceMs);
       // Event streams never end by themselves: they end now rather than at the grace's end.
       events.close();
@@ -217,6 +260,8 @@ export const startNeuron = async (
   };
 
   status = "ok";
+  // Joins once the neuron answers: cortex polls it as soon as it accepts the join.
+  joiner?.start();
   // Preload after the listener is up, so health checks see a live neuron while models load.
   for (const request of config.preload) {
     manager.load(request).then(

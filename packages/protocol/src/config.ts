@@ -104,39 +104,61 @@ const Secret = z
   .max(4096)
   .refine((value) => value === value.trim(), "must not start or end with whitespace");
 
-export const NeuronConfig = z.strictObject({
-  name: NodeName,
-  listen: ListenAddress.default("0.0.0.0:13131"),
-  token: Secret.default(""),
-  models_dir: z.string().min(1).default("./data/models"),
-  default_idle_ttl_s: TimerSeconds.default(900),
-  harnesses: ownRecord(HarnessName, HarnessConfig).default({ llamacpp: {} }),
-  devices: z.array(DeviceOverride).default([]),
-  hf_endpoint: HttpUrl.default("https://huggingface.co"),
-  preload: z.array(LoadRequest).default([]),
-  /**
-   * What this node is (`{gpu: a100, zone: eu}`), reported in `/discovery`: a catalogue entry's
-   * `node_selector` keeps a model on nodes whose labels match it. None by default.
-   */
-  labels: LabelMap.default({}),
-  /** Where the neuron keeps its own state (records of the harness processes it started). */
-  state_dir: z.string().min(1).default("./data/state"),
-  /** Requests that may wait per model beyond its `max_concurrency` running ones. */
-  queue_max: NonNegativeInt.default(256),
-  queue_timeout_ms: TimerMs.default(60_000),
-  /**
-   * Once a request has waited this long for a model that needs a busy one swapped out, the
-   * busy model takes no new requests, drains, and is swapped for it.
-   */
-  swap_max_wait_ms: TimerMs.default(30_000),
-  /** How long a stopping harness gets between SIGTERM and SIGKILL. */
-  stop_grace_ms: TimerMsOrZero.default(10_000),
-  /** Every loaded harness's ready path is probed this often; 0 turns the probes off. */
-  health_interval_ms: TimerMsOrZero.default(5000),
-  /** Failed probes in a row after which a harness is killed and recovered like a crash. */
-  unhealthy_after_failures: PositiveInt.default(3),
-  ...ServerLimits,
-});
+/** A token neurons join with: a secret long enough not to be guessed. */
+export const JoinToken = Secret.min(16, "a join token must be at least 16 characters");
+
+export const NeuronConfig = z
+  .strictObject({
+    name: NodeName,
+    listen: ListenAddress.default("0.0.0.0:13131"),
+    token: Secret.default(""),
+    models_dir: z.string().min(1).default("./data/models"),
+    default_idle_ttl_s: TimerSeconds.default(900),
+    harnesses: ownRecord(HarnessName, HarnessConfig).default({ llamacpp: {} }),
+    devices: z.array(DeviceOverride).default([]),
+    hf_endpoint: HttpUrl.default("https://huggingface.co"),
+    preload: z.array(LoadRequest).default([]),
+    /**
+     * What this node is (`{gpu: a100, zone: eu}`), reported in `/discovery`: a catalogue entry's
+     * `node_selector` keeps a model on nodes whose labels match it. None by default.
+     */
+    labels: LabelMap.default({}),
+    /** Where the neuron keeps its own state (records of the harness processes it started). */
+    state_dir: z.string().min(1).default("./data/state"),
+    /**
+     * Joining by itself: with `cortex_url` and `join_token` both set, the neuron calls cortex's
+     * `POST /api/neurons/join` on start, and again whenever cortex stops polling it. Cortex then
+     * reaches the neuron at `advertise_url` (default: `http://<hostname>:<listen port>`, or the
+     * listen address itself when it names one IP). `join_token` may come from NEURON_JOIN_TOKEN.
+     */
+    cortex_url: HttpUrl.max(2048).optional(),
+    join_token: Secret.default(""),
+    advertise_url: HttpUrl.max(2048).optional(),
+    /** Requests that may wait per model beyond its `max_concurrency` running ones. */
+    queue_max: NonNegativeInt.default(256),
+    queue_timeout_ms: TimerMs.default(60_000),
+    /**
+     * Once a request has waited this long for a model that needs a busy one swapped out, the
+     * busy model takes no new requests, drains, and is swapped for it.
+     */
+    swap_max_wait_ms: TimerMs.default(30_000),
+    /** How long a stopping harness gets between SIGTERM and SIGKILL. */
+    stop_grace_ms: TimerMsOrZero.default(10_000),
+    /** Every loaded harness's ready path is probed this often; 0 turns the probes off. */
+    health_interval_ms: TimerMsOrZero.default(5000),
+    /** Failed probes in a row after which a harness is killed and recovered like a crash. */
+    unhealthy_after_failures: PositiveInt.default(3),
+    ...ServerLimits,
+  })
+  .superRefine((config, ctx) => {
+    // Half a join setup would silently never join: both or neither.
+    if ((config.cortex_url === undefined) !== (config.join_token === ""))
+      ctx.addIssue({
+        code: "custom",
+        path: [config.cortex_url === undefined ? "cortex_url" : "join_token"],
+        message: "cortex_url and join_token go together: set both to join a cortex, or neither",
+      });
+  });
 export type NeuronConfig = z.output<typeof NeuronConfig>;
 export type NeuronConfigInput = z.input<typeof NeuronConfig>;
 
@@ -193,6 +215,12 @@ export const CortexConfig = z
     /** As the neuron's: the longest a swap waits for busy models before they drain. */
     swap_max_wait_ms: TimerMs.default(30_000),
     neurons: z.array(NeuronTarget).default([]),
+    /**
+     * Tokens a neuron may present to `POST /api/neurons/join` to add itself to the fleet
+     * (`Authorization: Bearer <token>`); none (the default) turns joining off. Secrets like
+     * `admin_token`: at least 16 characters each.
+     */
+    join_tokens: z.array(JoinToken).max(64).default([]),
     /**
      * Conversation affinity: requests of one conversation go to the replica that served it
      * (its prompt is in that engine's cache) while its load stays within `load_factor` × the

@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { CatalogueReport, LabelMap } from "./catalogue.js";
-import { IsoTime, ModelAlias, ModelId, NodeName, NonNegativeInt } from "./common.js";
+import { HttpUrl, IsoTime, ModelAlias, ModelId, NodeName, NonNegativeInt } from "./common.js";
 import { Device, HarnessInfo, HeldSources, ModelStatus, NeuronModel, NodeInfo } from "./neuron.js";
 
 /** What cortex knows about one neuron: the last good poll plus its health bookkeeping. */
@@ -48,9 +48,17 @@ export type FleetSnapshot = z.infer<typeof FleetSnapshot>;
 export const NodeDrain = z.enum(["draining", "drained"]);
 export type NodeDrain = z.infer<typeof NodeDrain>;
 
-/** A node of `GET /api/fleet`: the snapshot's, with its drain (null: in service). */
+/**
+ * How a node came into the fleet: `static` from cortex.yaml's `neurons:`, `joined` by calling
+ * `POST /api/neurons/join` (kept in cortex's database until `DELETE /api/neurons/{name}`).
+ */
+export const NodeOrigin = z.enum(["static", "joined"]);
+export type NodeOrigin = z.infer<typeof NodeOrigin>;
+
+/** A node of `GET /api/fleet`: the snapshot's, with its drain (null: in service) and origin. */
 export const FleetAnswerNode = FleetNode.extend({
   drain: NodeDrain.nullable().default(null),
+  origin: NodeOrigin.default("static"),
 });
 export type FleetAnswerNode = z.infer<typeof FleetAnswerNode>;
 
@@ -68,6 +76,30 @@ export const ApiNodeDrainAnswer = z.object({
   since: IsoTime.nullable(),
 });
 export type ApiNodeDrainAnswer = z.infer<typeof ApiNodeDrainAnswer>;
+
+/**
+ * `POST /api/neurons/join` (bearer: one of cortex.yaml's `join_tokens`): a neuron adds itself,
+ * or updates its URL and token, under its name. `token` is the neuron's own, which cortex
+ * sends on every call to it (kept in cortex's database, never shown by any answer).
+ */
+export const ApiJoinRequest = z.strictObject({
+  name: NodeName,
+  url: HttpUrl.max(2048),
+  token: z
+    .string()
+    .max(4096)
+    .refine((value) => value === value.trim(), "must not start or end with whitespace")
+    .default(""),
+});
+export type ApiJoinRequest = z.infer<typeof ApiJoinRequest>;
+
+/** The answer to a join: the node is in the fleet and was polled at once. */
+export const ApiJoinAnswer = z.object({ name: NodeName, polled: z.literal(true) });
+export type ApiJoinAnswer = z.infer<typeof ApiJoinAnswer>;
+
+/** `DELETE /api/neurons/{name}`: the joined node is forgotten. */
+export const ApiNodeRemoveAnswer = z.object({ name: NodeName, removed: z.literal(true) });
+export type ApiNodeRemoveAnswer = z.infer<typeof ApiNodeRemoveAnswer>;
 
 export const ApiLoadRequest = z.strictObject({
   model: ModelAlias,
@@ -218,6 +250,10 @@ export const FleetEvent = z.discriminatedUnion("type", [
   z.object({ type: z.literal("node_drained"), at: IsoTime, node: NodeName }),
   /** An operator ended the node's drain: it takes placements and requests again. */
   z.object({ type: z.literal("node_resumed"), at: IsoTime, node: NodeName }),
+  /** A neuron joined (or joined again, with `url`) through `POST /api/neurons/join`. */
+  z.object({ type: z.literal("node_joined"), at: IsoTime, node: NodeName, url: z.string() }),
+  /** A node left the fleet: a joined one forgotten, or a static one dropped from cortex.yaml. */
+  z.object({ type: z.literal("node_removed"), at: IsoTime, node: NodeName }),
   z.object({
     type: z.literal("catalogue_reloaded"),
     at: IsoTime,

@@ -1,5 +1,10 @@
 import { parseBody, requireBearer } from "@cortex/http-kit";
-import { ApiLoadRequest, ApiUnloadRequest, type CatalogueReport } from "@cortex/protocol";
+import {
+  ApiLoadRequest,
+  ApiUnloadRequest,
+  type CatalogueReport,
+  type NodeOrigin,
+} from "@cortex/protocol";
 import express, { type RequestHandler, type Router } from "express";
 import { CortexError } from "../errors.js";
 import type { FleetStore } from "../fleet/fleet-store.js";
@@ -34,6 +39,10 @@ export interface AdminRoutesOptions {
     events: readonly ModelEvent[];
     nodes: readonly KnownNode[];
   };
+  /** How each node came into the fleet (`GET /api/fleet`'s `origin`; static when unknown). */
+  readonly origin?: (node: string) => NodeOrigin | undefined;
+  /** Neurons joining by themselves (its own bearer) and their removal (admin token). */
+  readonly neurons?: { readonly join: Router; readonly remove: Router };
   readonly now?: () => number;
 }
 
@@ -68,6 +77,8 @@ export const adminRoutes = (options: AdminRoutesOptions): Router => {
   const { store, actions } = options;
   const router = express.Router();
   const json = express.json({ limit: "64kb", type: () => true });
+  // Joining carries a join token, not the admin token: it goes before the admin check.
+  if (options.neurons) router.use(options.neurons.join);
   router.use("/api", requireBearer(options.adminToken));
 
   router.get("/api/fleet", (_req, res) => {
@@ -75,12 +86,17 @@ export const adminRoutes = (options: AdminRoutesOptions): Router => {
     const drains = options.drains?.states;
     res.json({
       ...snapshot,
-      nodes: snapshot.nodes.map((node) => ({ ...node, drain: drains?.get(node.name) ?? null })),
+      nodes: snapshot.nodes.map((node) => ({
+        ...node,
+        drain: drains?.get(node.name) ?? null,
+        origin: options.origin?.(node.name) ?? "static",
+      })),
       waiting: Object.fromEntries(options.waiting?.() ?? []),
     });
   });
 
   if (options.drains) router.use(nodeRoutes(options.drains));
+  if (options.neurons) router.use(options.neurons.remove);
 
   router.get("/api/catalogue", (_req, res) => {
     res.json(options.catalogue());

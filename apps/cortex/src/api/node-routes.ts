@@ -4,7 +4,7 @@ import { CortexError } from "../errors.js";
 import type { NodeDrains } from "../nodes/drains.js";
 
 /** The node named in the path, or a 400: it is quoted in messages and looked up, nothing else. */
-const nodeParam = (value: string | undefined): string => {
+export const nodeParam = (value: string | undefined): string => {
   const parsed = NodeName.safeParse(value);
   if (!parsed.success)
     throw new CortexError(

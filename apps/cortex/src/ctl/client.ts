@@ -2,6 +2,7 @@ import {
   ApiLoadAnswer,
   type ApiLoadRequest,
   ApiNodeDrainAnswer,
+  ApiNodeRemoveAnswer,
   ApiUnloadAnswer,
   type ApiUnloadRequest,
   CatalogueReport,
@@ -164,6 +165,13 @@ export class CortexClient {
   /** Puts a drained node back in service. */
   resume(node: string): Promise<ApiNodeDrainAnswer> {
     return this.#post(ApiNodeDrainAnswer, `/api/nodes/${encodeURIComponent(node)}/resume`, {});
+  }
+
+  /** Forgets a joined node (`DELETE /api/neurons/{name}`); a static one is refused (409). */
+  removeNode(node: string): Promise<ApiNodeRemoveAnswer> {
+    return this.#json(ApiNodeRemoveAnswer, `/api/neurons/${encodeURIComponent(node)}`, {
+      method: "DELETE",
+    });
   }
 
   async logs(model: string, node: string | undefined): Promise<string> {

@@ -4,6 +4,7 @@ import { drainCommand, resumeCommand } from "./commands/drain.js";
 import { eventsCommand } from "./commands/events.js";
 import { loadCommand, unloadCommand } from "./commands/load.js";
 import { logsCommand } from "./commands/logs.js";
+import { nodesCommand, removeNodeCommand } from "./commands/nodes.js";
 import { modelsCommand, statusCommand } from "./commands/status.js";
 import type { CtlContext } from "./context.js";
 import { CtlError } from "./ctl-error.js";
@@ -93,6 +94,18 @@ export const buildProgram = (environment: CtlEnvironment): Command => {
     .description("put a drained node back in service")
     .argument("<node>", "node name")
     .action((node: string, _options, command: Command) => resumeCommand(contextOf(command), node));
+
+  const nodes = program
+    .command("nodes")
+    .description("list the nodes: URL, origin (static or joined), health, drain, labels")
+    .action((_options, command: Command) => nodesCommand(contextOf(command)));
+  nodes
+    .command("rm")
+    .description("forget a joined node (static ones are removed from cortex.yaml)")
+    .argument("<node>", "node name")
+    .action((node: string, _options, command: Command) =>
+      removeNodeCommand(contextOf(command), node),
+    );
 
   program
     .command("events")

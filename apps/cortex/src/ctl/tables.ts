@@ -348,6 +348,10 @@ export const formatEvent = (event: FleetEvent): string => {
         return `${event.node}: nothing resident`;
       case "node_resumed":
         return `${event.node}: back in service`;
+      case "node_joined":
+        return `${event.node} joined at ${event.url}`;
+      case "node_removed":
+        return `${event.node} left the fleet`;
     }
   })();
   return `${event.at}  ${event.type.padEnd(18)}  ${what}`;

@@ -90,3 +90,28 @@ describe("FleetStore", () => {
     expect(seen).toEqual(["unloaded"]);
   });
 });
+
+describe("FleetStore membership", () => {
+  it("adds, updates and removes nodes at run time; a new URL starts the node afresh", () => {
+    const store = new FleetStore([{ name: "a", url: "http://a:1/" }]);
+    store.setNode({ name: "b", url: "http://b:1", priority: 2 });
+    expect(store.snapshot.nodes.map((node) => [node.name, node.url, node.priority])).toEqual([
+      ["a", "http://a:1", 0],
+      ["b", "http://b:1", 2],
+    ]);
+    store.update((current) => ({
+      ...current,
+      nodes: current.nodes.map((node) => (node.name === "b" ? { ...node, healthy: true } : node)),
+    }));
+    const before = store.snapshot;
+    store.setNode({ name: "b", url: "http://b:1", priority: 2 });
+    expect(store.snapshot).toBe(before);
+    store.setNode({ name: "b", url: "http://b:1", priority: 5 });
+    expect(store.snapshot.nodes[1]).toMatchObject({ healthy: true, priority: 5 });
+    store.setNode({ name: "b", url: "http://b2:1", priority: 5 });
+    expect(store.snapshot.nodes[1]).toMatchObject({ url: "http://b2:1", healthy: false });
+    expect(store.removeNode("b")).toBe(true);
+    expect(store.removeNode("b")).toBe(false);
+    expect(store.snapshot.nodes.map((node) => node.name)).toEqual(["a"]);
+  });
+});

@@ -96,6 +96,39 @@ export class FleetStore {
     return this.#snapshot;
   }
 
+  /**
+   * Adds a node to the fleet at run time (a neuron joined, cortex.yaml gained it), or changes a
+   * present one: a new URL makes it a node cortex has not heard from yet (another host may
+   * answer there); the same URL keeps what is known of it and takes the new priority.
+   */
+  setNode(target: StoreTarget): void {
+    const url = target.url.replace(/\/+$/, "");
+    this.update((current) => {
+      const index = current.nodes.findIndex((node) => node.name === target.name);
+      const present = current.nodes[index];
+      if (present === undefined)
+        return { ...current, nodes: [...current.nodes, unknownNode(target)] };
+      const next =
+        present.url === url ? { ...present, priority: target.priority ?? 0 } : unknownNode(target);
+      if (next.url === present.url && next.priority === present.priority) return current;
+      const nodes = current.nodes.slice();
+      nodes[index] = next;
+      return { ...current, nodes };
+    });
+  }
+
+  /** Takes a node out of the fleet (routing sees it no more); false when it was not there. */
+  removeNode(name: string): boolean {
+    let removed = false;
+    this.update((current) => {
+      const nodes = current.nodes.filter((node) => node.name !== name);
+      removed = nodes.length !== current.nodes.length;
+      return removed ? { ...current, nodes } : current;
+    });
+    this.#generations.delete(name);
+    return removed;
+  }
+
   /** Replaces the snapshot with `change(current)` and announces what changed. Synchronous. */
   update(change: (current: FleetSnapshot) => FleetSnapshot): FleetSnapshot {
     const before = this.#snapshot;

@@ -96,6 +96,20 @@ afterEach(() => {
 const A = neuronModel("m1", { status: "loaded" });
 
 describe("LiveEvents", () => {
+  it("closes a node's stream when it leaves the fleet or moves to another URL", () => {
+    const { store, suspects, setHealthy, open, streams } = started();
+    setHealthy("a", true);
+    setHealthy("b", true);
+    store.setNode({ name: "a", url: "http://a-moved:13131" });
+    expect(open("a")).toHaveLength(0);
+    setHealthy("a", true);
+    expect(open("a")).toHaveLength(1);
+    expect(streams.filter((s) => s.name === "a")).toHaveLength(2);
+    store.removeNode("b");
+    expect(open("b")).toHaveLength(0);
+    expect(suspects).toEqual([]);
+  });
+
   it("subscribes to each node once it is healthy, and to no other", () => {
     const { streams, setHealthy, open } = started();
     expect(streams).toHaveLength(0);

@@ -64,6 +64,8 @@ interface NodeStream {
   absentLogged: boolean;
   /** The reconcile pass that last saw the node in the snapshot. */
   seen: number;
+  /** The node's URL when the stream opened: a node given another (a rejoin) reopens. */
+  url: string;
 }
 
 /**
@@ -132,10 +134,17 @@ export class LiveEvents {
           absent: false,
           absentLogged: false,
           seen: 0,
+          url: node.url,
         };
         this.#nodes.set(node.name, state);
       }
       state.seen = this.#pass;
+      // The node was given another address (a rejoin, a cortex.yaml reload): the old stream goes.
+      if (state.url !== node.url) {
+        this.#close(state);
+        state.absent = false;
+        state.url = node.url;
+      }
       // A node that went away may come back as a newer neuron: it is asked again.
       if (!node.healthy) state.absent = false;
       else if (!state.stream && !state.retry && !state.absent) this.#open(node.name, state);

@@ -123,6 +123,25 @@ export class Poller {
     await this.#tail;
   }
 
+  /**
+   * Polls a node from now on with `client` (a node added at run time, or one whose URL or token
+   * changed): its next poll discovers it afresh. Call `pollNow(name)` to poll it at once.
+   */
+  addTarget(name: string, client: NeuronClientLike): void {
+    this.#clients.set(name, client);
+    this.#discoveredAt.delete(name);
+  }
+
+  /** Polls the node no more (it left the fleet); a poll of it under way applies nothing. */
+  removeTarget(name: string): void {
+    this.#clients.delete(name);
+    this.#discoveredAt.delete(name);
+    this.#suspicions.delete(name);
+    this.#suspectPolls.delete(name);
+    this.#heldBack.delete(name);
+    this.#live.settle(name);
+  }
+
   /** One tick over every node, after any tick under way. */
   tick(): Promise<void> {
     return this.#serial(() => this.#poll(undefined));
@@ -219,10 +238,12 @@ export class Poller {
     const now = this.#now();
     const outcomes = new Map<string, Outcome>();
     const tasks: Promise<void>[] = [];
+    const used = new Map<string, NeuronClientLike>();
     for (const node of this.#store.snapshot.nodes) {
       if (only !== undefined && node.name !== only) continue;
       const client = this.#clients.get(node.name);
       if (!client) continue;
+      used.set(node.name, client);
       const discoveredAt = this.#discoveredAt.get(node.name);
       // Discovery on the first poll, on its own cadence, and whenever the node had failed or
       // was suspect: a neuron that comes back may have restarted with other devices or harnesses.
@@ -234,6 +255,10 @@ export class Poller {
       tasks.push(this.#pollNode(node.name, client, discover, signal, outcomes));
     }
     await Promise.all(tasks);
+    // A node removed, or given another client (a new URL or token), while its poll was out:
+    // that answer is not about the node as it is now.
+    for (const [name, client] of used)
+      if (this.#clients.get(name) !== client) outcomes.delete(name);
     if (signal.aborted || outcomes.size === 0) return;
     this.#apply(outcomes);
   }

@@ -139,6 +139,19 @@ export class NodeDrains {
     return this.stateOf(node);
   }
 
+  /**
+   * The node left the fleet for good (a joined node forgotten): its drain, if any, goes with it,
+   * from the database too, so a neuron joining later under the name starts in service.
+   */
+  forget(node: string): void {
+    if (!this.#states.has(node)) return;
+    this.#options.store.remove(node);
+    this.#states.delete(node);
+    this.#since.delete(node);
+    this.#options.log.info({ node }, "drain forgotten with its node");
+    this.#options.changed();
+  }
+
   /** One look at every drained or draining node in the fleet: unload what is idle, mark empty ones. */
   tick(): void {
     if (this.#states.size === 0) return;

@@ -11,6 +11,7 @@ export {
   type StateErrorCode,
 } from "./database.js";
 export { type DrainRow, DrainTable } from "./drain-table.js";
+export { type JoinedRow, JoinedTable } from "./joined-table.js";
 export {
   eventEntry,
   type FleetEventSource,
@@ -35,6 +36,7 @@ export {
 export { RequestLog, type RequestLogEntry, type RequestLogOptions } from "./request-log.js";
 export { pruneRequestLog, RequestLogRetention, type RetentionOptions } from "./retention.js";
 export {
+  joinedNodes,
   type ModelEventType,
   modelEvents,
   modelMemory,

@@ -95,7 +95,10 @@ export const eventEntry = (
     case "node_draining":
     case "node_drained":
     case "node_resumed":
+    case "node_removed":
       return row(event.type, event.node);
+    case "node_joined":
+      return { ...row(event.type, event.node), detail: { url: event.url } };
     case "load_progress":
     case "swap_queued":
     case "catalogue_reloaded":

@@ -33,7 +33,9 @@ export type ModelEventType =
   | "scaled_in"
   | "node_draining"
   | "node_drained"
-  | "node_resumed";
+  | "node_resumed"
+  | "node_joined"
+  | "node_removed";
 
 /** Model lifecycle history: loads with their durations, failures, evictions, health flips. */
 export const modelEvents = sqliteTable(
@@ -120,5 +122,19 @@ export const nodeDrains = sqliteTable("node_drains", {
   since: integer("since").notNull(),
 });
 
-export const schema = { nodes, modelEvents, requestLog, modelMemory, nodeDrains };
+/**
+ * Neurons that joined by themselves (`POST /api/neurons/join`), by name: polled again after a
+ * restart like cortex.yaml's `neurons:`. `token` is the neuron's own bearer token, which cortex
+ * must send on every call to it: it is stored as given (protect the state file like
+ * cortex.yaml) and never shown by any API answer or log line. Times are epoch ms.
+ */
+export const joinedNodes = sqliteTable("joined_nodes", {
+  name: text("name").primaryKey(),
+  url: text("url").notNull(),
+  token: text("token").notNull(),
+  joinedAt: integer("joined_at").notNull(),
+  lastJoinAt: integer("last_join_at").notNull(),
+});
+
+export const schema = { nodes, modelEvents, requestLog, modelMemory, nodeDrains, joinedNodes };
 export type StateSchema = typeof schema;

@@ -27,6 +27,18 @@ describe("describeEvent", () => {
     [{ type: "node_drained", at: AT, node: "a" }, "node drained", "nothing resident", "info"],
     [{ type: "node_resumed", at: AT, node: "a" }, "node resumed", "back in service", "good"],
     [
+      { type: "node_joined", at: AT, node: "a", url: "http://a:13131" },
+      "node joined",
+      "reached at http://a:13131",
+      "good",
+    ],
+    [
+      { type: "node_removed", at: AT, node: "a" },
+      "node removed",
+      "left the fleet; no longer polled",
+      "info",
+    ],
+    [
       { type: "model_state", at: AT, node: "a", model: "m", from: null, to: "loading" },
       "state",
       "absent → loading",

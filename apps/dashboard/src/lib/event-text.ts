@@ -89,6 +89,10 @@ export const describeEvent = (event: FleetEvent): EventText => {
       return { title: "node drained", detail: "nothing resident", tone: "info" };
     case "node_resumed":
       return { title: "node resumed", detail: "back in service", tone: "good" };
+    case "node_joined":
+      return { title: "node joined", detail: `reached at ${event.url}`, tone: "good" };
+    case "node_removed":
+      return { title: "node removed", detail: "left the fleet; no longer polled", tone: "info" };
   }
 };
 

@@ -10,6 +10,7 @@ const KINDS: Record<string, readonly FleetEvent["type"][]> = {
   "state changes": ["model_state", "evicted", "unloaded"],
   "node health": ["node_health"],
   drains: ["node_draining", "node_drained", "node_resumed"],
+  membership: ["node_joined", "node_removed"],
   catalogue: ["catalogue_reloaded", "catalogue_problem"],
 };
 

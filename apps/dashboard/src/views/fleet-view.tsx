@@ -149,6 +149,17 @@ const NodeCard = ({
           {node.healthy ? "healthy" : "unhealthy"}
         </span>
         <DrainBadge drain={node.drain} />
+        <span
+          class="muted small"
+          data-testid="node-origin"
+          title={
+            node.origin === "joined"
+              ? "joined by itself (cortexctl nodes rm forgets it)"
+              : "configured in cortex.yaml"
+          }
+        >
+          {node.origin}
+        </span>
         <span class="muted small node-poll" title={node.last_poll_at ?? ""}>
           polled {formatAgo(node.last_poll_at, now)}
           {!node.healthy &&
