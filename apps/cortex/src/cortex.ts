@@ -2,23 +2,15 @@ import { readFileSync } from "node:fs";
 import type { Server } from "node:http";
 import { resolve } from "node:path";
 import { type Catalogue, formatProblems, watchCatalogue } from "@cortex/catalogue";
-import {
-  bodyBudgetFor,
-  type Drain,
-  drainServer,
-  isInference,
-  listen,
-  withFastPath,
-} from "@cortex/http-kit";
+import { type Drain, drainServer, isInference, listen, withFastPath } from "@cortex/http-kit";
 import { type CortexConfig, parseListen } from "@cortex/protocol";
 import { adminRoutes } from "./api/admin-routes.js";
 import { createCortexApp } from "./api/app.js";
+import { clientRoutes } from "./api/client-routes.js";
 import { withCors } from "./api/cors.js";
 import { createEventFeed, eventsHandler } from "./api/events-route.js";
 import { joinRoutes, neuronRemoveRoute } from "./api/join-routes.js";
-import { openAIRoutes } from "./api/openai-routes.js";
 import { isUpstream } from "./api/upstream-path.js";
-import { upstreamRoute } from "./api/upstream-route.js";
 import { type ConfigSource, configReload } from "./config-reload.js";
 import type { NeuronsDiff } from "./config-watch.js";
 import { FleetStore } from "./fleet/fleet-store.js";
@@ -32,8 +24,6 @@ import { requestAccounting } from "./metrics/request-accounting.js";
 import { NeuronClient } from "./neurons/neuron-client.js";
 import { NodeDrains } from "./nodes/drains.js";
 import { JoinedNodes } from "./nodes/joined-nodes.js";
-import { loopbackUrl } from "./ollama/loopback.js";
-import { ollamaRoutes } from "./ollama/routes.js";
 import { AdmissionQueue } from "./router/admission-queue.js";
 import { Dispatcher } from "./router/dispatcher.js";
 import { LoadCoordinator } from "./router/load-coordinator.js";
@@ -304,55 +294,23 @@ export const startCortex = async (
   });
 
   const feed = createEventFeed(store, 200);
-  // One budget for the bodies of inference and `/upstream/` requests together.
-  const bodyBudget = bodyBudgetFor(config.max_buffered_mb);
-  const openai = openAIRoutes({
-    dispatcher,
-    snapshot: () => store.snapshot,
-    catalogue,
-    apiKeys: config.api_keys,
-    tokenOf,
-    suspect: (node, why) => poller.suspect(node, why),
-    streamIdleTimeoutMs: config.stream_idle_timeout_ms,
-    loadTimeoutMs: config.load_timeout_ms,
-    record,
-    startedS: Math.floor(startedAtMs / 1000),
-    subscribe: (listener) => store.subscribe(listener),
-    bodyLimitBytes: config.max_body_mb * 2 ** 20,
-    bodyBudget,
-    clientStallTimeoutMs: config.client_stall_timeout_ms,
-  });
-  const upstream = upstreamRoute({
-    acquire: (model, signal, excluded) => dispatcher.acquire(model, signal, excluded),
-    snapshot: () => store.snapshot,
-    catalogue,
-    apiKeys: config.api_keys,
-    tokenOf,
-    suspect: (node, why) => poller.suspect(node, why),
-    streamIdleTimeoutMs: config.stream_idle_timeout_ms,
-    loadTimeoutMs: config.load_timeout_ms,
-    record,
-    bodyLimitBytes: config.max_body_mb * 2 ** 20,
-    bodyBudget,
-    clientStallTimeoutMs: config.client_stall_timeout_ms,
-  });
-  // Ollama's inference routes go through cortex's own OpenAI endpoint, at its address once
-  // it listens.
-  let selfUrl: string | undefined;
-  const ollama = ollamaRoutes({
+  // What clients talk to: the OpenAI surface (the hot path), `/upstream/…`, Ollama's API.
+  const clients = clientRoutes({
+    config,
     version: VERSION,
     startedAtMs,
-    apiKeys: config.api_keys,
-    snapshot: () => store.snapshot,
+    dispatcher,
+    store,
+    catalogue,
     // Ollama's model list shows sizes: an entry still being estimated shows 0, not infinity.
-    catalogue: () => gpuMemory.listed(),
-    selfUrl: () => selfUrl,
-    load: (model) => actions.load({ model }),
-    unload: (model) => actions.unload({ model }),
+    listed: () => gpuMemory.listed(),
+    actions,
+    tokenOf,
+    suspect: (node, why) => poller.suspect(node, why),
+    record,
     log,
-    bodyLimitBytes: config.max_body_mb * 2 ** 20,
-    bodyBudget,
   });
+  const { openai, upstream, ollama } = clients;
   const app = createCortexApp({
     version: VERSION,
     startedAtMs,
@@ -400,7 +358,7 @@ export const startCortex = async (
   server.keepAliveTimeout = 65_000;
   server.headersTimeout = 66_000;
   const address = server.address() as { port: number };
-  selfUrl = loopbackUrl(host, address.port);
+  clients.listening(host, address.port);
   const urlHost =
     host === "0.0.0.0" || host === "::" ? "localhost" : host.includes(":") ? `[${host}]` : host;
   log.info({ listen: config.listen, url: `http://${urlHost}:${address.port}` }, "listening");
