@@ -3,7 +3,8 @@ import type { Socket } from "node:net";
 import type { LoadProgress, NeuronModel } from "@cortex/protocol";
 import { neuronModel, startFakeNeuron } from "@cortex/testkit";
 import { afterEach, describe, expect, it } from "vitest";
-import { NeuronCallError, NeuronClient } from "./neuron-client.js";
+import { NeuronCallError } from "./call-error.js";
+import { NeuronClient } from "./neuron-client.js";
 
 // The client against real HTTP on loopback: the fake neuron for the API, and a raw server for
 // what a neuron should never do (hang, answer garbage, split its stream at awkward places).

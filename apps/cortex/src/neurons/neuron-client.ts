@@ -4,13 +4,10 @@ import { StringDecoder } from "node:string_decoder";
 import {
   DiscoveryAnswer,
   EndpointAnswer,
-  ERROR_CODES,
-  type ErrorCode,
   ErrorEnvelope,
   EstimateAnswer,
   type EstimateRequest,
   HealthAnswer,
-  isErrorCode,
   LoadAnswer,
   LoadProgress,
   type LoadRequest,
@@ -21,6 +18,14 @@ import {
 import { createSseParser } from "@cortex/protocol/sse";
 import got, { type Got } from "got";
 import { z } from "zod";
+import {
+  answeredError,
+  envelopeError,
+  failedError,
+  firstIssue,
+  NeuronCallError,
+  parseJson,
+} from "./call-error.js";
 import { type EventStream, type EventStreamHandlers, openEventStream } from "./event-stream.js";
 
 export interface NeuronClientOptions {
@@ -43,90 +48,8 @@ export interface LoadOptions extends CallOptions {
   readonly onProgress?: (progress: LoadProgress) => void;
 }
 
-/**
- * A neuron call that failed. `code` is the neuron's own error code when it answered one, else
- * `upstream_error` (connection failed, 5xx without an envelope, a body that is not the
- * protocol) or `upstream_timeout`. `status` is the HTTP status to pass on to cortex's client.
- */
-export class NeuronCallError extends Error {
-  readonly code: ErrorCode;
-  readonly status: number;
-  readonly retryAfterS: number | null;
-  readonly node: string;
-  /** No HTTP response arrived at all (refused, reset, timed out before the headers). */
-  readonly connectFailed: boolean;
-
-  constructor(
-    node: string,
-    code: ErrorCode,
-    message: string,
-    options: {
-      status?: number;
-      retryAfterS?: number | null;
-      connectFailed?: boolean;
-      cause?: unknown;
-    } = {},
-  ) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
-    this.name = "NeuronCallError";
-    this.node = node;
-    this.code = code;
-    this.status = options.status ?? ERROR_CODES[code].status;
-    this.retryAfterS = options.retryAfterS ?? null;
-    this.connectFailed = options.connectFailed ?? false;
-  }
-}
-
 /** `event: error` of a streamed load: an error envelope plus the status it would have had. */
 const StreamedError = ErrorEnvelope.extend({ status: z.int().optional() });
-
-const TIMEOUT_CODES = new Set(["ETIMEDOUT", "ESOCKETTIMEDOUT"]);
-
-const REASONS: Record<string, string> = {
-  ECONNREFUSED: "connection refused",
-  ECONNRESET: "connection reset",
-  EPIPE: "connection closed while sending",
-  ENOTFOUND: "host not found",
-  EAI_AGAIN: "host name lookup failed",
-  EHOSTUNREACH: "host unreachable",
-  ENETUNREACH: "network unreachable",
-  ECONNABORTED: "connection aborted",
-};
-
-/** Seconds from a Retry-After header (delta seconds or an HTTP date); null when absent or bad. */
-const retryAfterOf = (header: string | string[] | undefined, now = Date.now()): number | null => {
-  const value = Array.isArray(header) ? header[0] : header;
-  if (value === undefined || value.trim() === "") return null;
-  if (/^\d+$/.test(value.trim())) return Number(value.trim());
-  const at = Date.parse(value);
-  return Number.isNaN(at) ? null : Math.max(0, Math.ceil((at - now) / 1000));
-};
-
-/** A code for a neuron answer without a known error code, from its status alone. */
-const codeForStatus = (status: number): ErrorCode => {
-  if (status === 401 || status === 403) return "invalid_api_key";
-  if (status === 404) return "not_found";
-  if (status === 413) return "payload_too_large";
-  if (status === 503) return "service_unavailable";
-  if (status === 504) return "upstream_timeout";
-  if (status >= 400 && status < 500) return "invalid_request_error";
-  return "upstream_error";
-};
-
-const firstIssue = (error: z.ZodError): string => {
-  const issue = error.issues[0];
-  if (!issue) return "invalid";
-  const at = issue.path.map(String).join(".");
-  return `${at ? `${at}: ` : ""}${issue.message}`;
-};
-
-const parseJson = (text: string): unknown => {
-  try {
-    return JSON.parse(text) as unknown;
-  } catch {
-    return undefined;
-  }
-};
 
 /**
  * One neuron's HTTP API, over got with a keep-alive agent. Every answer is parsed with the
@@ -203,7 +126,13 @@ export class NeuronClient {
     const path = `models/${encodeURIComponent(id)}/logs`;
     const response = await this.#send("GET", path, options);
     if (response.statusCode >= 200 && response.statusCode < 300) return response.body;
-    throw this.#answered(`GET /${path}`, response.statusCode, response.headers, response.body);
+    throw answeredError(
+      this.name,
+      `GET /${path}`,
+      response.statusCode,
+      response.headers,
+      response.body,
+    );
   }
 
   /** `GET /events`: the neuron's changes as they happen, on a connection of its own. */
@@ -228,7 +157,7 @@ export class NeuronClient {
         responseType: "text",
       });
     } catch (error) {
-      throw this.#failed(`${method} /${path}`, error, timeoutMs);
+      throw failedError(this.name, `${method} /${path}`, error, timeoutMs);
     }
   }
 
@@ -242,7 +171,7 @@ export class NeuronClient {
     const response = await this.#send(method, path, options, json);
     const what = `${method} /${path}`;
     if (response.statusCode < 200 || response.statusCode >= 300)
-      throw this.#answered(what, response.statusCode, response.headers, response.body);
+      throw answeredError(this.name, what, response.statusCode, response.headers, response.body);
     return this.#parse(what, schema, parseJson(response.body));
   }
 
@@ -255,84 +184,6 @@ export class NeuronClient {
       value === undefined
         ? `neuron "${this.name}": ${what} answered something that is not JSON`
         : `neuron "${this.name}": ${what} answered an unexpected body (${firstIssue(parsed.error)})`,
-    );
-  }
-
-  /** A non-2xx answer: the neuron's envelope and code when it sent one, else by status. */
-  #answered(
-    what: string,
-    status: number,
-    headers: IncomingHttpHeaders,
-    body: string,
-  ): NeuronCallError {
-    const envelope = ErrorEnvelope.safeParse(parseJson(body));
-    return this.#fromEnvelope(
-      what,
-      status,
-      retryAfterOf(headers["retry-after"]),
-      envelope.success ? envelope.data : null,
-    );
-  }
-
-  #fromEnvelope(
-    what: string,
-    status: number,
-    retryAfterS: number | null,
-    envelope: ErrorEnvelope | null,
-  ): NeuronCallError {
-    const given = envelope?.error.code ?? null;
-    if (envelope && given !== null && isErrorCode(given)) {
-      return new NeuronCallError(
-        this.name,
-        given,
-        `neuron "${this.name}": ${envelope.error.message}`,
-        {
-          status,
-          retryAfterS,
-        },
-      );
-    }
-    const code = codeForStatus(status);
-    const detail = envelope ? `: ${envelope.error.message}` : " without an error envelope";
-    return new NeuronCallError(
-      this.name,
-      code,
-      `neuron "${this.name}": ${what} answered HTTP ${status}${detail}`,
-      { status: code === "upstream_error" ? 502 : status, retryAfterS },
-    );
-  }
-
-  /** A call that got no usable answer: classified by the error's `code`, never its class. */
-  #failed(what: string, error: unknown, timeoutMs: number): NeuronCallError {
-    const fields = (typeof error === "object" && error !== null ? error : {}) as {
-      code?: unknown;
-      response?: unknown;
-      message?: unknown;
-    };
-    const code = typeof fields.code === "string" ? fields.code : "";
-    const connectFailed = fields.response === undefined;
-    const prefix = `neuron "${this.name}": ${what}`;
-    if (code === "ERR_ABORTED") {
-      return new NeuronCallError(this.name, "upstream_error", `${prefix} was aborted`, {
-        connectFailed,
-        cause: error,
-      });
-    }
-    if (TIMEOUT_CODES.has(code)) {
-      return new NeuronCallError(
-        this.name,
-        "upstream_timeout",
-        `${prefix} timed out after ${timeoutMs} ms`,
-        { connectFailed, cause: error },
-      );
-    }
-    const reason =
-      REASONS[code] ?? (typeof fields.message === "string" ? fields.message : "request failed");
-    return new NeuronCallError(
-      this.name,
-      "upstream_error",
-      `${prefix} failed: ${reason}${code && !reason.includes(code) ? ` (${code})` : ""}`,
-      { connectFailed, cause: error },
     );
   }
 
@@ -387,7 +238,7 @@ export class NeuronClient {
           const streamed = StreamedError.safeParse(value);
           settle(
             streamed.success
-              ? this.#fromEnvelope(what, streamed.data.status ?? 502, null, streamed.data)
+              ? envelopeError(this.name, what, streamed.data.status ?? 502, null, streamed.data)
               : new NeuronCallError(
                   this.name,
                   "upstream_error",
@@ -422,7 +273,7 @@ export class NeuronClient {
             } catch (error) {
               settle(error as NeuronCallError);
             }
-          } else settle(this.#answered(what, status, headers, body));
+          } else settle(answeredError(this.name, what, status, headers, body));
           return;
         }
         parse(`${decoder.end()}\n\n`);
@@ -435,7 +286,7 @@ export class NeuronClient {
         );
       });
       stream.on("error", (error: unknown) => {
-        settle(this.#failed(what, error, timeoutMs));
+        settle(failedError(this.name, what, error, timeoutMs));
       });
     });
   }
