@@ -1,7 +1,7 @@
 import { join } from "node:path";
 import { writeTinyModel } from "@cortex/harness-llamacpp";
 import { API_KEY, harnessPort, startStack } from "./stack.js";
-import { type BenchResult, now, print, round, table, writeReport } from "./support.js";
+import { type BenchResult, cpuSeconds, now, print, round, table, writeReport } from "./support.js";
 
 export interface InferenceOptions {
   readonly rounds: number;
@@ -76,12 +76,14 @@ export const runInference = async (options: InferenceOptions): Promise<BenchResu
       });
       const text = await res.text();
       const ms = now() - start;
+      // Each SSE event is one chunk each relay passed on (issue 21's CPU per chunk).
+      const chunks = stream ? text.split("data: ").length - 1 : 1;
       if (res.status !== 200) throw new Error(`${name}: ${res.status} ${text}`);
       // The usage object is the last one in a JSON answer and in a stream's final chunk alike.
       const usage = /"completion_tokens":(\d+)/g;
       let tokens = 0;
       for (const match of text.matchAll(usage)) tokens = Number(match[1]);
-      return { tokens, ms };
+      return { tokens, ms, chunks };
     };
     await ask("direct", "warm up", false);
 
@@ -91,6 +93,11 @@ export const runInference = async (options: InferenceOptions): Promise<BenchResu
       // Each round's own ratio: the machine's speed drifts by a few per cent over a run, and a
       // median of paired rounds shrugs that off.
       const paired: number[] = [];
+      // CPU of cortex and the neuron over the cortex requests and the chunks they relayed; their
+      // CPU over the direct requests (which do not pass them: polls, timers) is their background,
+      // taken off per millisecond.
+      const relay = { cortex: 0, neuron: 0, chunks: 0, ms: 0 };
+      const background = { cortex: 0, neuron: 0, ms: 0 };
       for (let round_ = 0; round_ < options.rounds; round_ += 1) {
         const prompt = PROMPTS[round_ % PROMPTS.length] ?? "Hello";
         // Alternate which goes first, so neither always runs on a warmer cache.
@@ -98,7 +105,13 @@ export const runInference = async (options: InferenceOptions): Promise<BenchResu
           round_ % 2 === 0 ? (["direct", "cortex"] as const) : (["cortex", "direct"] as const);
         const speed = { direct: 0, cortex: 0 };
         for (const name of order) {
+          const cpu0 = [cpuSeconds(stack.cortex.pid), cpuSeconds(stack.neuron.pid)];
           const r = await ask(name, prompt, stream);
+          const into = name === "cortex" ? relay : background;
+          into.cortex += cpuSeconds(stack.cortex.pid) - (cpu0[0] ?? 0);
+          into.neuron += cpuSeconds(stack.neuron.pid) - (cpu0[1] ?? 0);
+          into.ms += r.ms;
+          if (name === "cortex") relay.chunks += r.chunks;
           totals[name].tokens += r.tokens;
           totals[name].ms += r.ms;
           speed[name] = r.tokens / r.ms;
@@ -106,7 +119,16 @@ export const runInference = async (options: InferenceOptions): Promise<BenchResu
         if (speed.direct > 0) paired.push(speed.cortex / speed.direct);
       }
       const sorted = [...paired].sort((a, b) => a - b);
-      return { totals, ratio: round(sorted[Math.floor(sorted.length / 2)] ?? 0, 4) };
+      const perChunk = (process: "cortex" | "neuron") => {
+        const idle = (background[process] / Math.max(1, background.ms)) * relay.ms;
+        return round((Math.max(0, relay[process] - idle) * 1e6) / Math.max(1, relay.chunks), 1);
+      };
+      return {
+        totals,
+        ratio: round(sorted[Math.floor(sorted.length / 2)] ?? 0, 4),
+        cpuPerChunkUs: { cortex: perChunk("cortex"), neuron: perChunk("neuron") },
+        chunks: relay.chunks,
+      };
     };
     const tps = (t: { tokens: number; ms: number }) => round((t.tokens / t.ms) * 1000, 1);
     const modes = [
@@ -117,16 +139,27 @@ export const runInference = async (options: InferenceOptions): Promise<BenchResu
       benchmark: "inference",
       date: new Date().toISOString(),
       options,
-      modes: modes.map(({ mode, totals, ratio }) => ({
+      modes: modes.map(({ mode, totals, ratio, cpuPerChunkUs, chunks }) => ({
         mode,
         direct: { ...totals.direct, tokens_per_s: tps(totals.direct) },
         cortex: { ...totals.cortex, tokens_per_s: tps(totals.cortex) },
         ratio,
+        relayed_chunks: chunks,
+        cpu_per_chunk_us: cpuPerChunkUs,
       })),
     });
     const t = table(
-      ["answer", "target", "requests", "tokens", "seconds", "tokens/s", "paired median vs direct"],
-      modes.flatMap(({ mode, totals, ratio }) =>
+      [
+        "answer",
+        "target",
+        "requests",
+        "tokens",
+        "seconds",
+        "tokens/s",
+        "paired median vs direct",
+        "CPU µs per chunk (cortex / neuron)",
+      ],
+      modes.flatMap(({ mode, totals, ratio, cpuPerChunkUs }) =>
         (["direct", "cortex"] as const).map((n) => [
           mode,
           n,
@@ -135,6 +168,7 @@ export const runInference = async (options: InferenceOptions): Promise<BenchResu
           round(totals[n].ms / 1000, 2),
           tps(totals[n]),
           n === "direct" ? 1 : ratio,
+          n === "direct" ? "" : `${cpuPerChunkUs.cortex} / ${cpuPerChunkUs.neuron}`,
         ]),
       ),
     );
@@ -142,12 +176,17 @@ export const runInference = async (options: InferenceOptions): Promise<BenchResu
     return {
       name: "inference",
       title: "Real inference",
-      markdown: `The tiny GGUF model on the built-in llama.cpp harness (\`threads: 1\`), ${options.rounds} requests of ${options.maxTokens} tokens each way and each kind of answer (one JSON body, or a token stream), alternating cortex and the same harness process called directly; tokens/s over the whole request. The budget compares the median of the paired rounds (cortex ÷ direct, same prompt, back to back).\n\n${t.markdown}`,
-      budgets: modes.map(({ mode, totals, ratio }) => ({
-        budget: `tokens/s through cortex ≥ 98 % of direct (${mode === "json" ? "JSON answers" : "streamed answers"})`,
-        measured: `${round(ratio * 100, 1)} % (median of paired rounds; totals ${tps(totals.cortex)} vs ${tps(totals.direct)} tokens/s)`,
-        pass: ratio >= 0.98,
-      })),
+      markdown: `The tiny GGUF model on the built-in llama.cpp harness (\`threads: 1\`), ${options.rounds} requests of ${options.maxTokens} tokens each way and each kind of answer (one JSON body, or a token stream), alternating cortex and the same harness process called directly; tokens/s over the whole request. The budget compares the median of the paired rounds (cortex ÷ direct, same prompt, back to back); CPU per chunk is cortex's and the neuron's /proc utime+stime over the cortex requests, less their background rate measured over the direct requests, ÷ the SSE events (or JSON bodies) they relayed (100 Hz ticks: a coarse figure).\n\n${t.markdown}`,
+      // Streamed answers: ≥ 90 % on this CPU host (issue 21), where every token is relayed twice
+      // on the cores that compute the next one; JSON answers cross each relay once.
+      budgets: modes.map(({ mode, totals, ratio, cpuPerChunkUs }) => {
+        const target = mode === "json" ? 0.98 : 0.9;
+        return {
+          budget: `tokens/s through cortex ≥ ${target * 100} % of direct (${mode === "json" ? "JSON answers" : "streamed answers"})`,
+          measured: `${round(ratio * 100, 1)} % (median of paired rounds; totals ${tps(totals.cortex)} vs ${tps(totals.direct)} tokens/s; CPU per chunk cortex ${cpuPerChunkUs.cortex} µs, neuron ${cpuPerChunkUs.neuron} µs)`,
+          pass: ratio >= target,
+        };
+      }),
     };
   } finally {
     await stack.stop();

@@ -6,6 +6,7 @@ import { budgetRow, spliceBenchmarksMd } from "./benchmarks-md.js";
 import { BODY_ATTACK_FULL, BODY_ATTACK_SMOKE, runBodyAttack } from "./body-attack.js";
 import { COLD_FULL, COLD_SMOKE, runColdLoad } from "./cold-load.js";
 import { CONTENTION_FULL, CONTENTION_SMOKE, runContention } from "./contention.js";
+import { COST_FULL, COST_SMOKE, runCost } from "./cost.js";
 import { FAILOVER_FULL, FAILOVER_SMOKE, runFailover } from "./failover.js";
 import { FLEET_FULL, FLEET_SMOKE, runFleetScale } from "./fleet-scale.js";
 import { INFERENCE_FULL, INFERENCE_SMOKE, runInference } from "./inference.js";
@@ -56,6 +57,7 @@ const benches: { name: string; run: () => Promise<BenchResult> }[] = [
   { name: "failover", run: () => runFailover(smoke ? FAILOVER_SMOKE : FAILOVER_FULL, baseline) },
   { name: "locality", run: () => runLocality(smoke ? LOCALITY_SMOKE : LOCALITY_FULL) },
   { name: "live-state", run: () => runLiveState(smoke ? LIVE_STATE_SMOKE : LIVE_STATE_FULL) },
+  { name: "cost", run: () => runCost(smoke ? COST_SMOKE : COST_FULL) },
 ];
 
 const main = async () => {

@@ -48,6 +48,8 @@ export interface LoadResult {
   rate: number | null;
   rps: number;
   requests: number;
+  /** autocannon's own measure of the run's length, in seconds. */
+  duration_s?: number;
   ok: number;
   non2xx: number;
   errors: number;
@@ -268,45 +270,20 @@ export const runProxyOverhead = async (options: ProxyOverheadOptions): Promise<B
     print("Proxy overhead: keep-alive load (autocannon, own process)", loadTable.text);
     print("Proxy overhead: 20-chunk streams", streamTable.text);
 
-    const path = sequentialAdded.cortex_path_over_direct;
-    const paced = (t: TargetName) => rpsOf(8, t, options.rate)?.latency_ms;
-    const pacedAddedP50 =
-      (paced("cortex")?.p50 ?? Number.NaN) - (paced("direct")?.p50 ?? Number.NaN);
-    const pacedAddedP99 =
-      (paced("cortex")?.p99 ?? Number.NaN) - (paced("direct")?.p99 ?? Number.NaN);
     const rps8 = rpsOf(8, "cortex")?.rps ?? Number.NaN;
-    const zero = streams.zero;
     const pacedStreams = streams.paced;
-    const firstAdded =
-      (zero?.cortex.first.p50 ?? Number.NaN) - (zero?.direct.first.p50 ?? Number.NaN);
     const unbuffered =
       pacedStreams !== undefined &&
       pacedStreams.cortex.first.p50 < pacedStreams.cortex.last.p50 / 2;
+    // The absolute added-latency budgets (≤ 1 ms p50, ≤ 3 ms p99, ≤ 1 ms to the first chunk, and
+    // the same at 500 requests/s) moved to the cost benchmark as ratios to two bare node:http
+    // hops measured in the same run (issue 21): this machine's floor already misses 3 ms at p99.
+    // The tables above still show the absolute figures.
     const budgets: Budget[] = [
-      {
-        budget: "cortex → neuron → harness adds ≤ 1 ms p50 (sequential)",
-        measured: `${round(path.p50, 2)} ms (neuron alone ${round(sequentialAdded.neuron_over_direct.p50, 2)} ms)`,
-        pass: path.p50 <= 1,
-      },
-      {
-        budget: "cortex → neuron → harness adds ≤ 3 ms p99 (sequential)",
-        measured: `${round(path.p99, 2)} ms (neuron alone ${round(sequentialAdded.neuron_over_direct.p99, 2)} ms)`,
-        pass: path.p99 <= 3,
-      },
-      {
-        budget: `adds ≤ 1 ms p50 / ≤ 3 ms p99 at ${options.rate} requests/s`,
-        measured: `${round(pacedAddedP50, 2)} ms p50, ${round(pacedAddedP99, 2)} ms p99 (autocannon, ms resolution)`,
-        pass: pacedAddedP50 <= 1 && pacedAddedP99 <= 3,
-      },
       {
         budget: "≥ 2,200 requests/s through cortex at 8 connections",
         measured: `${round(rps8, 0)} req/s (direct ${round(rpsOf(8, "direct")?.rps ?? Number.NaN, 0)})`,
         pass: rps8 >= 2200,
-      },
-      {
-        budget: "streams add ≤ 1 ms to the first chunk",
-        measured: `${round(firstAdded, 2)} ms`,
-        pass: firstAdded <= 1,
       },
       {
         budget: "streams are never buffered (paced 20-chunk stream: first chunk < half of last)",

@@ -78,6 +78,7 @@ describe("the benchmark suite in smoke mode", () => {
     ["failover", ["options", "window_ms", "scenarios", "budgets"]],
     ["locality", ["options", "samples", "ratio"]],
     ["live-state", ["options", "load_visible_ms", "unload_visible_ms", "failures", "budgets"]],
+    ["cost", ["options", "added_ms", "cpu_json", "cpu_stream", "open_streams"]],
   ])("writes %s.json with its keys", (name, keys) => {
     const json = report(name);
     expect(json.benchmark).toBe(name);
@@ -100,6 +101,7 @@ describe("the benchmark suite in smoke mode", () => {
       "failover",
       "locality",
       "live-state",
+      "cost",
     ]);
     const modes = report("inference").modes as { mode: string }[];
     expect(modes.map((m) => m.mode)).toEqual(["json", "stream"]);
@@ -137,6 +139,12 @@ describe("the benchmark suite in smoke mode", () => {
         "affinity_spills",
       ])
         expect(run, key).toHaveProperty(key);
+    const cost = report("cost") as Record<string, Record<string, unknown>>;
+    for (const run of [cost.cpu_json, cost.cpu_stream])
+      for (const key of ["per_request_us", "per_chunk_us", "rps", "requests"])
+        expect(run, key).toHaveProperty(key);
+    for (const key of ["complete_with_every_chunk", "mib_per_1000_streams", "health_open_ms"])
+      expect(cost.open_streams, key).toHaveProperty(key);
     const budgets = summary.budgets as { budget: string; pass: boolean }[];
     expect(budgets.length).toBeGreaterThan(5);
     for (const budget of budgets) expect(typeof budget.pass).toBe("boolean");

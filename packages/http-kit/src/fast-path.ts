@@ -68,6 +68,14 @@ export interface ListenOptions {
 /** How long a connection over the limit may stay open without sending its request. */
 const OVER_LIMIT_IDLE_MS = 5000;
 
+/**
+ * Connections the kernel may hold before they are accepted (capped by net.core.somaxconn).
+ * Node's 511 overflowed when thousands of streams opened at once (issue 21's open streams:
+ * cortex opening 9,000 sockets to a neuron), and the dropped SYNs' retries pushed connects
+ * past cortex's 5 s connect timeout.
+ */
+const LISTEN_BACKLOG = 4096;
+
 /** Starts a server for `listener` on `host:port`; resolves once it listens. */
 export const listen = (
   listener: RequestListener,
@@ -106,7 +114,7 @@ export const listen = (
     }
     trackFreshConnections(server);
     server.once("error", reject);
-    server.listen(port, host, () => {
+    server.listen({ port, host, backlog: LISTEN_BACKLOG }, () => {
       server.off("error", reject);
       resolve(server);
     });

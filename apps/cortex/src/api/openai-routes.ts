@@ -253,12 +253,7 @@ export const openAIRoutes = (options: OpenAIRoutesOptions): OpenAIRoutes => {
         body,
         fields,
         requestId,
-        headers: get
-          ? forwardedHeaders(req.headers)
-          : {
-              ...forwardedHeaders(req.headers),
-              "content-type": forwardedType(fields, req.headers["content-type"]),
-            },
+        headers: outgoingHeaders(req, get ? null : fields),
         signal: gone,
         // Read from the body only if the model has replicas to choose between, and only once.
         affinityKey: once(() => affinityKeyOf(req.headers, body, fields)),
@@ -295,3 +290,11 @@ export const openAIRoutes = (options: OpenAIRoutesOptions): OpenAIRoutes => {
 };
 
 const statusOf = (error: ApiError): number => ERROR_CODES[error.code].status;
+
+/** The client's headers for the neuron, with the body's content type (`fields`) unless a GET. */
+const outgoingHeaders = (req: IncomingMessage, fields: InferenceFields | null) => {
+  // forwardedHeaders returns a fresh object: the content type goes in it, with no second copy.
+  const headers = forwardedHeaders(req.headers);
+  if (fields !== null) headers["content-type"] = forwardedType(fields, req.headers["content-type"]);
+  return headers;
+};

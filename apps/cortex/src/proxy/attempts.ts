@@ -27,6 +27,11 @@ import type { Watched } from "./node-watch.js";
 // answer reached the client. After that, a stream ends with an OpenAI error event and any other
 // answer is cut. Every try reports its own outcome to its replica's circuit, once.
 
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+
+/** The replicas excluded before any try failed: none (shared, never written). */
+const NONE_EXCLUDED: ReadonlySet<string> = new Set();
+
 /** Tries other replicas this many times when a request never reached its neuron. */
 const CONNECT_RETRIES = 2;
 
@@ -212,7 +217,8 @@ export const proxyWithRetries = async (
 ): Promise<ProxyOutcome> => {
   const hop = options.forward ?? forward;
   const { res, fields } = call;
-  const excluded = new Set<string>();
+  // Made at the first failed try only: most requests never exclude a replica.
+  let excluded: Set<string> | undefined;
   let unreachedRetries = 0;
   let resent = false;
   let last: Failure | undefined;
@@ -221,7 +227,12 @@ export const proxyWithRetries = async (
   for (;;) {
     let lease: Lease;
     try {
-      lease = await options.acquire(fields.model, call.signal, excluded, call.affinityKey);
+      lease = await options.acquire(
+        fields.model,
+        call.signal,
+        excluded ?? NONE_EXCLUDED,
+        call.affinityKey,
+      );
     } catch (error) {
       // No replica for another try: the client hears what went wrong with the last one.
       if (last !== undefined && error instanceof ApiError && !call.signal.aborted) throw last.error;
@@ -247,8 +258,8 @@ export const proxyWithRetries = async (
     try {
       if (outgoing?.model !== lease.model)
         outgoing = outgoingFor(call, lease.model, options.filtersOf?.(lease.model));
-      const result = await hop(res, {
-        ...(call.method === "GET" ? { method: "GET" as const } : {}),
+      // One object, filled in place: the optional members are set only when present.
+      const hopOptions: Mutable<ForwardOptions> = {
         baseUrl: lease.url,
         path: outgoing.path,
         body: outgoing.body,
@@ -258,10 +269,15 @@ export const proxyWithRetries = async (
         // An unloaded model answers only once its neuron has reloaded it.
         idleTimeoutMs: lease.coldStart ? options.loadTimeoutMs : options.streamIdleTimeoutMs,
         signal: call.signal,
-        ...(watched ? { abandon: watched.signal, onChunk: watched.activity } : {}),
         stallTimeoutMs: options.clientStallTimeoutMs,
-        ...(call.onResponse ? { onResponse: call.onResponse } : {}),
-      });
+      };
+      if (call.method === "GET") hopOptions.method = "GET";
+      if (watched) {
+        hopOptions.abandon = watched.signal;
+        hopOptions.onChunk = watched.activity;
+      }
+      if (call.onResponse) hopOptions.onResponse = call.onResponse;
+      const result = await hop(res, hopOptions);
       if (result.broken === null) {
         // A harness that answered 5xx counts against its replica; a client gone says nothing.
         if (!result.aborted) lease.report(result.status < 500);
@@ -297,6 +313,7 @@ export const proxyWithRetries = async (
     if (!again) throw failure.error;
     if (failure.unreached) unreachedRetries += 1;
     else resent = true;
+    excluded ??= new Set();
     excluded.add(lease.node);
   }
 };

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { usageOf } from "./forward.js";
+import { AnswerTail, usageOf } from "./forward.js";
 
 describe("usageOf", () => {
   it.each([
@@ -25,4 +25,59 @@ describe("usageOf", () => {
       expect(usageOf(text)).toBeNull();
     },
   );
+});
+
+describe("AnswerTail", () => {
+  const tailOf = (chunks: readonly string[], whole = false) => {
+    const tail = new AnswerTail(whole);
+    for (const chunk of chunks) tail.push(Buffer.from(chunk));
+    return tail;
+  };
+  const usage = { prompt_tokens: 4, completion_tokens: 6 };
+  const stream = [
+    'data: {"choices":[{"delta":{"content":"é"}}],"usage":null}\n\n',
+    'data: {"usage":{"prompt_tokens":1,"completion_tokens":1}}\n\n',
+    'data: {"choices":[],"usage":{"prompt_tokens":4,"completion_tokens":6}}\n\n',
+    "data: [DONE]\n\n",
+  ].join("");
+
+  it("reads the usage of a JSON body in one chunk", () => {
+    expect(
+      tailOf(['{"id":"é","usage":{"prompt_tokens":4,"completion_tokens":6},"x":1}']).usage(),
+    ).toEqual(usage);
+  });
+
+  it.each([1, 2, 3, 5, 7, 64])("reads the last usage of a stream cut every %i bytes", (size) => {
+    const bytes = Buffer.from(stream);
+    const tail = new AnswerTail();
+    for (let i = 0; i < bytes.length; i += size) tail.push(bytes.subarray(i, i + size));
+    expect(tail.usage()).toEqual(usage);
+  });
+
+  it("reads the usage whose key is cut between two chunks", () => {
+    expect(
+      tailOf([
+        'data: {"choices":[],"us',
+        'age":{"prompt_tokens":4,"completion_tokens":6}}\n\n',
+        "data: [DONE]\n\n",
+      ]).usage(),
+    ).toEqual(usage);
+  });
+
+  it("holds nothing of a stream without usage, and finds none", () => {
+    const tail = tailOf(['data: {"choices":[]}\n\n', '"us', "x", "data: [DONE]\n\n"]);
+    expect(tail.usage()).toBeNull();
+    expect(tail.text()).toBe("");
+  });
+
+  it("keeps the text of an error body when asked for the whole tail", () => {
+    const tail = tailOf(['{"error":', '{"message":"no"}}'], true);
+    expect(tail.text()).toBe('{"error":{"message":"no"}}');
+  });
+
+  it("forgets a usage followed by more than 16 KiB, and keeps only about 16 KiB whole", () => {
+    const chunks = ['{"usage":{"prompt_tokens":9,"completion_tokens":9}}', "x".repeat(20_000), "y"];
+    expect(tailOf(chunks).usage()).toBeNull();
+    expect(tailOf(chunks, true).text().length).toBeLessThan(20_002);
+  });
 });

@@ -13,6 +13,9 @@ import {
   targetOf,
   UpstreamFailure,
 } from "@cortex/http-kit";
+import { AnswerTail, type Usage } from "./answer-tail.js";
+
+export { AnswerTail, type Usage, usageOf } from "./answer-tail.js";
 
 // Streams one client request to a neuron and the answer back, chunk by chunk, never buffering
 // a stream, on plain node:http with a keep-alive agent (the hot path; see docs/contract.md).
@@ -20,7 +23,13 @@ import {
 // (http-kit `forwardedHeaders`); the neuron's token and cortex's request id are added. Of the answer's
 // headers only those that describe the body come back.
 
-const agents = proxyAgents(4096);
+/**
+ * Sockets per neuron: as many as a neuron accepts by default (`max_connections`, 10,000), so
+ * long-lived streams never wait in the agent for one another (issue 21: with 4,096, the
+ * 4,097th open stream to a neuron waited for the first to end). The neuron refuses beyond its
+ * own limit, and each model's `max_concurrency` bounds what runs.
+ */
+const agents = proxyAgents(10_000);
 
 /** Upstream answer headers worth passing to the client. */
 const PASSED_HEADERS = [
@@ -30,9 +39,6 @@ const PASSED_HEADERS = [
   "x-accel-buffering",
   "retry-after",
 ];
-
-/** How much of the end of an answer is kept to read `usage` from. */
-const TAIL_BYTES = 16 << 10;
 
 /**
  * The neuron answered nothing. `retryable` when the request never reached it (connection
@@ -69,11 +75,6 @@ export class UpstreamAbandonedError extends Error {
 
 /** How an answer that had started broke off: reset, silent for the idle timeout, given up. */
 export type BrokenCause = "reset" | "timeout" | "abandoned";
-
-export interface Usage {
-  readonly prompt_tokens: number | null;
-  readonly completion_tokens: number | null;
-}
 
 export interface ForwardResult {
   readonly status: number;
@@ -115,64 +116,6 @@ export interface ForwardOptions {
   readonly onResponse?: () => void;
   /** Called for every chunk of the answer's body, as it arrives. */
   readonly onChunk?: () => void;
-}
-
-/** The JSON object starting at `start` (a `{`), by matching braces outside strings. */
-const objectAt = (text: string, start: number): string | null => {
-  let depth = 0;
-  let inString = false;
-  for (let i = start; i < text.length; i += 1) {
-    const char = text[i];
-    if (inString) {
-      if (char === "\\") i += 1;
-      else if (char === '"') inString = false;
-    } else if (char === '"') inString = true;
-    else if (char === "{") depth += 1;
-    else if (char === "}") {
-      depth -= 1;
-      if (depth === 0) return text.slice(start, i + 1);
-    }
-  }
-  return null;
-};
-
-/** The last `usage` object in an answer (a JSON body or the tail of a stream), if any. */
-export const usageOf = (text: string): Usage | null => {
-  const key = text.lastIndexOf('"usage"');
-  if (key < 0) return null;
-  const start = text.indexOf("{", key);
-  const object = start < 0 ? null : objectAt(text, start);
-  if (object === null) return null;
-  try {
-    const usage = JSON.parse(object) as Record<string, unknown>;
-    const count = (value: unknown) => (typeof value === "number" ? value : null);
-    return {
-      prompt_tokens: count(usage.prompt_tokens),
-      completion_tokens: count(usage.completion_tokens),
-    };
-  } catch {
-    return null;
-  }
-};
-
-/** The last TAIL_BYTES (or a little more) of what passed through, to read `usage` from. */
-class Tail {
-  #chunks: Buffer[] = [];
-  #size = 0;
-
-  push(chunk: Buffer): void {
-    this.#chunks.push(chunk);
-    this.#size += chunk.length;
-    while (this.#size - (this.#chunks[0]?.length ?? 0) >= TAIL_BYTES)
-      this.#size -= this.#chunks.shift()?.length ?? 0;
-  }
-
-  text(): string {
-    const [only] = this.#chunks;
-    return this.#chunks.length === 1 && only
-      ? only.toString("utf8")
-      : Buffer.concat(this.#chunks).toString("utf8");
-  }
 }
 
 const aborted: ForwardResult = {
@@ -275,7 +218,8 @@ const forwardOnce = async (
   }
   let firstByteMs: number | null = null;
   // OpenAI answers put usage last, in a JSON body and in the final chunk of a stream alike.
-  const tail = new Tail();
+  // An error relayed into a started stream needs its whole body; any other answer its usage.
+  const tail = new AnswerTail(relayError);
   const complete = await pipeBody(response, res, {
     discard: relayError,
     flushHeaders,
@@ -301,7 +245,7 @@ const forwardOnce = async (
   return {
     status,
     firstByteMs,
-    usage: status < 400 ? usageOf(tail.text()) : null,
+    usage: status < 400 ? tail.usage() : null,
     aborted: false,
     broken: null,
     delivered: firstByteMs !== null,
