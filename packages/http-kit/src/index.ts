@@ -55,6 +55,7 @@ export {
   pipeBody,
   post,
   proxyAgents,
+  relayAnswer,
   targetOf,
   type UpstreamAnswer,
   UpstreamFailure,

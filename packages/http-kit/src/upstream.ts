@@ -349,3 +349,32 @@ export const pipeBody = (
       resolve(false);
     });
   });
+
+/**
+ * Answers `res` with an upstream's whole answer (`/upstream/…`): its status, its headers as
+ * `answerHeaders` keeps them (with `dropped`; added to those `res` has already), and its body,
+ * streamed with backpressure; `onChunk` sees every chunk. Resolves true when the whole answer
+ * went out; on false (it broke off, or the client left) `res` is left to the caller.
+ */
+export const relayAnswer = (
+  response: IncomingMessage,
+  res: ServerResponse,
+  options: {
+    readonly stallTimeoutMs: number;
+    readonly onChunk?: () => void;
+    readonly dropped?: (name: string) => boolean;
+  },
+): Promise<boolean> => {
+  res.statusCode = response.statusCode ?? 502;
+  const headers = answerHeaders(response.headers, options.dropped);
+  for (const name in headers) {
+    const value = headers[name];
+    if (value !== undefined) res.setHeader(name, value);
+  }
+  // A stream's head goes out at once; a sized body carries it with its first bytes.
+  return pipeBody(response, res, {
+    flushHeaders: response.headers["content-length"] === undefined,
+    stallTimeoutMs: options.stallTimeoutMs,
+    ...(options.onChunk ? { onChunk: options.onChunk } : {}),
+  });
+};

@@ -7,9 +7,9 @@ import type {
 import {
   type Abortable,
   answerHeaders as passedOn,
-  pipeBody,
   post,
   proxyAgents,
+  relayAnswer,
   targetOf,
 } from "@cortex/http-kit";
 
@@ -19,6 +19,10 @@ import {
 
 const agents = proxyAgents(1024);
 
+/** CORS is cortex's own policy, and the request id it answers with is its own. */
+const droppedByCortex = (name: string): boolean =>
+  name === "x-request-id" || name.startsWith("access-control-");
+
 /**
  * The harness's answer headers (as the neuron relayed them) to send to the client: http-kit's
  * `answerHeaders` (no hop-by-hop header, no cookie), and neither `access-control-*` (a
@@ -26,7 +30,7 @@ const agents = proxyAgents(1024);
  * (cortex answers with its own).
  */
 export const answerHeaders = (headers: IncomingHttpHeaders): OutgoingHttpHeaders =>
-  passedOn(headers, (name) => name === "x-request-id" || name.startsWith("access-control-"));
+  passedOn(headers, droppedByCortex);
 
 export interface HopRequest {
   readonly baseUrl: string;
@@ -74,25 +78,19 @@ export interface Relayed {
 /**
  * Answers `res` with the neuron's status, its headers as `answerHeaders` keeps them (added to
  * those `res` has: the request id, the routing headers) and its body, streamed with
- * backpressure. A client that accepts nothing for `stallTimeoutMs` is cut.
+ * backpressure (http-kit's `relayAnswer`). A client that accepts nothing for `stallTimeoutMs`
+ * is cut.
  */
-export const relayAnswer = async (
+export const relayToClient = async (
   response: IncomingMessage,
   res: ServerResponse,
   startedMs: number,
   stallTimeoutMs: number,
 ): Promise<Relayed> => {
-  res.statusCode = response.statusCode ?? 502;
-  const headers = answerHeaders(response.headers);
-  for (const name in headers) {
-    const value = headers[name];
-    if (value !== undefined) res.setHeader(name, value);
-  }
   let firstByteMs: number | null = null;
-  const complete = await pipeBody(response, res, {
-    // A stream's head goes out at once; a sized body carries it with its first bytes.
-    flushHeaders: response.headers["content-length"] === undefined,
+  const complete = await relayAnswer(response, res, {
     stallTimeoutMs,
+    dropped: droppedByCortex,
     onChunk: () => {
       firstByteMs ??= performance.now() - startedMs;
     },

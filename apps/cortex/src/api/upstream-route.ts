@@ -20,7 +20,7 @@ import type { Lease } from "../router/lease.js";
 import type { RequestRecord } from "./openai-routes.js";
 import { checkPath } from "./path-safety.js";
 import { assignRequestId } from "./request-id.js";
-import { relayAnswer, sendHop } from "./upstream-hop.js";
+import { relayToClient, sendHop } from "./upstream-hop.js";
 import { knownModel, modelInPath, UPSTREAM_PREFIX, type UpstreamModel } from "./upstream-path.js";
 
 // `/upstream/{model}/{path…}`, any method: straight to the model's harness (llama-server's
@@ -233,7 +233,7 @@ const tries =
           continue;
         }
         const status = response.statusCode ?? 502;
-        const relayed = await relayAnswer(response, res, started, options.clientStallTimeoutMs);
+        const relayed = await relayToClient(response, res, started, options.clientStallTimeoutMs);
         if (relayed.complete) {
           // Any answer counts for the replica: a native endpoint's 5xx is that endpoint's own
           // (llama-server answers 501 for `/slots` when they are off), not a broken harness,

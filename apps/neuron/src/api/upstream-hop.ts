@@ -1,16 +1,8 @@
-import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:http";
-import {
-  type Abortable,
-  answerHeaders,
-  pipeBody,
-  post,
-  proxyAgents,
-  targetOf,
-} from "@cortex/http-kit";
+import type { IncomingMessage, OutgoingHttpHeaders } from "node:http";
+import { type Abortable, post, proxyAgents, targetOf } from "@cortex/http-kit";
 
-// The hop of `/upstream/<model>/…` to a harness: any method with the headers the handler chose,
-// and the answer streamed back with the harness's headers but for hop-by-hop ones and cookies
-// (http-kit's `answerHeaders`).
+// The hop of `/upstream/<model>/…` to a harness: any method with the headers the handler chose
+// (the answer goes back with http-kit's `relayAnswer`).
 
 const agents = proxyAgents(1024);
 
@@ -49,23 +41,3 @@ export const sendHop = async (options: HopRequest): Promise<IncomingMessage> =>
       idleTimeoutMs: NO_IDLE_LIMIT_MS,
     })
   ).response;
-
-/**
- * Answers `res` with the harness's status, its headers as `answerHeaders` keeps them and its
- * body, streamed with backpressure; `onChunk` sees every chunk. Resolves true when the whole
- * answer went out; on false (it broke off, or the caller left) `res` is left to the caller.
- */
-export const relayAnswer = (
-  response: IncomingMessage,
-  res: ServerResponse,
-  stallTimeoutMs: number,
-  onChunk?: () => void,
-): Promise<boolean> => {
-  res.writeHead(response.statusCode ?? 502, answerHeaders(response.headers));
-  // A stream's head goes out at once; a sized body carries it with its first bytes.
-  return pipeBody(response, res, {
-    flushHeaders: response.headers["content-length"] === undefined,
-    stallTimeoutMs,
-    ...(onChunk ? { onChunk } : {}),
-  });
-};

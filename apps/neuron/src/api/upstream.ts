@@ -6,13 +6,14 @@ import {
   forwardedHeaders,
   pathOf,
   readBody,
+  relayAnswer,
   UpstreamFailure,
   wrongToken,
 } from "@cortex/http-kit";
 import { NeuronError } from "../errors.js";
 import type { ModelManager } from "../models/model-manager.js";
 import type { InferenceLimits } from "./inference.js";
-import { relayAnswer, sendHop } from "./upstream-hop.js";
+import { sendHop } from "./upstream-hop.js";
 
 // `/upstream/<model-id>/<path…>`, any method: straight to the model's harness (llama-server's
 // `/props`, `/slots`, its web UI), inside one of the model's admission slots like inference, so
@@ -111,7 +112,10 @@ export const upstreamHandler = (
             retryAfterS: 1,
           });
         }
-        const complete = await relayAnswer(response, res, limits.clientStallTimeoutMs, sawBytes);
+        const complete = await relayAnswer(response, res, {
+          stallTimeoutMs: limits.clientStallTimeoutMs,
+          onChunk: sawBytes,
+        });
         // Bytes may have reached the caller: the only honest signal left is a cut connection.
         if (!complete && !gone.aborted) res.destroy();
       });
