@@ -1,5 +1,7 @@
+import { EventEmitter } from "node:events";
+import type { ServerResponse } from "node:http";
 import { describe, expect, it } from "vitest";
-import { ClientSignal, unlessAborted } from "./client-signal.js";
+import { ClientSignal, clientGone, unlessAborted } from "./client-signal.js";
 
 describe("ClientSignal", () => {
   it("runs every listener once, on the first abort, with the first reason", () => {
@@ -52,5 +54,30 @@ describe("unlessAborted", () => {
   it("is the promise itself without a signal", () => {
     const promise = Promise.resolve(1);
     expect(unlessAborted(promise, undefined)).toBe(promise);
+  });
+});
+
+describe("clientGone", () => {
+  const response = (finished: boolean) =>
+    Object.assign(new EventEmitter(), { writableFinished: finished }) as unknown as ServerResponse;
+
+  it("aborts when the connection closes before the answer finished, not after", () => {
+    const early = response(false);
+    const cut = clientGone(early);
+    early.emit("close");
+    expect(cut.signal.aborted).toBe(true);
+    const late = response(true);
+    const done = clientGone(late);
+    late.emit("close");
+    expect(done.signal.aborted).toBe(false);
+  });
+
+  it("stops watching once released", () => {
+    const res = response(false);
+    const { signal, release } = clientGone(res);
+    release();
+    res.emit("close");
+    expect(signal.aborted).toBe(false);
+    expect(res.listenerCount("close")).toBe(0);
   });
 });

@@ -1,3 +1,5 @@
+import type { ServerResponse } from "node:http";
+
 /**
  * What the request path needs of an AbortSignal. A real AbortSignal is one; so is ClientSignal,
  * which costs almost nothing to make.
@@ -51,6 +53,22 @@ export class ClientSignal implements Abortable {
     for (const listener of listeners) listener();
   }
 }
+
+/**
+ * The signal that `res`'s client went away: aborted when its connection closes before the answer
+ * is finished, which ends waiting and the upstream request. `release` stops watching; call it
+ * once the request is done, however it ended.
+ */
+export const clientGone = (
+  res: ServerResponse,
+): { readonly signal: ClientSignal; readonly release: () => void } => {
+  const signal = new ClientSignal();
+  const onClose = () => {
+    if (!res.writableFinished) signal.abort(new Error("client disconnected"));
+  };
+  res.on("close", onClose);
+  return { signal, release: () => res.off("close", onClose) };
+};
 
 /**
  * Settles with `promise` unless `signal` aborts first (then rejects with its reason, at once if

@@ -10,7 +10,7 @@ export {
 export { BodyBudget, type BodyCharge, bodyBudgetFor, readBody } from "./body.js";
 export { capText } from "./cap-text.js";
 export { forwardedHeaders } from "./client-headers.js";
-export { type Abortable, ClientSignal, unlessAborted } from "./client-signal.js";
+export { type Abortable, ClientSignal, clientGone, unlessAborted } from "./client-signal.js";
 export { errorHandler, notFound, parseBody, sendError } from "./errors.js";
 export {
   type FastHandler,

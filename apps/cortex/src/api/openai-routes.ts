@@ -4,7 +4,7 @@ import { resolveModelName } from "@cortex/catalogue";
 import {
   ApiError,
   type BodyBudget,
-  ClientSignal,
+  clientGone,
   clientKeyCheck,
   type FastHandler,
   forwardedHeaders,
@@ -210,11 +210,7 @@ export const openAIRoutes = (options: OpenAIRoutesOptions): OpenAIRoutes => {
     let lease: Lease | undefined;
     let feedback: WaitFeedback | undefined;
     // Aborted when the client goes away: waiting and the neuron request both end then.
-    const gone = new ClientSignal();
-    const onClose = () => {
-      if (!res.writableFinished) gone.abort(new Error("client disconnected"));
-    };
-    res.on("close", onClose);
+    const { signal: gone, release } = clientGone(res);
     const record = (status: number, fields: Partial<RequestRecord> = {}) =>
       options.record({
         requestId,
@@ -283,7 +279,7 @@ export const openAIRoutes = (options: OpenAIRoutesOptions): OpenAIRoutes => {
       throw error;
     } finally {
       feedback?.stop();
-      res.off("close", onClose);
+      release();
     }
   };
   return { router, inference, close: () => watch?.close() };

@@ -4,8 +4,8 @@ import {
   type Abortable,
   ApiError,
   type BodyBudget,
-  ClientSignal,
   capText,
+  clientGone,
   clientKeyCheck,
   type FastHandler,
   forwardedHeaders,
@@ -112,11 +112,7 @@ export const upstreamRoute = (options: UpstreamRouteOptions): FastHandler => {
     const method = req.method ?? "GET";
     let target: UpstreamModel | undefined;
     let lease: Lease | undefined;
-    const gone = new ClientSignal();
-    const onClose = () => {
-      if (!res.writableFinished) gone.abort(new Error("client disconnected"));
-    };
-    res.on("close", onClose);
+    const { signal: gone, release } = clientGone(res);
     const record = (status: number, fields: Partial<RequestRecord> = {}) =>
       options.record({
         requestId,
@@ -172,7 +168,7 @@ export const upstreamRoute = (options: UpstreamRouteOptions): FastHandler => {
       });
       throw error;
     } finally {
-      res.off("close", onClose);
+      release();
     }
   };
 };

@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import {
   type BodyBudget,
   bearerCheck,
-  ClientSignal,
+  clientGone,
   type FastHandler,
   forwardedHeaders,
   forwardedType,
@@ -68,11 +68,7 @@ export const inferenceHandler = (
     if (requestId !== undefined) headers["x-request-id"] = requestId;
     if (!get) headers["content-type"] = forwardedType(fields, req.headers["content-type"]);
     const request: HarnessRequest = { method: get ? "GET" : "POST", url: target, headers, body };
-    const gone = new ClientSignal();
-    const onClose = () => {
-      if (!res.writableFinished) gone.abort(new Error("client disconnected"));
-    };
-    res.on("close", onClose);
+    const { signal: gone, release } = clientGone(res);
     try {
       await manager.run(fields.model, gone, (baseUrl, sawBytes) =>
         forward(baseUrl, request, res, gone, {
@@ -84,7 +80,7 @@ export const inferenceHandler = (
       if (gone.aborted) return;
       throw error;
     } finally {
-      res.off("close", onClose);
+      release();
     }
   };
 };

@@ -1,19 +1,21 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import {
   bearerCheck,
-  ClientSignal,
+  clientGone,
   type FastHandler,
   forwardedHeaders,
   pathOf,
+  post,
+  proxyAgents,
   readBody,
   relayAnswer,
+  targetOf,
   UpstreamFailure,
   wrongToken,
 } from "@cortex/http-kit";
 import { NeuronError } from "../errors.js";
 import type { ModelManager } from "../models/model-manager.js";
 import type { InferenceLimits } from "./inference.js";
-import { sendHop } from "./upstream-hop.js";
 
 // `/upstream/<model-id>/<path…>`, any method: straight to the model's harness (llama-server's
 // `/props`, `/slots`, its web UI), inside one of the model's admission slots like inference, so
@@ -21,6 +23,8 @@ import { sendHop } from "./upstream-hop.js";
 // here with the canonical id.
 
 const PREFIX = "/upstream/";
+
+const agents = proxyAgents(1024);
 
 /** The neuron's limits unless neuron.yaml says otherwise (the inference path's). */
 const DEFAULT_LIMITS: InferenceLimits = {
@@ -86,24 +90,23 @@ export const upstreamHandler = (
     const headers = forwardedHeaders(req.headers);
     const requestId = req.headers["x-request-id"];
     if (requestId !== undefined) headers["x-request-id"] = requestId;
-    const gone = new ClientSignal();
-    const onClose = () => {
-      if (!res.writableFinished) gone.abort(new Error("client disconnected"));
-    };
-    res.on("close", onClose);
+    const { signal: gone, release } = clientGone(res);
     try {
       await manager.run(target.model, gone, async (baseUrl, sawBytes) => {
         let response: IncomingMessage;
         try {
-          response = await sendHop({
-            baseUrl,
+          ({ response } = await post({
             method: req.method ?? "GET",
+            target: targetOf(baseUrl),
             path: target.path,
+            agents,
             headers,
             body,
             signal: gone,
             connectTimeoutMs: 5000,
-          });
+            // A harness that accepted the request never times out on its own: the caller decides.
+            idleTimeoutMs: 0,
+          }));
         } catch (error) {
           if (gone.aborted) return;
           const code = error instanceof UpstreamFailure ? error.code : "error";
@@ -123,7 +126,7 @@ export const upstreamHandler = (
       if (gone.aborted) return;
       throw error;
     } finally {
-      res.off("close", onClose);
+      release();
     }
   };
 };
